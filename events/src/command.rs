@@ -1,0 +1,114 @@
+//! Commands: what a client asks for. `decide` turns one into events or a rejection.
+
+use crate::event::{Restriction, Retention, Role};
+use crate::ids::{CommandId, GroupId, KeyId, LicenseId, TypeCode, UserId};
+use chrono::{DateTime, Utc};
+
+/// What the shell knows about a command besides its content. Time arrives here; `decide`
+/// never reads a clock.
+#[derive(Clone, Copy, Debug)]
+pub struct Context {
+    pub now: DateTime<Utc>,
+    /// New licence ids are derived from it, so `decide` stays a pure function.
+    pub command_id: CommandId,
+}
+
+/// A new user, alone or in a batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewUser {
+    pub user: UserId,
+    pub name: String,
+    pub group: GroupId,
+    pub extension: Option<String>,
+    pub number: Option<String>,
+}
+
+/// Everything a client can ask the ledger to change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    CreateTenant {
+        name: String,
+        billing_timezone: String,
+        currency: String,
+    },
+    ProvisionLicenses {
+        license_type: TypeCode,
+        quantity: u32,
+    },
+    SetQuantity {
+        license_type: TypeCode,
+        quantity: u32,
+    },
+    TerminateLicense {
+        license: LicenseId,
+    },
+    AssignLicense {
+        license: LicenseId,
+        user: UserId,
+    },
+    UnassignLicense {
+        license: LicenseId,
+    },
+    ReassignLicense {
+        license: LicenseId,
+        user: UserId,
+    },
+    AttachAddon {
+        base: LicenseId,
+        addon: LicenseId,
+    },
+    DetachAddon {
+        base: LicenseId,
+        addon: LicenseId,
+    },
+    /// Pick free licences of these types and hand them to the user in one step.
+    AssignByType {
+        user: UserId,
+        license_type: TypeCode,
+        addons: Vec<TypeCode>,
+    },
+    CreateGroup {
+        group: GroupId,
+        name: String,
+        parent: Option<GroupId>,
+    },
+    /// `parent: Some(None)` makes the group a root group.
+    UpdateGroup {
+        group: GroupId,
+        name: Option<String>,
+        parent: Option<Option<GroupId>>,
+    },
+    SetRestriction {
+        group: GroupId,
+        restriction: Restriction,
+    },
+    ClearRestriction {
+        group: GroupId,
+    },
+    CreateUser(NewUser),
+    CreateUsers(Vec<NewUser>),
+    UpdateUser {
+        user: UserId,
+        name: Option<String>,
+        group: Option<GroupId>,
+    },
+    DeleteUser {
+        user: UserId,
+    },
+    SetRetention(Retention),
+    SetPrice {
+        license_type: TypeCode,
+        unit_price_minor: i64,
+        currency: String,
+        effective_from: DateTime<Utc>,
+    },
+    IssueKey {
+        key: KeyId,
+        name: String,
+        role: Role,
+        token_hash: [u8; 32],
+    },
+    RevokeKey {
+        key: KeyId,
+    },
+}

@@ -1,0 +1,297 @@
+//! Events: the immutable facts of the log, their envelope and their versioned binary encoding.
+//!
+//! **Invariant:** variants are only ever appended to [`Event`]; an existing variant's fields never
+//! change. A change of shape is a new variant (`…V2`) and `evolve` handles both forever.
+
+use crate::catalogue::LicenseType;
+use crate::ids::{CommandId, GroupId, KeyId, LicenseId, TenantId, TypeCode, UserId};
+use crate::time::{instant, optional_instant};
+use bincode::Options;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Role of an API key (SPEC "Access").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Reads current state.
+    Viewer,
+    /// Viewer, plus assign / unassign / reassign / add-ons / users.
+    Operator,
+    /// Everything inside its tenant.
+    Admin,
+    /// Viewer, plus history and as-of state.
+    Auditor,
+    /// Viewer, plus usage peaks and invoices.
+    Billing,
+}
+
+/// How often an expiry reminder repeats once it is due.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReminderFrequency {
+    Once,
+    Daily,
+    Weekly,
+    Every30Days,
+}
+
+/// A reminder `days_before` the group's `valid_until`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reminder {
+    pub days_before: u32,
+    pub frequency: ReminderFrequency,
+}
+
+/// A group's restriction (quota). Disabled means unlimited; types absent from `limits` are
+/// unlimited too.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Restriction {
+    pub enabled: bool,
+    pub limits: BTreeMap<TypeCode, u64>,
+    #[serde(with = "optional_instant", default)]
+    pub valid_from: Option<DateTime<Utc>>,
+    #[serde(with = "optional_instant", default)]
+    pub valid_until: Option<DateTime<Utc>>,
+    pub reminder: Option<Reminder>,
+}
+
+/// Call-recording retention of a tenant: up to 14 days is free, otherwise whole quarters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Retention {
+    Days(u32),
+    Months(u32),
+}
+
+impl Retention {
+    /// Billing units each `call_recording` licence counts for.
+    pub fn units_per_license(&self) -> u64 {
+        match self {
+            Retention::Days(_) => 0,
+            Retention::Months(months) => u64::from(*months / 3),
+        }
+    }
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention::Days(14)
+    }
+}
+
+/// Every state change of a tenant.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Event {
+    TenantCreated {
+        name: String,
+        billing_timezone: String,
+        currency: String,
+    },
+    LicenseTypeDefined {
+        definition: LicenseType,
+    },
+    LicensesProvisioned {
+        license_type: TypeCode,
+        ids: Vec<LicenseId>,
+    },
+    LicenseTerminated {
+        license: LicenseId,
+        license_type: TypeCode,
+    },
+    LicenseAssigned {
+        license: LicenseId,
+        license_type: TypeCode,
+        user: UserId,
+    },
+    LicenseUnassigned {
+        license: LicenseId,
+        license_type: TypeCode,
+        user: UserId,
+    },
+    LicenseReassigned {
+        license: LicenseId,
+        license_type: TypeCode,
+        from: UserId,
+        to: UserId,
+    },
+    AddonAttached {
+        addon: LicenseId,
+        addon_type: TypeCode,
+        base: LicenseId,
+    },
+    AddonDetached {
+        addon: LicenseId,
+        addon_type: TypeCode,
+        base: LicenseId,
+    },
+    GroupCreated {
+        group: GroupId,
+        name: String,
+        parent: Option<GroupId>,
+    },
+    GroupMoved {
+        group: GroupId,
+        parent: Option<GroupId>,
+    },
+    GroupRenamed {
+        group: GroupId,
+        name: String,
+    },
+    RestrictionSet {
+        group: GroupId,
+        restriction: Restriction,
+    },
+    RestrictionCleared {
+        group: GroupId,
+    },
+    UserCreated {
+        user: UserId,
+        name: String,
+        group: GroupId,
+        extension: Option<String>,
+        number: Option<String>,
+    },
+    UserMoved {
+        user: UserId,
+        group: GroupId,
+    },
+    UserRenamed {
+        user: UserId,
+        name: String,
+    },
+    UserRemoved {
+        user: UserId,
+    },
+    RetentionSet {
+        retention: Retention,
+    },
+    PriceSet {
+        license_type: TypeCode,
+        unit_price_minor: i64,
+        currency: String,
+        #[serde(with = "instant")]
+        effective_from: DateTime<Utc>,
+    },
+    ApiKeyIssued {
+        key: KeyId,
+        name: String,
+        role: Role,
+        token_hash: [u8; 32],
+    },
+    ApiKeyRevoked {
+        key: KeyId,
+    },
+}
+
+impl Event {
+    /// The snake_case name of the event kind, as `/events?kind=` filters it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::TenantCreated { .. } => "tenant_created",
+            Event::LicenseTypeDefined { .. } => "license_type_defined",
+            Event::LicensesProvisioned { .. } => "licenses_provisioned",
+            Event::LicenseTerminated { .. } => "license_terminated",
+            Event::LicenseAssigned { .. } => "license_assigned",
+            Event::LicenseUnassigned { .. } => "license_unassigned",
+            Event::LicenseReassigned { .. } => "license_reassigned",
+            Event::AddonAttached { .. } => "addon_attached",
+            Event::AddonDetached { .. } => "addon_detached",
+            Event::GroupCreated { .. } => "group_created",
+            Event::GroupMoved { .. } => "group_moved",
+            Event::GroupRenamed { .. } => "group_renamed",
+            Event::RestrictionSet { .. } => "restriction_set",
+            Event::RestrictionCleared { .. } => "restriction_cleared",
+            Event::UserCreated { .. } => "user_created",
+            Event::UserMoved { .. } => "user_moved",
+            Event::UserRenamed { .. } => "user_renamed",
+            Event::UserRemoved { .. } => "user_removed",
+            Event::RetentionSet { .. } => "retention_set",
+            Event::PriceSet { .. } => "price_set",
+            Event::ApiKeyIssued { .. } => "api_key_issued",
+            Event::ApiKeyRevoked { .. } => "api_key_revoked",
+        }
+    }
+}
+
+/// A blake3 hash of an encoded envelope; the zero hash precedes a tenant's first event.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct EventHash(pub [u8; 32]);
+
+impl EventHash {
+    /// Lowercase hex, as the API shows it.
+    pub fn to_hex(&self) -> String {
+        blake3::Hash::from(self.0).to_hex().to_string()
+    }
+}
+
+/// One stored event with everything the log promises about it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// Global sequence number, gapless from 1.
+    pub seq: u64,
+    pub tenant: TenantId,
+    /// Position in the tenant's stream, gapless from 1.
+    pub version: u64,
+    /// Server clock when the batch was decided.
+    #[serde(with = "instant")]
+    pub recorded_at: DateTime<Utc>,
+    /// API key id, `root` or a CLI identity.
+    pub actor: String,
+    pub reason: Option<String>,
+    pub command_id: CommandId,
+    /// Hash of the tenant's previous event.
+    pub prev_hash: EventHash,
+    pub event: Event,
+}
+
+/// Tag of the first (and so far only) binary format of an envelope.
+pub const FORMAT_V1: u8 = 1;
+/// Largest encoded envelope accepted; a corrupt length prefix never allocates beyond it.
+pub const ENVELOPE_BYTES_MAX: u64 = 8 << 20;
+
+/// Why stored bytes could not be read back as an envelope.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("empty event record")]
+    Empty,
+    #[error("unknown event format version {0}")]
+    UnknownFormat(u8),
+    #[error("undecodable event: {0}")]
+    Bincode(#[from] bincode::Error),
+}
+
+fn bincode_options() -> impl bincode::Options {
+    bincode::DefaultOptions::new()
+        .with_limit(ENVELOPE_BYTES_MAX)
+        .reject_trailing_bytes()
+}
+
+impl Envelope {
+    /// The stored bytes: the format tag, then bincode of the envelope.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut bytes = vec![FORMAT_V1];
+        // Serialising an in-memory envelope into a Vec cannot fail unless it exceeds the
+        // limit, which `decide` prevents by bounding every input.
+        bincode_options()
+            .serialize_into(&mut bytes, self)
+            .expect("an envelope within ENVELOPE_BYTES_MAX always encodes");
+        bytes
+    }
+
+    /// Read stored bytes written by this or any earlier release.
+    pub fn decode(bytes: &[u8]) -> Result<Envelope, DecodeError> {
+        match bytes.split_first() {
+            None => Err(DecodeError::Empty),
+            Some((&FORMAT_V1, rest)) => Ok(bincode_options().deserialize(rest)?),
+            Some((&other, _)) => Err(DecodeError::UnknownFormat(other)),
+        }
+    }
+
+    /// The hash of encoded bytes, which the tenant's next event chains to.
+    pub fn hash_of(encoded: &[u8]) -> EventHash {
+        EventHash(*blake3::hash(encoded).as_bytes())
+    }
+}

@@ -1,0 +1,100 @@
+//! Typed identifiers. Swapping a `UserId` for a `LicenseId` is a compile error.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use uuid::Uuid;
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub Uuid);
+
+        impl $name {
+            /// A fresh random id (only the shell calls this; `decide` derives ids instead).
+            pub fn new_random() -> Self {
+                Self(Uuid::new_v4())
+            }
+            /// The raw UUID.
+            pub fn as_uuid(&self) -> Uuid {
+                self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = uuid::Error;
+            fn from_str(text: &str) -> Result<Self, Self::Err> {
+                Uuid::parse_str(text).map(Self)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// A tenant: the "company" of the vendor documents.
+    TenantId
+);
+id_type!(
+    /// One licence instance (base or add-on).
+    LicenseId
+);
+id_type!(
+    /// A user of a tenant.
+    UserId
+);
+id_type!(
+    /// A group in a tenant's hierarchy.
+    GroupId
+);
+id_type!(
+    /// An API key of a tenant.
+    KeyId
+);
+id_type!(
+    /// The identity of one command, shared by every event it produced.
+    CommandId
+);
+
+/// The code of a licence type in the catalogue, such as `phone_system` or `call_recording`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TypeCode(pub String);
+
+/// Longest licence type code accepted.
+pub const TYPE_CODE_BYTES_MAX: usize = 64;
+
+impl TypeCode {
+    /// A type code from text; `None` unless it is 1..=64 characters of `[a-z0-9_]`.
+    pub fn parse(text: &str) -> Option<TypeCode> {
+        let valid = !text.is_empty()
+            && text.len() <= TYPE_CODE_BYTES_MAX
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        valid.then(|| TypeCode(text.to_string()))
+    }
+
+    /// The code as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for TypeCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for TypeCode {
+    fn from(text: &str) -> Self {
+        TypeCode(text.to_string())
+    }
+}

@@ -1,0 +1,24 @@
+//! The licensing domain: ids, events and their versioned encoding, commands, the catalogue,
+//! `decide` and `evolve`.
+//!
+//! **Invariant:** this crate does no I/O and never reads the clock: time arrives inside the
+//! command's [`Context`].
+
+pub mod catalogue;
+pub mod command;
+pub mod decide;
+pub mod event;
+pub mod ids;
+pub mod rejection;
+pub mod state;
+pub mod time;
+
+pub use catalogue::{Catalogue, Kind, LicenseType};
+pub use command::{Command, Context, NewUser};
+pub use decide::decide;
+pub use event::{
+    Envelope, Event, EventHash, Reminder, ReminderFrequency, Restriction, Retention, Role,
+};
+pub use ids::{CommandId, GroupId, KeyId, LicenseId, TenantId, TypeCode, UserId};
+pub use rejection::{Rejection, RejectionClass, Rule, Violation};
+pub use state::{evolve, License, LicenseStatus, Tenant};

@@ -1,0 +1,254 @@
+//! Why `decide` refused a command. Every variant reads as a sentence and has a stable code.
+
+use crate::ids::{GroupId, KeyId, LicenseId, TypeCode, UserId};
+
+/// A domain rule a command would break (HTTP 422 `rule_violation`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Rule {
+    GroupLimitReached,
+    ChildLimitExceedsParent,
+    WindowOutsideParent,
+    WindowReversed,
+    SipNumberBelowMobileApp,
+    LimitBelowUsage,
+    RequiresMissing,
+    ExcludedType,
+    AddonCannotAttach,
+    AddonTypeAlreadyAttached,
+    OneBasePerType,
+    NotABaseLicense,
+    NotAnAddon,
+    NoFreeLicense,
+    NotEnoughFreeLicenses,
+    QuantityStepTooLarge,
+    GroupCycle,
+    GroupDepthExceeded,
+    CurrencyMismatch,
+}
+
+impl Rule {
+    /// The stable snake_case name clients match on.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Rule::GroupLimitReached => "group_limit_reached",
+            Rule::ChildLimitExceedsParent => "child_limit_exceeds_parent",
+            Rule::WindowOutsideParent => "window_outside_parent",
+            Rule::WindowReversed => "window_reversed",
+            Rule::SipNumberBelowMobileApp => "sip_number_below_mobile_app",
+            Rule::LimitBelowUsage => "limit_below_usage",
+            Rule::RequiresMissing => "requires_missing",
+            Rule::ExcludedType => "excluded_type",
+            Rule::AddonCannotAttach => "addon_cannot_attach",
+            Rule::AddonTypeAlreadyAttached => "addon_type_already_attached",
+            Rule::OneBasePerType => "one_base_per_type",
+            Rule::NotABaseLicense => "not_a_base_license",
+            Rule::NotAnAddon => "not_an_addon",
+            Rule::NoFreeLicense => "no_free_license",
+            Rule::NotEnoughFreeLicenses => "not_enough_free_licenses",
+            Rule::QuantityStepTooLarge => "quantity_step_too_large",
+            Rule::GroupCycle => "group_cycle",
+            Rule::GroupDepthExceeded => "group_depth_exceeded",
+            Rule::CurrencyMismatch => "currency_mismatch",
+        }
+    }
+}
+
+/// One broken rule, with where and by how much.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    pub rule: Rule,
+    pub group: Option<GroupId>,
+    pub license_type: Option<TypeCode>,
+    pub limit: Option<u64>,
+    pub used: Option<u64>,
+    pub message: String,
+}
+
+impl Violation {
+    /// A violation with only a rule and a message.
+    pub fn new(rule: Rule, message: impl Into<String>) -> Violation {
+        Violation {
+            rule,
+            group: None,
+            license_type: None,
+            limit: None,
+            used: None,
+            message: message.into(),
+        }
+    }
+
+    /// Name the group where the rule applies.
+    pub fn in_group(mut self, group: GroupId) -> Violation {
+        self.group = Some(group);
+        self
+    }
+
+    /// Name the licence type concerned.
+    pub fn of_type(mut self, license_type: &TypeCode) -> Violation {
+        self.license_type = Some(license_type.clone());
+        self
+    }
+
+    /// The limit and the usage it was compared with.
+    pub fn counts(mut self, limit: u64, used: u64) -> Violation {
+        self.limit = Some(limit);
+        self.used = Some(used);
+        self
+    }
+}
+
+/// How a rejection maps onto the API's error classes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RejectionClass {
+    /// Malformed whatever the state (400).
+    BadInput,
+    /// Something named does not exist (404).
+    NotFound,
+    /// The state conflicts: already assigned, in use, taken (409).
+    Conflict,
+    /// Valid input that breaks a domain rule (422).
+    RuleViolation,
+}
+
+/// Why a command was refused. Nothing was stored.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    #[error("{0}")]
+    InvalidInput(String),
+    #[error("unknown licence type `{0}`")]
+    UnknownLicenseType(TypeCode),
+    #[error("tenant already exists")]
+    TenantAlreadyExists,
+    #[error("licence {0} not found")]
+    LicenseNotFound(LicenseId),
+    #[error("user {0} not found")]
+    UserNotFound(UserId),
+    #[error("group {0} not found")]
+    GroupNotFound(GroupId),
+    #[error("key {0} not found")]
+    KeyNotFound(KeyId),
+    #[error("licence {0} is terminated")]
+    LicenseTerminated(LicenseId),
+    #[error("licence {license} is already assigned{}", holder_text(.user, .base))]
+    LicenseAlreadyAssigned {
+        license: LicenseId,
+        user: Option<UserId>,
+        base: Option<LicenseId>,
+    },
+    #[error("licence {0} is not assigned")]
+    LicenseNotAssigned(LicenseId),
+    #[error("licence {license} is in use{}{}", holder_text(.user, .base), addons_text(.addons))]
+    LicenseInUse {
+        license: LicenseId,
+        user: Option<UserId>,
+        base: Option<LicenseId>,
+        addons: Vec<LicenseId>,
+    },
+    #[error("add-on {addon} is not attached to licence {base}")]
+    AddonNotAttached { addon: LicenseId, base: LicenseId },
+    #[error("extension {extension} is already used by user {user}")]
+    ExtensionTaken { extension: String, user: UserId },
+    #[error("user {user} still holds {} licence(s)", .licenses.len())]
+    UserHoldsLicenses {
+        user: UserId,
+        licenses: Vec<LicenseId>,
+    },
+    #[error("user {0} already exists")]
+    UserAlreadyExists(UserId),
+    #[error("group {0} already exists")]
+    GroupAlreadyExists(GroupId),
+    #[error("key {0} already exists")]
+    KeyAlreadyExists(KeyId),
+    #[error("key {0} is already revoked")]
+    KeyAlreadyRevoked(KeyId),
+    #[error("{}", violations_text(.0))]
+    RuleViolations(Vec<Violation>),
+    /// Some items of a batch were refused; each with its index. Nothing was stored.
+    #[error("{} item(s) of the batch were refused; nothing was stored", .0.len())]
+    BatchRejected(Vec<(usize, Rejection)>),
+}
+
+fn holder_text(user: &Option<UserId>, base: &Option<LicenseId>) -> String {
+    match (user, base) {
+        (Some(u), _) => format!(" by user {u}"),
+        (None, Some(b)) => format!(" as an add-on of licence {b}"),
+        (None, None) => String::new(),
+    }
+}
+
+fn addons_text(addons: &[LicenseId]) -> String {
+    if addons.is_empty() {
+        String::new()
+    } else {
+        format!(" ({} add-on(s) attached)", addons.len())
+    }
+}
+
+fn violations_text(violations: &[Violation]) -> String {
+    let messages: Vec<&str> = violations.iter().map(|v| v.message.as_str()).collect();
+    messages.join("; ")
+}
+
+impl Rejection {
+    /// The class that decides the HTTP status.
+    pub fn class(&self) -> RejectionClass {
+        use Rejection::*;
+        match self {
+            InvalidInput(_) | UnknownLicenseType(_) => RejectionClass::BadInput,
+            LicenseNotFound(_) | UserNotFound(_) | GroupNotFound(_) | KeyNotFound(_) => {
+                RejectionClass::NotFound
+            }
+            TenantAlreadyExists
+            | LicenseTerminated(_)
+            | LicenseAlreadyAssigned { .. }
+            | LicenseNotAssigned(_)
+            | LicenseInUse { .. }
+            | AddonNotAttached { .. }
+            | ExtensionTaken { .. }
+            | UserHoldsLicenses { .. }
+            | UserAlreadyExists(_)
+            | GroupAlreadyExists(_)
+            | KeyAlreadyExists(_)
+            | KeyAlreadyRevoked(_) => RejectionClass::Conflict,
+            RuleViolations(_) => RejectionClass::RuleViolation,
+            BatchRejected(items) => items
+                .first()
+                .map_or(RejectionClass::BadInput, |(_, first)| first.class()),
+        }
+    }
+
+    /// A precise snake_case reason, finer than the class (for `details.reason`).
+    pub fn reason(&self) -> &'static str {
+        use Rejection::*;
+        match self {
+            InvalidInput(_) => "invalid_input",
+            UnknownLicenseType(_) => "unknown_license_type",
+            TenantAlreadyExists => "tenant_already_exists",
+            LicenseNotFound(_) => "license_not_found",
+            UserNotFound(_) => "user_not_found",
+            GroupNotFound(_) => "group_not_found",
+            KeyNotFound(_) => "key_not_found",
+            LicenseTerminated(_) => "license_terminated",
+            LicenseAlreadyAssigned { .. } => "license_already_assigned",
+            LicenseNotAssigned(_) => "license_not_assigned",
+            LicenseInUse { .. } => "license_in_use",
+            AddonNotAttached { .. } => "addon_not_attached",
+            ExtensionTaken { .. } => "extension_taken",
+            UserHoldsLicenses { .. } => "user_holds_licenses",
+            UserAlreadyExists(_) => "user_already_exists",
+            GroupAlreadyExists(_) => "group_already_exists",
+            KeyAlreadyExists(_) => "key_already_exists",
+            KeyAlreadyRevoked(_) => "key_already_revoked",
+            RuleViolations(_) => "rule_violations",
+            BatchRejected(_) => "batch_rejected",
+        }
+    }
+
+    /// The violations of a 422, empty otherwise.
+    pub fn violations(&self) -> &[Violation] {
+        match self {
+            Rejection::RuleViolations(v) => v,
+            _ => &[],
+        }
+    }
+}

@@ -1,0 +1,578 @@
+//! The state of one tenant, as `evolve` folds it from events. It is what `decide` judges
+//! commands against, and what the current-state queries read.
+
+use crate::catalogue::{Catalogue, Kind};
+use crate::event::{Event, EventHash, Restriction, Retention, Role};
+use crate::ids::{GroupId, KeyId, LicenseId, TenantId, TypeCode, UserId};
+use chrono::{DateTime, Utc};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Whether a licence can be handed out, is in use, or is gone for good.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum LicenseStatus {
+    Free,
+    Assigned,
+    Terminated,
+}
+
+impl LicenseStatus {
+    /// The wire name.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            LicenseStatus::Free => "free",
+            LicenseStatus::Assigned => "assigned",
+            LicenseStatus::Terminated => "terminated",
+        }
+    }
+}
+
+/// One licence instance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct License {
+    pub id: LicenseId,
+    pub license_type: TypeCode,
+    pub kind: Kind,
+    /// For a base licence: the user holding it.
+    pub user: Option<UserId>,
+    /// For an add-on: the base licence it is attached to.
+    pub base: Option<LicenseId>,
+    /// For a base licence: the add-ons attached to it.
+    pub addons: BTreeSet<LicenseId>,
+    pub terminated: bool,
+    /// Tenant version of the event that provisioned it (newest are terminated first).
+    pub provisioned_version: u64,
+}
+
+impl License {
+    /// Free, assigned (a base held by a user, an add-on attached to a base) or terminated.
+    pub fn status(&self) -> LicenseStatus {
+        if self.terminated {
+            LicenseStatus::Terminated
+        } else if self.user.is_some() || self.base.is_some() {
+            LicenseStatus::Assigned
+        } else {
+            LicenseStatus::Free
+        }
+    }
+}
+
+/// A group of the tenant's tree.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Group {
+    pub id: GroupId,
+    pub name: String,
+    pub parent: Option<GroupId>,
+    pub children: BTreeSet<GroupId>,
+    pub restriction: Option<Restriction>,
+    /// Licences of each type held by users anywhere in this group's subtree.
+    pub used: BTreeMap<TypeCode, u64>,
+}
+
+impl Group {
+    /// The restriction, if it is enabled.
+    pub fn enabled_restriction(&self) -> Option<&Restriction> {
+        self.restriction.as_ref().filter(|r| r.enabled)
+    }
+
+    /// Licences of `license_type` used in the subtree.
+    pub fn used_of(&self, license_type: &TypeCode) -> u64 {
+        self.used.get(license_type).copied().unwrap_or(0)
+    }
+}
+
+/// A user of the tenant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct User {
+    pub id: UserId,
+    pub name: String,
+    pub group: GroupId,
+    pub extension: Option<String>,
+    pub number: Option<String>,
+    pub removed: bool,
+    /// Base licences held.
+    pub licenses: BTreeSet<LicenseId>,
+}
+
+/// An API key (the token itself is never stored, only its hash).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiKey {
+    pub id: KeyId,
+    pub name: String,
+    pub role: Role,
+    pub token_hash: [u8; 32],
+    pub revoked: bool,
+}
+
+/// A price in force from an instant on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Price {
+    pub unit_price_minor: i64,
+    pub currency: String,
+    pub effective_from: DateTime<Utc>,
+}
+
+/// Everything known about one tenant at a version of its stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tenant {
+    pub id: TenantId,
+    pub name: String,
+    pub billing_timezone: String,
+    pub currency: String,
+    /// Number of events in the tenant's stream.
+    pub version: u64,
+    /// Hash of the tenant's last event.
+    pub last_hash: EventHash,
+    pub catalogue: Catalogue,
+    pub licenses: BTreeMap<LicenseId, License>,
+    /// Free licences per type (a base: unassigned; an add-on: unattached).
+    pub free: BTreeMap<TypeCode, BTreeSet<LicenseId>>,
+    /// Licences not terminated, per type.
+    pub owned: BTreeMap<TypeCode, u64>,
+    pub groups: BTreeMap<GroupId, Group>,
+    pub users: BTreeMap<UserId, User>,
+    /// Extension of every user not removed.
+    pub extensions: BTreeMap<String, UserId>,
+    pub retention: Retention,
+    pub prices: BTreeMap<TypeCode, Vec<Price>>,
+    pub keys: BTreeMap<KeyId, ApiKey>,
+}
+
+impl Tenant {
+    /// The empty state before a tenant's first event.
+    pub fn empty(id: TenantId) -> Tenant {
+        Tenant {
+            id,
+            name: String::new(),
+            billing_timezone: "UTC".into(),
+            currency: "EUR".into(),
+            version: 0,
+            last_hash: EventHash::default(),
+            catalogue: Catalogue::new(),
+            licenses: BTreeMap::new(),
+            free: BTreeMap::new(),
+            owned: BTreeMap::new(),
+            groups: BTreeMap::new(),
+            users: BTreeMap::new(),
+            extensions: BTreeMap::new(),
+            retention: Retention::default(),
+            prices: BTreeMap::new(),
+            keys: BTreeMap::new(),
+        }
+    }
+
+    /// A user that exists and was not removed.
+    pub fn active_user(&self, user: UserId) -> Option<&User> {
+        self.users.get(&user).filter(|u| !u.removed)
+    }
+
+    /// The group and its ancestors, nearest first. Bounded by the number of groups, so a
+    /// corrupt parent cycle cannot loop forever.
+    pub fn path_to_root(&self, group: GroupId) -> Vec<GroupId> {
+        let mut path = Vec::new();
+        let mut next = Some(group);
+        while let Some(id) = next {
+            if path.len() > self.groups.len() {
+                break;
+            }
+            path.push(id);
+            next = self.groups.get(&id).and_then(|g| g.parent);
+        }
+        path
+    }
+
+    /// Every group in the subtree of `group`, itself first.
+    pub fn subtree(&self, group: GroupId) -> Vec<GroupId> {
+        let mut out = vec![group];
+        let mut index = 0;
+        while index < out.len() {
+            if let Some(g) = self.groups.get(&out[index]) {
+                out.extend(g.children.iter().copied());
+            }
+            index += 1;
+            if out.len() > self.groups.len() {
+                break;
+            }
+        }
+        out
+    }
+
+    /// Types a user holds: each base licence and every add-on attached to it.
+    pub fn holdings(&self, user: UserId) -> Vec<TypeCode> {
+        let Some(user) = self.users.get(&user) else {
+            return vec![];
+        };
+        let mut types = Vec::new();
+        for id in &user.licenses {
+            if let Some(license) = self.licenses.get(id) {
+                types.extend(self.license_with_addon_types(license));
+            }
+        }
+        types
+    }
+
+    /// The type of a licence followed by the types of its attached add-ons.
+    pub fn license_with_addon_types(&self, license: &License) -> Vec<TypeCode> {
+        let mut types = vec![license.license_type.clone()];
+        types.extend(
+            license
+                .addons
+                .iter()
+                .filter_map(|a| self.licenses.get(a))
+                .map(|a| a.license_type.clone()),
+        );
+        types
+    }
+
+    /// Licences assigned (or attached), per type.
+    pub fn assigned_count(&self, license_type: &TypeCode) -> u64 {
+        let owned = self.owned.get(license_type).copied().unwrap_or(0);
+        let free = self.free.get(license_type).map_or(0, |f| f.len() as u64);
+        owned.saturating_sub(free)
+    }
+
+    /// The effective validity window of a group: the intersection of the windows of every
+    /// enabled restriction on its path to the root.
+    pub fn effective_window(
+        &self,
+        group: GroupId,
+    ) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
+        let mut from: Option<DateTime<Utc>> = None;
+        let mut until: Option<DateTime<Utc>> = None;
+        for id in self.path_to_root(group) {
+            let Some(r) = self.groups.get(&id).and_then(|g| g.enabled_restriction()) else {
+                continue;
+            };
+            if let Some(f) = r.valid_from {
+                from = Some(from.map_or(f, |x| x.max(f)));
+            }
+            if let Some(u) = r.valid_until {
+                until = Some(until.map_or(u, |x| x.min(u)));
+            }
+        }
+        (from, until)
+    }
+
+    fn add_usage(&mut self, group: GroupId, types: &[TypeCode], sign: i64) {
+        let amounts: Vec<(TypeCode, u64)> = types.iter().map(|t| (t.clone(), 1)).collect();
+        self.shift_usage(group, &amounts, sign);
+    }
+
+    /// Add (`sign` 1) or remove (`sign` -1) `amounts` on `group` and every ancestor.
+    fn shift_usage(&mut self, group: GroupId, amounts: &[(TypeCode, u64)], sign: i64) {
+        for id in self.path_to_root(group) {
+            let Some(g) = self.groups.get_mut(&id) else {
+                continue;
+            };
+            for (t, n) in amounts {
+                let counter = g.used.entry(t.clone()).or_insert(0);
+                *counter = if sign >= 0 {
+                    counter.saturating_add(*n)
+                } else {
+                    counter.saturating_sub(*n)
+                };
+                if *counter == 0 {
+                    g.used.remove(t);
+                }
+            }
+        }
+    }
+
+    fn set_free(&mut self, license: LicenseId, free: bool) {
+        let Some(l) = self.licenses.get(&license) else {
+            return;
+        };
+        let set = self.free.entry(l.license_type.clone()).or_default();
+        if free {
+            set.insert(license);
+        } else {
+            set.remove(&license);
+        }
+    }
+
+    fn user_group(&self, user: UserId) -> Option<GroupId> {
+        self.users.get(&user).map(|u| u.group)
+    }
+}
+
+/// Fold one event into the state. Infallible and unvalidated: `decide` validated it before it
+/// was stored. Advances `version` by one.
+pub fn evolve(state: &mut Tenant, event: &Event, version_of_event: u64) {
+    state.version = version_of_event;
+    match event {
+        Event::TenantCreated {
+            name,
+            billing_timezone,
+            currency,
+        } => {
+            state.name = name.clone();
+            state.billing_timezone = billing_timezone.clone();
+            state.currency = currency.clone();
+        }
+        Event::LicenseTypeDefined { definition } => {
+            state
+                .catalogue
+                .insert(definition.code.clone(), definition.clone());
+        }
+        Event::LicensesProvisioned { license_type, ids } => {
+            let kind = state
+                .catalogue
+                .get(license_type)
+                .map_or(Kind::Base, |t| t.kind);
+            for id in ids {
+                state.licenses.insert(
+                    *id,
+                    License {
+                        id: *id,
+                        license_type: license_type.clone(),
+                        kind,
+                        user: None,
+                        base: None,
+                        addons: BTreeSet::new(),
+                        terminated: false,
+                        provisioned_version: version_of_event,
+                    },
+                );
+                state
+                    .free
+                    .entry(license_type.clone())
+                    .or_default()
+                    .insert(*id);
+            }
+            *state.owned.entry(license_type.clone()).or_insert(0) += ids.len() as u64;
+        }
+        Event::LicenseTerminated {
+            license,
+            license_type,
+        } => {
+            state.set_free(*license, false);
+            if let Some(l) = state.licenses.get_mut(license) {
+                l.terminated = true;
+            }
+            if let Some(owned) = state.owned.get_mut(license_type) {
+                *owned = owned.saturating_sub(1);
+            }
+        }
+        Event::LicenseAssigned { license, user, .. } => {
+            state.set_free(*license, false);
+            if let Some(l) = state.licenses.get_mut(license) {
+                l.user = Some(*user);
+            }
+            if let Some(u) = state.users.get_mut(user) {
+                u.licenses.insert(*license);
+            }
+            if let (Some(group), Some(l)) = (state.user_group(*user), state.licenses.get(license)) {
+                let types = state.license_with_addon_types(l);
+                state.add_usage(group, &types, 1);
+            }
+        }
+        Event::LicenseUnassigned { license, user, .. } => {
+            if let (Some(group), Some(l)) = (state.user_group(*user), state.licenses.get(license)) {
+                let types = state.license_with_addon_types(l);
+                state.add_usage(group, &types, -1);
+            }
+            state.set_free(*license, true);
+            if let Some(l) = state.licenses.get_mut(license) {
+                l.user = None;
+            }
+            if let Some(u) = state.users.get_mut(user) {
+                u.licenses.remove(license);
+            }
+        }
+        Event::LicenseReassigned {
+            license, from, to, ..
+        } => {
+            if let Some(l) = state.licenses.get(license) {
+                let types = state.license_with_addon_types(l);
+                if let Some(group) = state.user_group(*from) {
+                    state.add_usage(group, &types, -1);
+                }
+                if let Some(group) = state.user_group(*to) {
+                    state.add_usage(group, &types, 1);
+                }
+            }
+            if let Some(l) = state.licenses.get_mut(license) {
+                l.user = Some(*to);
+            }
+            if let Some(u) = state.users.get_mut(from) {
+                u.licenses.remove(license);
+            }
+            if let Some(u) = state.users.get_mut(to) {
+                u.licenses.insert(*license);
+            }
+        }
+        Event::AddonAttached {
+            addon,
+            addon_type,
+            base,
+        } => {
+            state.set_free(*addon, false);
+            if let Some(a) = state.licenses.get_mut(addon) {
+                a.base = Some(*base);
+            }
+            let holder = state.licenses.get_mut(base).and_then(|b| {
+                b.addons.insert(*addon);
+                b.user
+            });
+            if let Some(group) = holder.and_then(|u| state.user_group(u)) {
+                state.add_usage(group, std::slice::from_ref(addon_type), 1);
+            }
+        }
+        Event::AddonDetached {
+            addon,
+            addon_type,
+            base,
+        } => {
+            state.set_free(*addon, true);
+            if let Some(a) = state.licenses.get_mut(addon) {
+                a.base = None;
+            }
+            let holder = state.licenses.get_mut(base).and_then(|b| {
+                b.addons.remove(addon);
+                b.user
+            });
+            if let Some(group) = holder.and_then(|u| state.user_group(u)) {
+                state.add_usage(group, std::slice::from_ref(addon_type), -1);
+            }
+        }
+        Event::GroupCreated {
+            group,
+            name,
+            parent,
+        } => {
+            state.groups.insert(
+                *group,
+                Group {
+                    id: *group,
+                    name: name.clone(),
+                    parent: *parent,
+                    children: BTreeSet::new(),
+                    restriction: None,
+                    used: BTreeMap::new(),
+                },
+            );
+            if let Some(p) = parent.and_then(|p| state.groups.get_mut(&p)) {
+                p.children.insert(*group);
+            }
+        }
+        Event::GroupMoved { group, parent } => {
+            let Some(g) = state.groups.get(group) else {
+                return;
+            };
+            let used: Vec<(TypeCode, u64)> = g.used.iter().map(|(t, n)| (t.clone(), *n)).collect();
+            let old_parent = g.parent;
+            if let Some(old) = old_parent {
+                state.shift_usage(old, &used, -1);
+                if let Some(p) = state.groups.get_mut(&old) {
+                    p.children.remove(group);
+                }
+            }
+            if let Some(new) = parent {
+                if let Some(p) = state.groups.get_mut(new) {
+                    p.children.insert(*group);
+                }
+                state.shift_usage(*new, &used, 1);
+            }
+            if let Some(g) = state.groups.get_mut(group) {
+                g.parent = *parent;
+            }
+        }
+        Event::GroupRenamed { group, name } => {
+            if let Some(g) = state.groups.get_mut(group) {
+                g.name = name.clone();
+            }
+        }
+        Event::RestrictionSet { group, restriction } => {
+            if let Some(g) = state.groups.get_mut(group) {
+                g.restriction = Some(restriction.clone());
+            }
+        }
+        Event::RestrictionCleared { group } => {
+            if let Some(g) = state.groups.get_mut(group) {
+                g.restriction = None;
+            }
+        }
+        Event::UserCreated {
+            user,
+            name,
+            group,
+            extension,
+            number,
+        } => {
+            if let Some(ext) = extension {
+                state.extensions.insert(ext.clone(), *user);
+            }
+            state.users.insert(
+                *user,
+                User {
+                    id: *user,
+                    name: name.clone(),
+                    group: *group,
+                    extension: extension.clone(),
+                    number: number.clone(),
+                    removed: false,
+                    licenses: BTreeSet::new(),
+                },
+            );
+        }
+        Event::UserMoved { user, group } => {
+            let holdings = state.holdings(*user);
+            if let Some(old) = state.user_group(*user) {
+                state.add_usage(old, &holdings, -1);
+            }
+            state.add_usage(*group, &holdings, 1);
+            if let Some(u) = state.users.get_mut(user) {
+                u.group = *group;
+            }
+        }
+        Event::UserRenamed { user, name } => {
+            if let Some(u) = state.users.get_mut(user) {
+                u.name = name.clone();
+            }
+        }
+        Event::UserRemoved { user } => {
+            if let Some(u) = state.users.get_mut(user) {
+                u.removed = true;
+                if let Some(ext) = &u.extension {
+                    state.extensions.remove(ext);
+                }
+            }
+        }
+        Event::RetentionSet { retention } => state.retention = *retention,
+        Event::PriceSet {
+            license_type,
+            unit_price_minor,
+            currency,
+            effective_from,
+        } => {
+            let prices = state.prices.entry(license_type.clone()).or_default();
+            prices.push(Price {
+                unit_price_minor: *unit_price_minor,
+                currency: currency.clone(),
+                effective_from: *effective_from,
+            });
+            prices.sort_by_key(|p| p.effective_from);
+        }
+        Event::ApiKeyIssued {
+            key,
+            name,
+            role,
+            token_hash,
+        } => {
+            state.keys.insert(
+                *key,
+                ApiKey {
+                    id: *key,
+                    name: name.clone(),
+                    role: *role,
+                    token_hash: *token_hash,
+                    revoked: false,
+                },
+            );
+        }
+        Event::ApiKeyRevoked { key } => {
+            if let Some(k) = state.keys.get_mut(key) {
+                k.revoked = true;
+            }
+        }
+    }
+}
