@@ -1,1 +1,8 @@
+//! Pure views and folds over ledger state and events: usage, group state. Depends on `events`
+//! only; no I/O, no clock (instants arrive as arguments).
 
+pub mod group_state;
+pub mod usage;
+
+pub use group_state::{group_state, GroupState, TypeState, WindowBlock};
+pub use usage::{usage, TypeUsage};

@@ -1,0 +1,212 @@
+//! `ApiError`: the one type that maps failures onto HTTP, in the envelope of API.md:
+//! `{"error": {"code", "message", "details"}}`.
+
+use crate::ledger::ExecError;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use events::{Rejection, RejectionClass, Violation};
+use serde_json::{json, Value};
+
+/// An error answer.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub details: Option<Value>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            details: None,
+        }
+    }
+
+    /// 400 `bad_request`: malformed whatever the state.
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    /// 401 `unauthorized`: no or unknown credentials.
+    pub fn unauthorized(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    /// 403 `forbidden`: known credentials without the right.
+    pub fn forbidden(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    /// 404 `not_found`.
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// 409 `conflict`.
+    pub fn conflict(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::CONFLICT, "conflict", message)
+    }
+
+    /// 413 `payload_too_large`.
+    pub fn payload_too_large(limit: usize) -> ApiError {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("request body is larger than {limit} bytes"),
+        )
+    }
+
+    /// 405 `method_not_allowed`.
+    pub fn method_not_allowed() -> ApiError {
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "this path does not accept that method",
+        )
+    }
+
+    /// 500 `internal`: the detail is logged, never returned.
+    pub fn internal(detail: impl std::fmt::Display) -> ApiError {
+        tracing::error!(%detail, "internal error");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error; see the server log",
+        )
+    }
+
+    /// Attach machine-readable details.
+    pub fn with_details(mut self, details: Value) -> ApiError {
+        self.details = Some(details);
+        self
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut error = json!({"code": self.code, "message": self.message});
+        if let Some(details) = self.details {
+            error["details"] = details;
+        }
+        (self.status, Json(json!({ "error": error }))).into_response()
+    }
+}
+
+/// A violation on the wire: `{rule, group_id?, type?, limit?, used?, message}`.
+pub fn violation_json(v: &Violation) -> Value {
+    let mut out = json!({"rule": v.rule.as_str(), "message": v.message});
+    if let Some(g) = v.group {
+        out["group_id"] = json!(g);
+    }
+    if let Some(t) = &v.license_type {
+        out["type"] = json!(t);
+    }
+    if let Some(limit) = v.limit {
+        out["limit"] = json!(limit);
+    }
+    if let Some(used) = v.used {
+        out["used"] = json!(used);
+    }
+    out
+}
+
+fn rejection_details(rejection: &Rejection) -> Value {
+    let mut details = json!({"reason": rejection.reason()});
+    match rejection {
+        Rejection::RuleViolations(list) => {
+            details["violations"] = list.iter().map(violation_json).collect();
+        }
+        Rejection::LicenseInUse {
+            license,
+            user,
+            base,
+            addons,
+        } => {
+            details["license_id"] = json!(license);
+            details["user_id"] = json!(user);
+            details["base_id"] = json!(base);
+            details["addons"] = json!(addons);
+        }
+        Rejection::LicenseAlreadyAssigned {
+            license,
+            user,
+            base,
+        } => {
+            details["license_id"] = json!(license);
+            details["user_id"] = json!(user);
+            details["base_id"] = json!(base);
+        }
+        Rejection::ExtensionTaken { extension, user } => {
+            details["extension"] = json!(extension);
+            details["user_id"] = json!(user);
+        }
+        Rejection::UserHoldsLicenses { user, licenses } => {
+            details["user_id"] = json!(user);
+            details["licenses"] = json!(licenses);
+        }
+        Rejection::BatchRejected(items) => {
+            details["errors"] = items
+                .iter()
+                .map(|(index, e)| {
+                    let mut item = json!({
+                        "index": index,
+                        "code": class_code(e.class()),
+                        "reason": e.reason(),
+                        "message": e.to_string(),
+                    });
+                    if !e.violations().is_empty() {
+                        item["violations"] = e.violations().iter().map(violation_json).collect();
+                    }
+                    item
+                })
+                .collect();
+        }
+        _ => {}
+    }
+    details
+}
+
+fn class_code(class: RejectionClass) -> &'static str {
+    match class {
+        RejectionClass::BadInput => "bad_request",
+        RejectionClass::NotFound => "not_found",
+        RejectionClass::Conflict => "conflict",
+        RejectionClass::RuleViolation => "rule_violation",
+    }
+}
+
+impl From<Rejection> for ApiError {
+    fn from(rejection: Rejection) -> ApiError {
+        let class = rejection.class();
+        let status = match class {
+            RejectionClass::BadInput => StatusCode::BAD_REQUEST,
+            RejectionClass::NotFound => StatusCode::NOT_FOUND,
+            RejectionClass::Conflict => StatusCode::CONFLICT,
+            RejectionClass::RuleViolation => StatusCode::UNPROCESSABLE_ENTITY,
+        };
+        ApiError::new(status, class_code(class), rejection.to_string())
+            .with_details(rejection_details(&rejection))
+    }
+}
+
+impl From<ExecError> for ApiError {
+    fn from(error: ExecError) -> ApiError {
+        match error {
+            ExecError::Rejected(rejection) => rejection.into(),
+            ExecError::TenantNotFound => ApiError::not_found("tenant not found"),
+            ExecError::VersionMismatch { expected, actual } => ApiError::conflict(format!(
+                "tenant is at version {actual}, not {expected}"
+            ))
+            .with_details(
+                json!({"reason": "version_mismatch", "expected": expected, "actual": actual}),
+            ),
+            ExecError::Storage(e) => ApiError::internal(e),
+            ExecError::Closed => ApiError::internal("the ledger writer stopped"),
+        }
+    }
+}

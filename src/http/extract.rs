@@ -1,0 +1,110 @@
+//! The app's own extractors: every malformed body, path or query answers in the app's error
+//! envelope (never axum's plain-text defaults), and request metadata headers are parsed once.
+
+use super::error::ApiError;
+use super::REQUEST_BODY_BYTES_MAX;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+/// A JSON body, whatever the content type; bad JSON or wrong types are a 400, too large a 413.
+pub struct AppJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for AppJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::payload_too_large(REQUEST_BODY_BYTES_MAX)
+                } else {
+                    ApiError::bad_request(format!("cannot read the request body: {rejection}"))
+                }
+            })?;
+        let body = if bytes.iter().all(u8::is_ascii_whitespace) {
+            &b"{}"[..]
+        } else {
+            &bytes[..]
+        };
+        serde_json::from_slice(body)
+            .map(AppJson)
+            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+    }
+}
+
+/// Path parameters; an invalid UUID is a 400.
+pub struct AppPath<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for AppPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(value)| AppPath(value))
+            .map_err(|e| ApiError::bad_request(format!("invalid path: {}", e.body_text())))
+    }
+}
+
+/// Query parameters; malformed values are a 400.
+pub struct AppQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for AppQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(value)| AppQuery(value))
+            .map_err(|e| ApiError::bad_request(format!("invalid query: {}", e.body_text())))
+    }
+}
+
+/// Longest `X-Reason` accepted, in bytes.
+pub const REASON_BYTES_MAX: usize = 500;
+
+/// `If-Match` and `X-Reason` of a write.
+pub struct WriteMeta {
+    pub expected_version: Option<u64>,
+    pub reason: Option<String>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for WriteMeta {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let header = |name: &str| -> Result<Option<String>, ApiError> {
+            match parts.headers.get(name) {
+                None => Ok(None),
+                Some(value) => value
+                    .to_str()
+                    .map(|v| Some(v.trim().to_string()))
+                    .map_err(|_| ApiError::bad_request(format!("{name} must be visible ASCII"))),
+            }
+        };
+        let expected_version = match header("if-match")? {
+            None => None,
+            Some(text) => {
+                let bare = text.trim_start_matches("W/").trim_matches('"');
+                Some(bare.parse::<u64>().map_err(|_| {
+                    ApiError::bad_request(
+                        "If-Match must be a tenant version number or its quoted ETag",
+                    )
+                })?)
+            }
+        };
+        let reason = header("x-reason")?.filter(|r| !r.is_empty());
+        if reason.as_ref().is_some_and(|r| r.len() > REASON_BYTES_MAX) {
+            return Err(ApiError::bad_request(format!(
+                "X-Reason is longer than {REASON_BYTES_MAX} bytes"
+            )));
+        }
+        Ok(WriteMeta {
+            expected_version,
+            reason,
+        })
+    }
+}

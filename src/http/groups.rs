@@ -1,0 +1,287 @@
+//! Groups, restrictions and group state.
+
+use super::auth::{allows, role_name, Auth, Need};
+use super::error::ApiError;
+use super::extract::{AppJson, AppPath, AppQuery, WriteMeta};
+use super::views::{instant, optional_instant, parse_instant, parse_type};
+use super::{page, page_limit, with_etag, written, App};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::Utc;
+use events::state::Group;
+use events::{Command, GroupId, Reminder, Restriction, Tenant, TenantId};
+use serde::{Deserialize, Deserializer};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+#[derive(Deserialize)]
+pub struct CreateBody {
+    id: Option<GroupId>,
+    name: String,
+    parent_id: Option<GroupId>,
+}
+
+/// `POST /v1/tenants/{t}/groups` (admin).
+pub async fn create(
+    State(app): State<App>,
+    auth: Auth,
+    meta: WriteMeta,
+    AppPath(tenant): AppPath<TenantId>,
+    AppJson(body): AppJson<CreateBody>,
+) -> Result<Response, ApiError> {
+    let group = body.id.unwrap_or_else(GroupId::new_random);
+    let command = Command::CreateGroup {
+        group,
+        name: body.name,
+        parent: body.parent_id,
+    };
+    let done = app
+        .write(tenant, &auth, Need::Administer, meta, command)
+        .await?;
+    Ok(written(StatusCode::CREATED, &done, json!({"id": group})))
+}
+
+/// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`).
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+#[derive(Deserialize)]
+pub struct PatchBody {
+    name: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    parent_id: Option<Option<GroupId>>,
+}
+
+/// `PATCH /v1/tenants/{t}/groups/{g}` (admin): rename, or move (`parent_id: null` → root).
+pub async fn update(
+    State(app): State<App>,
+    auth: Auth,
+    meta: WriteMeta,
+    AppPath((tenant, group)): AppPath<(TenantId, GroupId)>,
+    AppJson(body): AppJson<PatchBody>,
+) -> Result<Response, ApiError> {
+    let command = Command::UpdateGroup {
+        group,
+        name: body.name,
+        parent: body.parent_id,
+    };
+    let done = app
+        .write(tenant, &auth, Need::Administer, meta, command)
+        .await?;
+    Ok(written(StatusCode::OK, &done, json!({})))
+}
+
+#[derive(Deserialize)]
+pub struct RestrictionBody {
+    enabled: bool,
+    #[serde(default)]
+    limits: BTreeMap<String, u64>,
+    valid_from: Option<String>,
+    valid_until: Option<String>,
+    reminder: Option<Reminder>,
+}
+
+/// `PUT /v1/tenants/{t}/groups/{g}/restriction` (admin): 422 lists every violated rule.
+pub async fn set_restriction(
+    State(app): State<App>,
+    auth: Auth,
+    meta: WriteMeta,
+    AppPath((tenant, group)): AppPath<(TenantId, GroupId)>,
+    AppJson(body): AppJson<RestrictionBody>,
+) -> Result<Response, ApiError> {
+    let mut limits = BTreeMap::new();
+    for (code, limit) in body.limits {
+        limits.insert(parse_type(&code)?, limit);
+    }
+    let restriction = Restriction {
+        enabled: body.enabled,
+        limits,
+        valid_from: body
+            .valid_from
+            .as_deref()
+            .map(|t| parse_instant("valid_from", t))
+            .transpose()?,
+        valid_until: body
+            .valid_until
+            .as_deref()
+            .map(|t| parse_instant("valid_until", t))
+            .transpose()?,
+        reminder: body.reminder,
+    };
+    let command = Command::SetRestriction { group, restriction };
+    let done = app
+        .write(tenant, &auth, Need::Administer, meta, command)
+        .await?;
+    Ok(written(StatusCode::OK, &done, json!({})))
+}
+
+/// `DELETE /v1/tenants/{t}/groups/{g}/restriction` (admin): back to unlimited.
+pub async fn clear_restriction(
+    State(app): State<App>,
+    auth: Auth,
+    meta: WriteMeta,
+    AppPath((tenant, group)): AppPath<(TenantId, GroupId)>,
+) -> Result<Response, ApiError> {
+    let command = Command::ClearRestriction { group };
+    let done = app
+        .write(tenant, &auth, Need::Administer, meta, command)
+        .await?;
+    Ok(written(StatusCode::OK, &done, json!({})))
+}
+
+fn restriction_json(r: &Restriction) -> Value {
+    json!({
+        "enabled": r.enabled,
+        "limits": r.limits,
+        "valid_from": optional_instant(r.valid_from),
+        "valid_until": optional_instant(r.valid_until),
+        "reminder": r.reminder,
+    })
+}
+
+fn group_json(g: &Group) -> Value {
+    json!({
+        "id": g.id,
+        "name": g.name,
+        "parent_id": g.parent,
+        "children": g.children,
+        "restriction": g.restriction.as_ref().map(restriction_json),
+        "used": g.used,
+    })
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    parent_id: Option<GroupId>,
+    limit: Option<usize>,
+    after: Option<GroupId>,
+}
+
+/// `GET /v1/tenants/{t}/groups?parent_id=`: groups in id order.
+pub async fn list(
+    State(app): State<App>,
+    auth: Auth,
+    AppPath(tenant): AppPath<TenantId>,
+    AppQuery(query): AppQuery<ListQuery>,
+) -> Result<Response, ApiError> {
+    let limit = page_limit(query.limit)?;
+    app.read_tenant(tenant, &auth, Need::Read, |t| {
+        let after = query
+            .after
+            .map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
+        let mut matching = t
+            .groups
+            .range((after, std::ops::Bound::Unbounded))
+            .map(|(_, g)| g)
+            .filter(|g| query.parent_id.is_none() || g.parent == query.parent_id);
+        let items: Vec<Value> = matching.by_ref().take(limit).map(group_json).collect();
+        let next = matching
+            .next()
+            .and(items.last())
+            .and_then(|i| i["id"].as_str().map(String::from));
+        Ok(page(items, next, t.version))
+    })
+}
+
+/// `GET /v1/tenants/{t}/groups/{g}`.
+pub async fn one(
+    State(app): State<App>,
+    auth: Auth,
+    AppPath((tenant, group)): AppPath<(TenantId, GroupId)>,
+) -> Result<Response, ApiError> {
+    app.read_tenant(tenant, &auth, Need::Read, |t| {
+        let g = t
+            .groups
+            .get(&group)
+            .ok_or_else(|| ApiError::not_found(format!("group {group} not found")))?;
+        Ok(with_etag(Json(group_json(g)).into_response(), t.version))
+    })
+}
+
+#[derive(Deserialize)]
+pub struct AtQuery {
+    at: Option<String>,
+}
+
+/// `GET /v1/tenants/{t}/groups/{g}/state?at=`: limits, usage, remainders, effective window and
+/// the ancestors whose window blocks the group at `at` (default now). A past `at` shows the
+/// state as it was then (auditor, admin).
+pub async fn state(
+    State(app): State<App>,
+    auth: Auth,
+    AppPath((tenant, group)): AppPath<(TenantId, GroupId)>,
+    AppQuery(query): AppQuery<AtQuery>,
+) -> Result<Response, ApiError> {
+    let now = Utc::now();
+    let at = query
+        .at
+        .as_deref()
+        .map(|t| parse_instant("at", t))
+        .transpose()?
+        .unwrap_or(now);
+    if at < now {
+        app.read_tenant(tenant, &auth, Need::Read, |_| Ok(()))?;
+        let role = auth.role_in(tenant)?;
+        if !allows(role, Need::Audit) {
+            return Err(ApiError::forbidden(format!(
+                "the {} role may not read past state",
+                role_name(role)
+            )));
+        }
+        let past = app
+            .ledger
+            .tenant_at(tenant, at)
+            .map_err(ApiError::internal)?
+            .unwrap_or_else(|| Tenant::empty(tenant));
+        return render_state(&past, group, at);
+    }
+    app.read_tenant(tenant, &auth, Need::Read, |t| render_state(t, group, at))
+}
+
+fn render_state(
+    t: &Tenant,
+    group: GroupId,
+    at: chrono::DateTime<Utc>,
+) -> Result<Response, ApiError> {
+    let state = projections::group_state(t, group, at)
+        .ok_or_else(|| ApiError::not_found(format!("group {group} not found")))?;
+    let types: serde_json::Map<String, Value> = state
+        .types
+        .iter()
+        .map(|(code, s)| {
+            (
+                code.0.clone(),
+                json!({
+                    "limit": s.limit, "used": s.used, "remaining": s.remaining,
+                    "effective_remaining": s.effective_remaining, "limited_by": s.limited_by,
+                }),
+            )
+        })
+        .collect();
+    let blocked_by: Vec<Value> = state
+        .blocked_by
+        .iter()
+        .map(|b| {
+            json!({
+                "rule": b.rule, "group_id": b.group, "group_name": b.group_name,
+                "valid_from": optional_instant(b.valid_from),
+                "valid_until": optional_instant(b.valid_until),
+            })
+        })
+        .collect();
+    let body = json!({
+        "at": instant(at),
+        "group": {"id": state.group.id, "name": state.group.name, "parent_id": state.group.parent},
+        "restriction": state.restriction.map(restriction_json),
+        "types": types,
+        "valid_from": optional_instant(state.valid_from),
+        "valid_until": optional_instant(state.valid_until),
+        "blocked_by": blocked_by,
+    });
+    Ok(with_etag(Json(body).into_response(), t.version))
+}

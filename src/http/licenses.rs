@@ -1,0 +1,384 @@
+//! Licences: provision, quantity, terminate, assign / unassign / reassign, add-ons,
+//! assignments, lists and one licence with its history.
+
+use super::auth::{allows, Auth, Need};
+use super::error::ApiError;
+use super::extract::{AppJson, AppPath, AppQuery, WriteMeta};
+use super::views::{instant, license_json, parse_type};
+use super::{page, page_limit, with_etag, written, App};
+use crate::ledger::Written;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use events::{Command, Envelope, Event, LicenseId, LicenseStatus, TenantId, UserId};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+#[derive(Deserialize)]
+pub struct ProvisionBody {
+    #[serde(rename = "type")]
+    license_type: String,
+    quantity: u32,
+}
+
+fn provisioned_ids(done: &Written) -> Vec<LicenseId> {
+    done.events
+        .iter()
+        .filter_map(|e| match e {
+            Event::LicensesProvisioned { ids, .. } => Some(ids.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+/// `POST /v1/tenants/{t}/licenses` (admin): provision `quantity` new licences.
+pub async fn provision(
+    State(app): State<App>,
+    auth: Auth,
+    meta: WriteMeta,
+    AppPath(tenant): AppPath<TenantId>,
+    AppJson(body): AppJson<ProvisionBody>,
+) -> Result<Response, ApiError> {
+    let command = Command::ProvisionLicenses {
+        license_type: parse_type(&body.license_type)?,
+        quantity: body.quantity,
+    };
+    let done = app
+        .write(tenant, &auth, Need::Administer, meta, command)
+        .await?;
+    Ok(written(
+        StatusCode::CREATED,
+        &done,
+        json!({"ids": provisioned_ids(&done)}),
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct QuantityBody {
+    quantity: u32,
+}
+
+/// `PUT /v1/tenants/{t}/subscription/{type}` (admin): set the owned quantity.
+pub async fn set_quantity(
+    State(app): State<App>,
+    auth: Auth,
+    meta: WriteMeta,
+    AppPath((tenant, code)): AppPath<(TenantId, String)>,
+    AppJson(body): AppJson<QuantityBody>,
+) -> Result<Response, ApiError> {
+    let command = Command::SetQuantity {
+        license_type: parse_type(&code)?,
+        quantity: body.quantity,
+    };
+    let done = app
+        .write(tenant, &auth, Need::Administer, meta, command)
+        .await?;
+    let terminated: Vec<LicenseId> = done
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::LicenseTerminated { license, .. } => Some(*license),
+            _ => None,
+        })
+        .collect();
+    Ok(written(
+        StatusCode::OK,
+        &done,
+        json!({"quantity": body.quantity, "provisioned": provisioned_ids(&done), "terminated": terminated}),
+    ))
+}
+
+/// `DELETE /v1/tenants/{t}/licenses/{id}` (admin): terminate; 409 while in use.
+pub async fn terminate(
+    State(app): State<App>,
+    auth: Auth,
+    meta: WriteMeta,
+    AppPath((tenant, license)): AppPath<(TenantId, LicenseId)>,
+) -> Result<Response, ApiError> {
+    let command = Command::TerminateLicense { license };
+    let done = app
+        .write(tenant, &auth, Need::Administer, meta, command)
+        .await?;
+    Ok(written(StatusCode::OK, &done, json!({})))
+}
+
+#[derive(Deserialize)]
+pub struct UserBody {
+    user_id: UserId,
+}
+
+/// `POST /v1/tenants/{t}/licenses/{id}/assign` (operator).
+pub async fn assign(
+    State(app): State<App>,
+    auth: Auth,
+    meta: WriteMeta,
+    AppPath((tenant, license)): AppPath<(TenantId, LicenseId)>,
+    AppJson(body): AppJson<UserBody>,
+) -> Result<Response, ApiError> {
+    let command = Command::AssignLicense {
+        license,
+        user: body.user_id,
+    };
+    let done = app
+        .write(tenant, &auth, Need::Operate, meta, command)
+        .await?;
+    Ok(written(StatusCode::OK, &done, json!({})))
+}
+
+#[derive(Deserialize)]
+pub struct EmptyBody {}
+
+/// `POST /v1/tenants/{t}/licenses/{id}/unassign` (operator); 409 for a free licence.
+pub async fn unassign(
+    State(app): State<App>,
+    auth: Auth,
+    meta: WriteMeta,
+    AppPath((tenant, license)): AppPath<(TenantId, LicenseId)>,
+    AppJson(_): AppJson<EmptyBody>,
+) -> Result<Response, ApiError> {
+    let command = Command::UnassignLicense { license };
+    let done = app
+        .write(tenant, &auth, Need::Operate, meta, command)
+        .await?;
+    Ok(written(StatusCode::OK, &done, json!({})))
+}
+
+/// `POST /v1/tenants/{t}/licenses/{id}/reassign` (operator): add-ons follow the licence.
+pub async fn reassign(
+    State(app): State<App>,
+    auth: Auth,
+    meta: WriteMeta,
+    AppPath((tenant, license)): AppPath<(TenantId, LicenseId)>,
+    AppJson(body): AppJson<UserBody>,
+) -> Result<Response, ApiError> {
+    let command = Command::ReassignLicense {
+        license,
+        user: body.user_id,
+    };
+    let done = app
+        .write(tenant, &auth, Need::Operate, meta, command)
+        .await?;
+    Ok(written(StatusCode::OK, &done, json!({})))
+}
+
+#[derive(Deserialize)]
+pub struct AddonBody {
+    addon_id: LicenseId,
+}
+
+/// `POST /v1/tenants/{t}/licenses/{id}/addons` (operator): attach an add-on licence.
+pub async fn attach(
+    State(app): State<App>,
+    auth: Auth,
+    meta: WriteMeta,
+    AppPath((tenant, base)): AppPath<(TenantId, LicenseId)>,
+    AppJson(body): AppJson<AddonBody>,
+) -> Result<Response, ApiError> {
+    let command = Command::AttachAddon {
+        base,
+        addon: body.addon_id,
+    };
+    let done = app
+        .write(tenant, &auth, Need::Operate, meta, command)
+        .await?;
+    Ok(written(StatusCode::OK, &done, json!({})))
+}
+
+/// `DELETE /v1/tenants/{t}/licenses/{id}/addons/{addon}` (operator): detach.
+pub async fn detach(
+    State(app): State<App>,
+    auth: Auth,
+    meta: WriteMeta,
+    AppPath((tenant, base, addon)): AppPath<(TenantId, LicenseId, LicenseId)>,
+) -> Result<Response, ApiError> {
+    let command = Command::DetachAddon { base, addon };
+    let done = app
+        .write(tenant, &auth, Need::Operate, meta, command)
+        .await?;
+    Ok(written(StatusCode::OK, &done, json!({})))
+}
+
+#[derive(Deserialize)]
+pub struct AssignmentBody {
+    user_id: UserId,
+    #[serde(rename = "type")]
+    license_type: String,
+    #[serde(default)]
+    addons: Vec<String>,
+}
+
+/// `POST /v1/tenants/{t}/assignments` (operator): pick free licences and assign atomically.
+pub async fn assign_by_type(
+    State(app): State<App>,
+    auth: Auth,
+    meta: WriteMeta,
+    AppPath(tenant): AppPath<TenantId>,
+    AppJson(body): AppJson<AssignmentBody>,
+) -> Result<Response, ApiError> {
+    let addons = body
+        .addons
+        .iter()
+        .map(|code| parse_type(code))
+        .collect::<Result<Vec<_>, _>>()?;
+    let command = Command::AssignByType {
+        user: body.user_id,
+        license_type: parse_type(&body.license_type)?,
+        addons,
+    };
+    let done = app
+        .write(tenant, &auth, Need::Operate, meta, command)
+        .await?;
+    let mut license_id = None;
+    let mut attached = Vec::new();
+    for event in &done.events {
+        match event {
+            Event::LicenseAssigned { license, .. } => license_id = Some(*license),
+            Event::AddonAttached {
+                addon, addon_type, ..
+            } => attached.push(json!({"id": addon, "type": addon_type})),
+            _ => {}
+        }
+    }
+    Ok(written(
+        StatusCode::OK,
+        &done,
+        json!({"license_id": license_id, "user_id": body.user_id, "addons": attached}),
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    #[serde(rename = "type")]
+    license_type: Option<String>,
+    user_id: Option<UserId>,
+    extension: Option<String>,
+    status: Option<String>,
+    limit: Option<usize>,
+    after: Option<LicenseId>,
+}
+
+/// `GET /v1/tenants/{t}/licenses?type=&user_id=&extension=&status=&limit=&after=`.
+pub async fn list(
+    State(app): State<App>,
+    auth: Auth,
+    AppPath(tenant): AppPath<TenantId>,
+    AppQuery(query): AppQuery<ListQuery>,
+) -> Result<Response, ApiError> {
+    let limit = page_limit(query.limit)?;
+    let license_type = query.license_type.as_deref().map(parse_type).transpose()?;
+    let status = match query.status.as_deref() {
+        None => None,
+        Some("free") => Some(LicenseStatus::Free),
+        Some("assigned") => Some(LicenseStatus::Assigned),
+        Some("terminated") => Some(LicenseStatus::Terminated),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "status must be assigned, free or terminated, not `{other}`"
+            )))
+        }
+    };
+    app.read_tenant(tenant, &auth, Need::Read, |t| {
+        let holder = match (&query.user_id, &query.extension) {
+            (Some(user), _) => Some(Some(*user)),
+            (None, Some(ext)) => Some(t.extensions.get(ext).copied()),
+            (None, None) => None,
+        };
+        let after = query
+            .after
+            .map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
+        let mut matching = t
+            .licenses
+            .range((after, std::ops::Bound::Unbounded))
+            .map(|(_, l)| l)
+            .filter(|l| license_type.as_ref().is_none_or(|ty| &l.license_type == ty))
+            .filter(|l| status.is_none_or(|s| l.status() == s))
+            .filter(|l| match holder {
+                None => true,
+                Some(None) => false,
+                Some(Some(user)) => {
+                    let base_holder = l.base.and_then(|b| t.licenses.get(&b)).and_then(|b| b.user);
+                    l.user == Some(user) || base_holder == Some(user)
+                }
+            });
+        let items: Vec<Value> = matching
+            .by_ref()
+            .take(limit)
+            .map(|l| license_json(t, l))
+            .collect();
+        let next = if matching.next().is_some() {
+            items
+                .last()
+                .and_then(|i| i["id"].as_str().map(String::from))
+        } else {
+            None
+        };
+        Ok(page(items, next, t.version))
+    })
+}
+
+/// `GET /v1/tenants/{t}/licenses/{id}`: the licence, and its full history for roles that may
+/// read history (auditor, admin).
+pub async fn one(
+    State(app): State<App>,
+    auth: Auth,
+    AppPath((tenant, license)): AppPath<(TenantId, LicenseId)>,
+) -> Result<Response, ApiError> {
+    let (mut body, version) = app.read_tenant(tenant, &auth, Need::Read, |t| {
+        let l = t
+            .licenses
+            .get(&license)
+            .ok_or_else(|| ApiError::not_found(format!("licence {license} not found")))?;
+        Ok((license_json(t, l), t.version))
+    })?;
+    if allows(auth.role_in(tenant)?, Need::Audit) {
+        let history = app
+            .ledger
+            .store()
+            .read_tenant(tenant)
+            .map_err(ApiError::internal)?;
+        let mut events = Vec::new();
+        for stored in history {
+            let envelope = Envelope::decode(&stored.bytes).map_err(ApiError::internal)?;
+            if mentions_license(&envelope.event, license) {
+                events.push(event_json(&envelope, &stored.hash().to_hex()));
+            }
+        }
+        body["events"] = Value::Array(events);
+    }
+    Ok(with_etag(Json(body).into_response(), version))
+}
+
+/// Whether an event concerns a licence.
+pub fn mentions_license(event: &Event, id: LicenseId) -> bool {
+    match event {
+        Event::LicensesProvisioned { ids, .. } => ids.contains(&id),
+        Event::LicenseTerminated { license, .. }
+        | Event::LicenseAssigned { license, .. }
+        | Event::LicenseUnassigned { license, .. }
+        | Event::LicenseReassigned { license, .. } => *license == id,
+        Event::AddonAttached { addon, base, .. } | Event::AddonDetached { addon, base, .. } => {
+            *addon == id || *base == id
+        }
+        _ => false,
+    }
+}
+
+/// An event on the wire: `{"seq", "version", "recorded_at", "actor", "reason", "kind", "data", "hash"}`.
+pub fn event_json(envelope: &Envelope, hash: &str) -> Value {
+    let data = serde_json::to_value(&envelope.event)
+        .ok()
+        .and_then(|v| v.as_object().and_then(|o| o.values().next().cloned()))
+        .unwrap_or(Value::Null);
+    json!({
+        "seq": envelope.seq,
+        "version": envelope.version,
+        "recorded_at": instant(envelope.recorded_at),
+        "actor": envelope.actor,
+        "reason": envelope.reason,
+        "kind": envelope.event.kind(),
+        "data": data,
+        "hash": hash,
+    })
+}

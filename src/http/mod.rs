@@ -1,0 +1,194 @@
+//! The HTTP API of API.md: `app()` lists every route. The only code that knows JSON bodies and
+//! status codes. Handlers are thin: parse → command → execute → respond.
+
+pub mod auth;
+pub mod error;
+pub mod extract;
+mod groups;
+mod licenses;
+mod tenants;
+mod users;
+mod views;
+
+use crate::ledger::{Actor, ExecError, Ledger, Request, Written};
+use auth::{Auth, Need};
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use error::ApiError;
+use events::{Command, Tenant, TenantId};
+use extract::WriteMeta;
+use serde_json::{json, Value};
+
+/// Largest request body accepted, in bytes (a 10 000-user batch fits).
+pub const REQUEST_BODY_BYTES_MAX: usize = 4 << 20;
+/// Default page size of lists.
+pub const PAGE_LIMIT_DEFAULT: usize = 100;
+/// Largest page size of lists.
+pub const PAGE_LIMIT_MAX: usize = 1000;
+
+/// Shared state of every handler.
+#[derive(Clone)]
+pub struct App {
+    pub ledger: Ledger,
+    /// blake3 of the root token; the token itself is never kept.
+    pub root_token_hash: [u8; 32],
+}
+
+/// Every route of the API.
+pub fn app(state: App) -> Router {
+    let tenant_routes = Router::new()
+        .route("/", get(tenants::get_tenant))
+        .route("/keys", post(tenants::issue_key))
+        .route("/keys/{key}", axum::routing::delete(tenants::revoke_key))
+        .route("/catalog", get(tenants::catalog))
+        .route("/settings/recording-retention", put(tenants::set_retention))
+        .route("/prices/{type}", put(tenants::set_price))
+        .route("/usage", get(tenants::usage))
+        .route("/licenses", post(licenses::provision).get(licenses::list))
+        .route("/subscription/{type}", put(licenses::set_quantity))
+        .route(
+            "/licenses/{id}",
+            get(licenses::one).delete(licenses::terminate),
+        )
+        .route("/licenses/{id}/assign", post(licenses::assign))
+        .route("/licenses/{id}/unassign", post(licenses::unassign))
+        .route("/licenses/{id}/reassign", post(licenses::reassign))
+        .route("/licenses/{id}/addons", post(licenses::attach))
+        .route(
+            "/licenses/{id}/addons/{addon}",
+            axum::routing::delete(licenses::detach),
+        )
+        .route("/assignments", post(licenses::assign_by_type))
+        .route("/groups", post(groups::create).get(groups::list))
+        .route("/groups/{g}", get(groups::one).patch(groups::update))
+        .route(
+            "/groups/{g}/restriction",
+            put(groups::set_restriction).delete(groups::clear_restriction),
+        )
+        .route("/groups/{g}/state", get(groups::state))
+        .route("/users", post(users::create).get(users::list))
+        .route("/users/batch", post(users::create_batch))
+        .route(
+            "/users/{u}",
+            get(users::one).patch(users::update).delete(users::delete),
+        );
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/v1/tenants", post(tenants::create))
+        .nest("/v1/tenants/{t}", tenant_routes)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(REQUEST_BODY_BYTES_MAX))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            |_: Box<dyn std::any::Any + Send>| {
+                ApiError::internal("handler panicked").into_response()
+            },
+        ))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn healthz(State(app): State<App>) -> Json<Value> {
+    Json(json!({"status": "ok", "seq": app.ledger.read().head}))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::method_not_allowed()
+}
+
+impl App {
+    /// Run a write for `tenant` as `auth`, after checking the role.
+    pub async fn write(
+        &self,
+        tenant: TenantId,
+        auth: &Auth,
+        need: Need,
+        meta: WriteMeta,
+        command: Command,
+    ) -> Result<Written, ApiError> {
+        self.tenant_exists(tenant)?;
+        auth.require(tenant, need)?;
+        let request = Request {
+            tenant,
+            actor: Actor {
+                id: auth.actor(),
+                reason: meta.reason,
+            },
+            expected_version: meta.expected_version,
+            command,
+        };
+        self.ledger.execute(request).await.map_err(|e| match e {
+            ExecError::TenantNotFound => ApiError::not_found("tenant not found"),
+            other => other.into(),
+        })
+    }
+
+    fn tenant_exists(&self, tenant: TenantId) -> Result<(), ApiError> {
+        if self.ledger.read().tenants.contains_key(&tenant) {
+            Ok(())
+        } else {
+            Err(ApiError::not_found(format!("tenant {tenant} not found")))
+        }
+    }
+
+    /// Read the current state of a tenant after checking the role.
+    pub fn read_tenant<R>(
+        &self,
+        tenant: TenantId,
+        auth: &Auth,
+        need: Need,
+        read: impl FnOnce(&Tenant) -> Result<R, ApiError>,
+    ) -> Result<R, ApiError> {
+        let world = self.ledger.read();
+        let state = world
+            .tenants
+            .get(&tenant)
+            .ok_or_else(|| ApiError::not_found(format!("tenant {tenant} not found")))?;
+        auth.require(tenant, need)?;
+        read(state)
+    }
+}
+
+/// A write's answer: `{"seq", "version", ...extra}` with the tenant's ETag.
+pub fn written(status: StatusCode, written: &Written, extra: Value) -> Response {
+    let mut body = json!({"seq": written.seq, "version": written.version});
+    if let (Some(body), Value::Object(extra)) = (body.as_object_mut(), extra) {
+        body.extend(extra);
+    }
+    with_etag((status, Json(body)).into_response(), written.version)
+}
+
+/// Add `ETag: "<version>"` to a tenant-scoped answer.
+pub fn with_etag(mut response: Response, version: u64) -> Response {
+    if let Ok(value) = HeaderValue::from_str(&format!("\"{version}\"")) {
+        response.headers_mut().insert(header::ETAG, value);
+    }
+    response
+}
+
+/// A page of a list: `{"items", "next"}`.
+pub fn page(items: Vec<Value>, next: Option<String>, version: u64) -> Response {
+    with_etag(
+        Json(json!({"items": items, "next": next})).into_response(),
+        version,
+    )
+}
+
+/// Clamp a requested page size.
+pub fn page_limit(limit: Option<usize>) -> Result<usize, ApiError> {
+    match limit {
+        None => Ok(PAGE_LIMIT_DEFAULT),
+        Some(0) => Err(ApiError::bad_request("limit must be at least 1")),
+        Some(n) if n > PAGE_LIMIT_MAX => Err(ApiError::bad_request(format!(
+            "limit must be at most {PAGE_LIMIT_MAX}"
+        ))),
+        Some(n) => Ok(n),
+    }
+}

@@ -1,0 +1,284 @@
+//! Tenants, keys, catalogue, settings, prices and usage.
+
+use super::auth::{role_name, token_hash, Auth, Need};
+use super::error::ApiError;
+use super::extract::{AppJson, AppPath, AppQuery, WriteMeta};
+use super::views::{parse_instant, parse_type};
+use super::{with_etag, written, App};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use events::{Command, KeyId, Retention, Role, TenantId};
+use rand::RngCore;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::str::FromStr;
+
+#[derive(Deserialize)]
+pub struct CreateTenantBody {
+    id: Option<TenantId>,
+    name: String,
+    billing_timezone: Option<String>,
+    currency: Option<String>,
+}
+
+/// `POST /v1/tenants` (root only).
+pub async fn create(
+    State(app): State<App>,
+    auth: Auth,
+    meta: WriteMeta,
+    AppJson(body): AppJson<CreateTenantBody>,
+) -> Result<Response, ApiError> {
+    auth.require_root()?;
+    let timezone = body.billing_timezone.unwrap_or_else(|| "UTC".into());
+    if chrono_tz::Tz::from_str(&timezone).is_err() {
+        return Err(ApiError::bad_request(format!(
+            "unknown IANA time zone `{timezone}`"
+        )));
+    }
+    let tenant = body.id.unwrap_or_else(TenantId::new_random);
+    let currency = body.currency.unwrap_or_else(|| "EUR".into());
+    let command = Command::CreateTenant {
+        name: body.name.clone(),
+        billing_timezone: timezone.clone(),
+        currency: currency.clone(),
+    };
+    let request = crate::ledger::Request {
+        tenant,
+        actor: crate::ledger::Actor {
+            id: auth.actor(),
+            reason: meta.reason,
+        },
+        expected_version: meta.expected_version,
+        command,
+    };
+    let done = app.ledger.execute(request).await?;
+    Ok(written(
+        StatusCode::CREATED,
+        &done,
+        json!({"id": tenant, "name": body.name, "billing_timezone": timezone, "currency": currency}),
+    ))
+}
+
+/// `GET /v1/tenants/{t}`.
+pub async fn get_tenant(
+    State(app): State<App>,
+    auth: Auth,
+    AppPath(tenant): AppPath<TenantId>,
+) -> Result<Response, ApiError> {
+    app.read_tenant(tenant, &auth, Need::Read, |t| {
+        let body = json!({
+            "id": t.id, "name": t.name, "billing_timezone": t.billing_timezone,
+            "currency": t.currency, "version": t.version,
+            "recording_retention": retention_json(t.retention),
+        });
+        Ok(with_etag(Json(body).into_response(), t.version))
+    })
+}
+
+fn retention_json(retention: Retention) -> Value {
+    match retention {
+        Retention::Days(days) => json!({"days": days}),
+        Retention::Months(months) => json!({"months": months}),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct IssueKeyBody {
+    role: Role,
+    name: String,
+}
+
+/// `POST /v1/tenants/{t}/keys` (root or admin): the token is shown once.
+pub async fn issue_key(
+    State(app): State<App>,
+    auth: Auth,
+    meta: WriteMeta,
+    AppPath(tenant): AppPath<TenantId>,
+    AppJson(body): AppJson<IssueKeyBody>,
+) -> Result<Response, ApiError> {
+    let mut secret = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut secret);
+    let token = format!("lk_{}", hex::encode(secret));
+    let key = KeyId::new_random();
+    let command = Command::IssueKey {
+        key,
+        name: body.name,
+        role: body.role,
+        token_hash: token_hash(&token),
+    };
+    let done = app
+        .write(tenant, &auth, Need::Administer, meta, command)
+        .await?;
+    Ok(written(
+        StatusCode::CREATED,
+        &done,
+        json!({"id": key, "token": token, "role": role_name(body.role)}),
+    ))
+}
+
+/// `DELETE /v1/tenants/{t}/keys/{key}` (root or admin).
+pub async fn revoke_key(
+    State(app): State<App>,
+    auth: Auth,
+    meta: WriteMeta,
+    AppPath((tenant, key)): AppPath<(TenantId, KeyId)>,
+) -> Result<Response, ApiError> {
+    let done = app
+        .write(
+            tenant,
+            &auth,
+            Need::Administer,
+            meta,
+            Command::RevokeKey { key },
+        )
+        .await?;
+    Ok(written(StatusCode::OK, &done, json!({})))
+}
+
+/// `GET /v1/tenants/{t}/catalog`.
+pub async fn catalog(
+    State(app): State<App>,
+    auth: Auth,
+    AppPath(tenant): AppPath<TenantId>,
+) -> Result<Response, ApiError> {
+    app.read_tenant(tenant, &auth, Need::Read, |t| {
+        let items: Vec<Value> = t
+            .catalogue
+            .values()
+            .map(|d| {
+                json!({
+                    "code": d.code, "kind": d.kind, "attaches_to": d.attaches_to,
+                    "requires_any": d.requires_any, "excludes": d.excludes,
+                })
+            })
+            .collect();
+        Ok(with_etag(
+            Json(json!({ "items": items })).into_response(),
+            t.version,
+        ))
+    })
+}
+
+#[derive(Deserialize)]
+pub struct RetentionBody {
+    days: Option<u32>,
+    months: Option<u32>,
+}
+
+/// `PUT /v1/tenants/{t}/settings/recording-retention` (admin): `{"days"}` or `{"months"}`.
+pub async fn set_retention(
+    State(app): State<App>,
+    auth: Auth,
+    meta: WriteMeta,
+    AppPath(tenant): AppPath<TenantId>,
+    AppJson(body): AppJson<RetentionBody>,
+) -> Result<Response, ApiError> {
+    let retention = match (body.days, body.months) {
+        (Some(days), None) => Retention::Days(days),
+        (None, Some(months)) => Retention::Months(months),
+        _ => {
+            return Err(ApiError::bad_request(
+                "give exactly one of `days` or `months`",
+            ))
+        }
+    };
+    let done = app
+        .write(
+            tenant,
+            &auth,
+            Need::Administer,
+            meta,
+            Command::SetRetention(retention),
+        )
+        .await?;
+    Ok(written(StatusCode::OK, &done, json!({})))
+}
+
+#[derive(Deserialize)]
+pub struct PriceBody {
+    unit_price_minor: i64,
+    currency: Option<String>,
+    effective_from: Option<String>,
+}
+
+/// `PUT /v1/tenants/{t}/prices/{type}` (admin).
+pub async fn set_price(
+    State(app): State<App>,
+    auth: Auth,
+    meta: WriteMeta,
+    AppPath((tenant, code)): AppPath<(TenantId, String)>,
+    AppJson(body): AppJson<PriceBody>,
+) -> Result<Response, ApiError> {
+    let license_type = parse_type(&code)?;
+    let effective_from = match body.effective_from.as_deref() {
+        Some(text) => parse_instant("effective_from", text)?,
+        None => DateTime::<Utc>::UNIX_EPOCH,
+    };
+    let currency = match body.currency {
+        Some(c) => c,
+        None => app.read_tenant(tenant, &auth, Need::Read, |t| Ok(t.currency.clone()))?,
+    };
+    let command = Command::SetPrice {
+        license_type,
+        unit_price_minor: body.unit_price_minor,
+        currency,
+        effective_from,
+    };
+    let done = app
+        .write(tenant, &auth, Need::Administer, meta, command)
+        .await?;
+    Ok(written(StatusCode::OK, &done, json!({})))
+}
+
+#[derive(Deserialize)]
+pub struct AtQuery {
+    at: Option<String>,
+}
+
+/// `GET /v1/tenants/{t}/usage?at=`: now, or as it was at `at` (auditor, billing).
+pub async fn usage(
+    State(app): State<App>,
+    auth: Auth,
+    AppPath(tenant): AppPath<TenantId>,
+    AppQuery(query): AppQuery<AtQuery>,
+) -> Result<Response, ApiError> {
+    let now = Utc::now();
+    let at = match query.at.as_deref() {
+        None => None,
+        Some(text) => Some(parse_instant("at", text)?),
+    };
+    let render = |t: &events::Tenant, at: DateTime<Utc>| {
+        let types: serde_json::Map<String, Value> = projections::usage(t)
+            .into_iter()
+            .map(|(code, u)| (code.0, json!(u)))
+            .collect();
+        with_etag(
+            Json(json!({"at": super::views::instant(at), "types": types})).into_response(),
+            t.version,
+        )
+    };
+    match at {
+        Some(at) if at < now => {
+            let role = auth.role_in(tenant)?;
+            if !(super::auth::allows(role, Need::Audit) || super::auth::allows(role, Need::Bill)) {
+                return Err(ApiError::forbidden(format!(
+                    "the {} role may not read past state",
+                    role_name(role)
+                )));
+            }
+            app.read_tenant(tenant, &auth, Need::Read, |_| Ok(()))?;
+            let past = app
+                .ledger
+                .tenant_at(tenant, at)
+                .map_err(ApiError::internal)?
+                .unwrap_or_else(|| events::Tenant::empty(tenant));
+            Ok(render(&past, at))
+        }
+        _ => app.read_tenant(tenant, &auth, Need::Read, |t| {
+            Ok(render(t, at.unwrap_or(now)))
+        }),
+    }
+}

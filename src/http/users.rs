@@ -1,0 +1,203 @@
+//! Users: create (one or a batch), patch, delete, list, one.
+
+use super::auth::{Auth, Need};
+use super::error::ApiError;
+use super::extract::{AppJson, AppPath, AppQuery, WriteMeta};
+use super::views::{parse_type, user_json};
+use super::{page, page_limit, with_etag, written, App};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use events::{Command, GroupId, NewUser, TenantId, UserId};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+#[derive(Deserialize)]
+pub struct CreateBody {
+    id: Option<UserId>,
+    name: String,
+    group_id: GroupId,
+    extension: Option<String>,
+    number: Option<String>,
+}
+
+impl CreateBody {
+    fn into_new_user(self) -> NewUser {
+        NewUser {
+            user: self.id.unwrap_or_else(UserId::new_random),
+            name: self.name,
+            group: self.group_id,
+            extension: self.extension,
+            number: self.number,
+        }
+    }
+}
+
+/// `POST /v1/tenants/{t}/users` (operator).
+pub async fn create(
+    State(app): State<App>,
+    auth: Auth,
+    meta: WriteMeta,
+    AppPath(tenant): AppPath<TenantId>,
+    AppJson(body): AppJson<CreateBody>,
+) -> Result<Response, ApiError> {
+    let user = body.into_new_user();
+    let id = user.user;
+    let done = app
+        .write(
+            tenant,
+            &auth,
+            Need::Operate,
+            meta,
+            Command::CreateUser(user),
+        )
+        .await?;
+    Ok(written(StatusCode::CREATED, &done, json!({"id": id})))
+}
+
+#[derive(Deserialize)]
+pub struct BatchBody {
+    users: Vec<CreateBody>,
+}
+
+/// `POST /v1/tenants/{t}/users/batch` (operator): up to 10 000 users, all or none.
+pub async fn create_batch(
+    State(app): State<App>,
+    auth: Auth,
+    meta: WriteMeta,
+    AppPath(tenant): AppPath<TenantId>,
+    AppJson(body): AppJson<BatchBody>,
+) -> Result<Response, ApiError> {
+    let users: Vec<NewUser> = body
+        .users
+        .into_iter()
+        .map(CreateBody::into_new_user)
+        .collect();
+    let ids: Vec<UserId> = users.iter().map(|u| u.user).collect();
+    let done = app
+        .write(
+            tenant,
+            &auth,
+            Need::Operate,
+            meta,
+            Command::CreateUsers(users),
+        )
+        .await?;
+    Ok(written(StatusCode::CREATED, &done, json!({"ids": ids})))
+}
+
+#[derive(Deserialize)]
+pub struct PatchBody {
+    name: Option<String>,
+    group_id: Option<GroupId>,
+}
+
+/// `PATCH /v1/tenants/{t}/users/{u}` (operator): rename or move; 422 if the move breaks a limit.
+pub async fn update(
+    State(app): State<App>,
+    auth: Auth,
+    meta: WriteMeta,
+    AppPath((tenant, user)): AppPath<(TenantId, UserId)>,
+    AppJson(body): AppJson<PatchBody>,
+) -> Result<Response, ApiError> {
+    let command = Command::UpdateUser {
+        user,
+        name: body.name,
+        group: body.group_id,
+    };
+    let done = app
+        .write(tenant, &auth, Need::Operate, meta, command)
+        .await?;
+    Ok(written(StatusCode::OK, &done, json!({})))
+}
+
+/// `DELETE /v1/tenants/{t}/users/{u}` (operator): 409 while the user holds licences.
+pub async fn delete(
+    State(app): State<App>,
+    auth: Auth,
+    meta: WriteMeta,
+    AppPath((tenant, user)): AppPath<(TenantId, UserId)>,
+) -> Result<Response, ApiError> {
+    let done = app
+        .write(
+            tenant,
+            &auth,
+            Need::Operate,
+            meta,
+            Command::DeleteUser { user },
+        )
+        .await?;
+    Ok(written(StatusCode::OK, &done, json!({})))
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    #[serde(rename = "type")]
+    license_type: Option<String>,
+    q: Option<String>,
+    group_id: Option<GroupId>,
+    limit: Option<usize>,
+    after: Option<UserId>,
+}
+
+/// `GET /v1/tenants/{t}/users?type=&q=&group_id=`: active users; `q` matches name (any case),
+/// extension or number; `type` keeps users holding that type.
+pub async fn list(
+    State(app): State<App>,
+    auth: Auth,
+    AppPath(tenant): AppPath<TenantId>,
+    AppQuery(query): AppQuery<ListQuery>,
+) -> Result<Response, ApiError> {
+    let limit = page_limit(query.limit)?;
+    let license_type = query.license_type.as_deref().map(parse_type).transpose()?;
+    let needle = query.q.as_deref().map(str::to_lowercase);
+    app.read_tenant(tenant, &auth, Need::Read, |t| {
+        let after = query
+            .after
+            .map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
+        let mut matching = t
+            .users
+            .range((after, std::ops::Bound::Unbounded))
+            .map(|(_, u)| u)
+            .filter(|u| !u.removed)
+            .filter(|u| query.group_id.is_none_or(|g| u.group == g))
+            .filter(|u| {
+                needle.as_deref().is_none_or(|q| {
+                    u.name.to_lowercase().contains(q)
+                        || u.extension.as_deref().is_some_and(|e| e.contains(q))
+                        || u.number.as_deref().is_some_and(|n| n.contains(q))
+                })
+            })
+            .filter(|u| {
+                license_type
+                    .as_ref()
+                    .is_none_or(|ty| t.holdings(u.id).contains(ty))
+            });
+        let items: Vec<Value> = matching
+            .by_ref()
+            .take(limit)
+            .map(|u| user_json(t, u))
+            .collect();
+        let next = matching
+            .next()
+            .and(items.last())
+            .and_then(|i| i["id"].as_str().map(String::from));
+        Ok(page(items, next, t.version))
+    })
+}
+
+/// `GET /v1/tenants/{t}/users/{u}`: the user with licences and add-ons.
+pub async fn one(
+    State(app): State<App>,
+    auth: Auth,
+    AppPath((tenant, user)): AppPath<(TenantId, UserId)>,
+) -> Result<Response, ApiError> {
+    app.read_tenant(tenant, &auth, Need::Read, |t| {
+        let u = t
+            .users
+            .get(&user)
+            .ok_or_else(|| ApiError::not_found(format!("user {user} not found")))?;
+        Ok(with_etag(Json(user_json(t, u)).into_response(), t.version))
+    })
+}

@@ -1,0 +1,364 @@
+//! The ledger service: the in-memory state of every tenant, rebuilt from the log on start, and
+//! the single writer that group-commits commands.
+//!
+//! Commands queue on a channel. The writer takes every command waiting (up to
+//! [`JOBS_PER_BATCH_MAX`]), decides each in order against the latest state, appends all their
+//! events as one record, flushes once, and only then answers every caller. Readers share the
+//! state behind a lock the writer holds while deciding and flushing, so nobody ever reads an
+//! event that is not yet durable.
+
+use crate::store::{EncodedEvent, Error as StoreError, EventStore};
+use chrono::Utc;
+use events::{
+    decide, evolve, Command, CommandId, Context, Envelope, Event, EventHash, KeyId, Rejection,
+    Role, Tenant, TenantId,
+};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+use tokio::sync::{mpsc, oneshot};
+
+/// Commands decided and flushed together at most.
+pub const JOBS_PER_BATCH_MAX: usize = 1024;
+/// Commands waiting for the writer before callers wait to enqueue.
+pub const QUEUE_DEPTH_MAX: usize = 8192;
+
+/// Who sent a command and why, as stored on its events.
+#[derive(Clone, Debug)]
+pub struct Actor {
+    pub id: String,
+    pub reason: Option<String>,
+}
+
+/// A command for one tenant, with its optional expected tenant version (`If-Match`).
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub tenant: TenantId,
+    pub actor: Actor,
+    pub expected_version: Option<u64>,
+    pub command: Command,
+}
+
+/// What a successful write produced.
+#[derive(Clone, Debug)]
+pub struct Written {
+    /// Global sequence of the last event (the head, when the command produced none).
+    pub seq: u64,
+    /// Tenant version after the command.
+    pub version: u64,
+    pub events: Vec<Event>,
+}
+
+/// Why a write failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error(transparent)]
+    Rejected(#[from] Rejection),
+    #[error("tenant not found")]
+    TenantNotFound,
+    #[error("tenant is at version {actual}, not {expected}")]
+    VersionMismatch { expected: u64, actual: u64 },
+    #[error(transparent)]
+    Storage(#[from] StoreError),
+    #[error("the ledger is shutting down")]
+    Closed,
+}
+
+/// A key's identity once its token is checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeyGrant {
+    pub tenant: TenantId,
+    pub key: KeyId,
+    pub role: Role,
+}
+
+/// Every tenant's state and the key index, as folded from the log.
+#[derive(Default, Debug, PartialEq)]
+pub struct World {
+    pub tenants: HashMap<TenantId, Tenant>,
+    /// Token hash → live key.
+    pub keys: HashMap<[u8; 32], KeyGrant>,
+    /// Sequence of the last event folded.
+    pub head: u64,
+}
+
+impl World {
+    /// Replay the whole log from scratch, checking sequences and every tenant's hash chain.
+    pub fn load(store: &dyn EventStore) -> Result<World, StoreError> {
+        let mut world = World::default();
+        let mut failure = None;
+        store.scan(0, &mut |stored| match world.fold_stored(&stored) {
+            Ok(()) => true,
+            Err(e) => {
+                failure = Some(e);
+                false
+            }
+        })?;
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(world),
+        }
+    }
+
+    fn fold_stored(&mut self, stored: &EncodedEvent) -> Result<(), StoreError> {
+        let corrupt = |reason: String| StoreError::Corrupt {
+            seq: stored.seq,
+            reason,
+        };
+        if stored.seq != self.head + 1 {
+            return Err(corrupt(format!("expected sequence {}", self.head + 1)));
+        }
+        let envelope = Envelope::decode(&stored.bytes).map_err(|e| corrupt(e.to_string()))?;
+        if envelope.seq != stored.seq || envelope.tenant != stored.tenant {
+            return Err(corrupt("envelope disagrees with its record".into()));
+        }
+        let tenant = self
+            .tenants
+            .entry(envelope.tenant)
+            .or_insert_with(|| Tenant::empty(envelope.tenant));
+        if envelope.version != tenant.version + 1 {
+            return Err(corrupt(format!(
+                "tenant version {} follows {}",
+                envelope.version, tenant.version
+            )));
+        }
+        if envelope.prev_hash != tenant.last_hash {
+            return Err(corrupt("hash chain broken".into()));
+        }
+        self.apply(&envelope, stored.hash());
+        Ok(())
+    }
+
+    /// Fold one checked envelope.
+    fn apply(&mut self, envelope: &Envelope, hash: EventHash) {
+        let tenant = self
+            .tenants
+            .entry(envelope.tenant)
+            .or_insert_with(|| Tenant::empty(envelope.tenant));
+        evolve(tenant, &envelope.event, envelope.version);
+        tenant.last_hash = hash;
+        match &envelope.event {
+            Event::ApiKeyIssued {
+                key,
+                role,
+                token_hash,
+                ..
+            } => {
+                self.keys.insert(
+                    *token_hash,
+                    KeyGrant {
+                        tenant: envelope.tenant,
+                        key: *key,
+                        role: *role,
+                    },
+                );
+            }
+            Event::ApiKeyRevoked { key } => {
+                self.keys.retain(|_, grant| grant.key != *key);
+            }
+            _ => {}
+        }
+        self.head = envelope.seq;
+    }
+}
+
+struct Job {
+    request: Request,
+    command_id: CommandId,
+    reply: oneshot::Sender<Result<Written, ExecError>>,
+}
+
+struct Shared {
+    world: RwLock<World>,
+    store: Arc<dyn EventStore>,
+}
+
+/// Handle to the running ledger; cheap to clone.
+#[derive(Clone)]
+pub struct Ledger {
+    shared: Arc<Shared>,
+    queue: mpsc::Sender<Job>,
+}
+
+impl Ledger {
+    /// Rebuild the state from `store` and start the writer thread.
+    pub fn start(store: Arc<dyn EventStore>) -> Result<Ledger, StoreError> {
+        let world = World::load(store.as_ref())?;
+        tracing::info!(
+            head = world.head,
+            tenants = world.tenants.len(),
+            "state rebuilt from the log"
+        );
+        let shared = Arc::new(Shared {
+            world: RwLock::new(world),
+            store,
+        });
+        let (queue, receiver) = mpsc::channel(QUEUE_DEPTH_MAX);
+        let writer = Arc::clone(&shared);
+        std::thread::Builder::new()
+            .name("ledger-writer".into())
+            .spawn(move || writer_loop(&writer, receiver))
+            .map_err(|e| StoreError::Io(e.to_string()))?;
+        Ok(Ledger { shared, queue })
+    }
+
+    /// Decide, append and flush one command; answers once it is durable.
+    pub async fn execute(&self, request: Request) -> Result<Written, ExecError> {
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            request,
+            command_id: CommandId::new_random(),
+            reply,
+        };
+        self.queue.send(job).await.map_err(|_| ExecError::Closed)?;
+        answer.await.map_err(|_| ExecError::Closed)?
+    }
+
+    /// Read the current state.
+    pub fn read(&self) -> RwLockReadGuard<'_, World> {
+        // A poisoned lock means the writer panicked mid-fold; the state is not trustworthy.
+        self.shared
+            .world
+            .read()
+            .expect("the ledger state lock is poisoned")
+    }
+
+    /// The store underneath, for history queries.
+    pub fn store(&self) -> &dyn EventStore {
+        self.shared.store.as_ref()
+    }
+}
+
+fn writer_loop(shared: &Shared, mut receiver: mpsc::Receiver<Job>) {
+    while let Some(first) = receiver.blocking_recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < JOBS_PER_BATCH_MAX {
+            match receiver.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        commit_batch(shared, jobs);
+    }
+}
+
+fn commit_batch(shared: &Shared, jobs: Vec<Job>) {
+    let now = events::time::truncate_to_micros(Utc::now());
+    let mut world = shared
+        .world
+        .write()
+        .expect("the ledger state lock is poisoned");
+    let mut outcomes = Vec::with_capacity(jobs.len());
+    let mut encoded: Vec<EncodedEvent> = Vec::new();
+    for job in jobs {
+        let outcome = decide_job(&mut world, &job, now, &mut encoded);
+        outcomes.push((job.reply, outcome));
+    }
+    if let Err(error) = shared.store.append(&encoded) {
+        tracing::error!(%error, "append failed; reloading the state from the log");
+        // The in-memory state holds events that are not durable: rebuild it from the log.
+        match World::load(shared.store.as_ref()) {
+            Ok(reloaded) => *world = reloaded,
+            Err(reload) => {
+                tracing::error!(%reload, "cannot reload the state; stopping");
+                std::process::exit(70);
+            }
+        }
+        drop(world);
+        for (reply, outcome) in outcomes {
+            let failed = outcome.and(Err(ExecError::Storage(StoreError::Io(error.to_string()))));
+            let _ = reply.send(failed);
+        }
+        return;
+    }
+    drop(world);
+    for (reply, outcome) in outcomes {
+        // The caller may have gone away; its write is durable all the same.
+        let _ = reply.send(outcome);
+    }
+}
+
+fn decide_job(
+    world: &mut World,
+    job: &Job,
+    now: chrono::DateTime<Utc>,
+    encoded: &mut Vec<EncodedEvent>,
+) -> Result<Written, ExecError> {
+    let request = &job.request;
+    let empty;
+    let tenant = match world.tenants.get(&request.tenant) {
+        Some(t) => t,
+        None if matches!(request.command, Command::CreateTenant { .. }) => {
+            empty = Tenant::empty(request.tenant);
+            &empty
+        }
+        None => return Err(ExecError::TenantNotFound),
+    };
+    if let Some(expected) = request.expected_version {
+        if expected != tenant.version {
+            return Err(ExecError::VersionMismatch {
+                expected,
+                actual: tenant.version,
+            });
+        }
+    }
+    let ctx = Context {
+        now,
+        command_id: job.command_id,
+    };
+    let produced = decide(tenant, &request.command, &ctx)?;
+    let mut version = tenant.version;
+    let mut prev_hash = tenant.last_hash;
+    for event in &produced {
+        version += 1;
+        let envelope = Envelope {
+            seq: world.head + 1,
+            tenant: request.tenant,
+            version,
+            recorded_at: now,
+            actor: request.actor.id.clone(),
+            reason: request.actor.reason.clone(),
+            command_id: job.command_id,
+            prev_hash,
+            event: event.clone(),
+        };
+        let bytes = envelope.encode();
+        let hash = Envelope::hash_of(&bytes);
+        world.apply(&envelope, hash);
+        prev_hash = hash;
+        encoded.push(EncodedEvent {
+            seq: envelope.seq,
+            tenant: request.tenant,
+            bytes,
+        });
+    }
+    Ok(Written {
+        seq: world.head,
+        version,
+        events: produced,
+    })
+}
+
+impl Ledger {
+    /// The tenant as it was at `at`: every event recorded at or before it, folded from scratch.
+    /// `None` if the tenant did not exist yet. (A full replay of the tenant's stream; an index
+    /// of checkpoints makes this fast later.)
+    pub fn tenant_at(
+        &self,
+        tenant: TenantId,
+        at: chrono::DateTime<Utc>,
+    ) -> Result<Option<Tenant>, StoreError> {
+        let mut state = Tenant::empty(tenant);
+        for stored in self.store().read_tenant(tenant)? {
+            let envelope = Envelope::decode(&stored.bytes).map_err(|e| StoreError::Corrupt {
+                seq: stored.seq,
+                reason: e.to_string(),
+            })?;
+            if envelope.recorded_at > at {
+                break;
+            }
+            evolve(&mut state, &envelope.event, envelope.version);
+            state.last_hash = stored.hash();
+        }
+        Ok((state.version > 0).then_some(state))
+    }
+}

@@ -1,0 +1,48 @@
+//! The durable log. [`EventStore`] is the one seam every backend implements; [`sled_store`]
+//! is the embedded default. The only code that imports sled.
+
+pub mod sled_store;
+
+use events::{EventHash, TenantId};
+
+/// One event as stored: its global sequence, its tenant and the encoded envelope.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EncodedEvent {
+    pub seq: u64,
+    pub tenant: TenantId,
+    pub bytes: Vec<u8>,
+}
+
+impl EncodedEvent {
+    /// The hash the tenant's next event chains to.
+    pub fn hash(&self) -> EventHash {
+        events::Envelope::hash_of(&self.bytes)
+    }
+}
+
+/// Why the store failed. A storage error is never the client's fault.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("storage failure: {0}")]
+    Io(String),
+    #[error("corrupt log at sequence {seq}: {reason}")]
+    Corrupt { seq: u64, reason: String },
+    #[error("append out of order: expected sequence {expected}, got {got}")]
+    OutOfOrder { expected: u64, got: u64 },
+}
+
+/// What a log backend must do. Appends are durable when `append` returns.
+pub trait EventStore: Send + Sync + 'static {
+    /// Append events with consecutive sequences following `head()`, as one atomic record set,
+    /// flushed before returning.
+    fn append(&self, batch: &[EncodedEvent]) -> Result<(), Error>;
+
+    /// Visit every event with `seq > after`, in order, until `visit` returns `false`.
+    fn scan(&self, after: u64, visit: &mut dyn FnMut(EncodedEvent) -> bool) -> Result<(), Error>;
+
+    /// Every event of one tenant, in order.
+    fn read_tenant(&self, tenant: TenantId) -> Result<Vec<EncodedEvent>, Error>;
+
+    /// Sequence of the last stored event (0 for an empty log).
+    fn head(&self) -> u64;
+}
