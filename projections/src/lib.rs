@@ -6,3 +6,5 @@ pub mod usage;
 
 pub use group_state::{group_state, GroupState, TypeState, WindowBlock};
 pub use usage::{usage, TypeUsage};
+pub mod billing;
+pub use billing::{invoice, invoice_bytes, Billing, Invoice, Month, TypeMonth};

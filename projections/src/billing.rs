@@ -1,0 +1,426 @@
+//! Billing: per type and calendar month (in the tenant's billing time zone), the peak number of
+//! licence units that existed at any instant, when and by which event it was first reached, the
+//! peak assigned count and the units at month end; and the invoice priced from it.
+//!
+//! A fold over one tenant's envelopes in log order. Units are owned (not terminated) licences,
+//! times `months / 3` for `call_recording` (0 under free 14-day retention). The level carried
+//! into a month counts from its first instant, so a licence that existed for one second of a
+//! month counts in that month's peak.
+
+use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
+use chrono_tz::Tz;
+use events::{Envelope, Event, EventHash, Retention, TypeCode};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// The type whose units scale with recording retention.
+pub const CALL_RECORDING: &str = "call_recording";
+
+/// A calendar month, `YYYY-MM`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Month {
+    pub year: i32,
+    pub month: u32,
+}
+
+impl Month {
+    /// Parse `YYYY-MM`.
+    pub fn parse(text: &str) -> Option<Month> {
+        let (year, month) = text.split_once('-')?;
+        if year.len() != 4 || month.len() != 2 {
+            return None;
+        }
+        let year: i32 = year.parse().ok()?;
+        let month: u32 = month.parse().ok()?;
+        NaiveDate::from_ymd_opt(year, month, 1)?;
+        Some(Month { year, month })
+    }
+
+    /// The month containing `at` in `tz`.
+    pub fn of(at: DateTime<Utc>, tz: Tz) -> Month {
+        let local = at.with_timezone(&tz);
+        Month {
+            year: local.year(),
+            month: local.month(),
+        }
+    }
+
+    /// The next month.
+    pub fn next(self) -> Month {
+        if self.month == 12 {
+            Month {
+                year: self.year + 1,
+                month: 1,
+            }
+        } else {
+            Month {
+                year: self.year,
+                month: self.month + 1,
+            }
+        }
+    }
+
+    /// The first instant of the month in `tz`, as UTC.
+    pub fn start(self, tz: Tz) -> DateTime<Utc> {
+        let midnight = NaiveDate::from_ymd_opt(self.year, self.month, 1)
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .expect("a parsed month has a first day");
+        match tz.from_local_datetime(&midnight).earliest() {
+            Some(local) => local.with_timezone(&Utc),
+            // Midnight skipped by a DST jump: the month starts at the first instant after it.
+            None => tz
+                .from_local_datetime(&(midnight + chrono::Duration::hours(1)))
+                .earliest()
+                .map_or_else(
+                    || Utc.from_utc_datetime(&midnight),
+                    |l| l.with_timezone(&Utc),
+                ),
+        }
+    }
+
+    /// The first instant of the next month: the end (exclusive) of this one.
+    pub fn end(self, tz: Tz) -> DateTime<Utc> {
+        self.next().start(tz)
+    }
+}
+
+impl std::fmt::Display for Month {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:04}-{:02}", self.year, self.month)
+    }
+}
+
+/// The figures of one type in one month.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TypeMonth {
+    pub peak_units: u64,
+    pub peak_at: DateTime<Utc>,
+    /// Global sequence of the event that first raised the month to its peak.
+    pub peak_seq: u64,
+    /// Who sent that event.
+    pub peak_actor: String,
+    pub peak_assigned: u64,
+    pub units_at_end: u64,
+    /// The level at the month's end, carried into months without events of their own.
+    #[serde(skip)]
+    pub carried: Carried,
+}
+
+/// The event and assigned count behind the units at a month's end.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Carried {
+    pub seq: u64,
+    pub actor: String,
+    pub assigned: u64,
+}
+
+/// The last event a month's figures include.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Through {
+    pub seq: u64,
+    pub hash: EventHash,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Level {
+    owned: u64,
+    assigned: u64,
+    /// The event that brought the units to their current level.
+    seq: u64,
+    actor: String,
+}
+
+impl Level {
+    fn carried(&self) -> Carried {
+        Carried {
+            seq: self.seq,
+            actor: self.actor.clone(),
+            assigned: self.assigned,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct PriceEntry {
+    recorded_at: DateTime<Utc>,
+    effective_from: DateTime<Utc>,
+    unit_price_minor: i64,
+}
+
+/// The billing fold of one tenant.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Billing {
+    pub timezone: Tz,
+    pub currency: String,
+    retention: Retention,
+    levels: BTreeMap<TypeCode, Level>,
+    months: BTreeMap<Month, BTreeMap<TypeCode, TypeMonth>>,
+    /// The last event of each month that has events.
+    through: BTreeMap<Month, Through>,
+    prices: BTreeMap<TypeCode, Vec<PriceEntry>>,
+    current: Option<Month>,
+}
+
+impl Default for Billing {
+    fn default() -> Self {
+        Billing {
+            timezone: Tz::UTC,
+            currency: "EUR".into(),
+            retention: Retention::default(),
+            levels: BTreeMap::new(),
+            months: BTreeMap::new(),
+            through: BTreeMap::new(),
+            prices: BTreeMap::new(),
+            current: None,
+        }
+    }
+}
+
+impl Billing {
+    fn multiplier(&self, license_type: &TypeCode) -> u64 {
+        if license_type.as_str() == CALL_RECORDING {
+            self.retention.units_per_license()
+        } else {
+            1
+        }
+    }
+
+    fn units(&self, license_type: &TypeCode, level: &Level) -> u64 {
+        level.owned * self.multiplier(license_type)
+    }
+
+    /// Fold one envelope of this tenant (in log order) with its stored hash.
+    pub fn apply(&mut self, envelope: &Envelope, hash: EventHash) {
+        if let Event::TenantCreated {
+            billing_timezone,
+            currency,
+            ..
+        } = &envelope.event
+        {
+            self.timezone = billing_timezone.parse().unwrap_or(Tz::UTC);
+            self.currency = currency.clone();
+        }
+        let month = Month::of(envelope.recorded_at, self.timezone);
+        if self.current != Some(month) {
+            self.open_month(month);
+        }
+        let seq = envelope.seq;
+        let actor = &envelope.actor;
+        match &envelope.event {
+            Event::LicensesProvisioned { license_type, ids } => {
+                self.shift(license_type, ids.len() as i64, 0, seq, actor);
+            }
+            Event::LicenseTerminated { license_type, .. } => {
+                self.shift(license_type, -1, 0, seq, actor);
+            }
+            Event::LicenseAssigned { license_type, .. } => {
+                self.shift(license_type, 0, 1, seq, actor);
+            }
+            Event::LicenseUnassigned { license_type, .. } => {
+                self.shift(license_type, 0, -1, seq, actor);
+            }
+            Event::AddonAttached { addon_type, .. } => self.shift(addon_type, 0, 1, seq, actor),
+            Event::AddonDetached { addon_type, .. } => self.shift(addon_type, 0, -1, seq, actor),
+            Event::RetentionSet { retention } => {
+                self.retention = *retention;
+                let recording = TypeCode::from(CALL_RECORDING);
+                self.shift(&recording, 0, 0, seq, actor);
+            }
+            Event::PriceSet {
+                license_type,
+                unit_price_minor,
+                effective_from,
+                ..
+            } => {
+                let prices = self.prices.entry(license_type.clone()).or_default();
+                prices.push(PriceEntry {
+                    recorded_at: envelope.recorded_at,
+                    effective_from: *effective_from,
+                    unit_price_minor: *unit_price_minor,
+                });
+            }
+            _ => {}
+        }
+        self.through.insert(month, Through { seq, hash });
+        self.record_peaks(month, envelope.recorded_at);
+    }
+
+    /// Start a month: every type's carried level counts from the month's first instant.
+    fn open_month(&mut self, month: Month) {
+        let start = month.start(self.timezone);
+        let figures: BTreeMap<TypeCode, TypeMonth> = self
+            .levels
+            .iter()
+            .map(|(t, level)| {
+                let units = self.units(t, level);
+                let figures = TypeMonth {
+                    peak_units: units,
+                    peak_at: start,
+                    peak_seq: level.seq,
+                    peak_actor: level.actor.clone(),
+                    peak_assigned: level.assigned,
+                    units_at_end: units,
+                    carried: level.carried(),
+                };
+                (t.clone(), figures)
+            })
+            .collect();
+        self.months.insert(month, figures);
+        self.current = Some(month);
+    }
+
+    fn shift(&mut self, license_type: &TypeCode, owned: i64, assigned: i64, seq: u64, actor: &str) {
+        let level = self.levels.entry(license_type.clone()).or_insert(Level {
+            owned: 0,
+            assigned: 0,
+            seq,
+            actor: actor.to_string(),
+        });
+        level.owned = level.owned.saturating_add_signed(owned);
+        level.assigned = level.assigned.saturating_add_signed(assigned);
+        if owned != 0 || license_type.as_str() == CALL_RECORDING {
+            level.seq = seq;
+            level.actor = actor.to_string();
+        }
+    }
+
+    fn record_peaks(&mut self, month: Month, at: DateTime<Utc>) {
+        let levels: Vec<(TypeCode, u64, Level)> = self
+            .levels
+            .iter()
+            .map(|(t, level)| (t.clone(), self.units(t, level), level.clone()))
+            .collect();
+        let figures = self.months.entry(month).or_default();
+        for (t, units, level) in levels {
+            let entry = figures.entry(t).or_insert_with(|| TypeMonth {
+                peak_units: 0,
+                peak_at: at,
+                peak_seq: level.seq,
+                peak_actor: level.actor.clone(),
+                peak_assigned: 0,
+                units_at_end: 0,
+                carried: Carried::default(),
+            });
+            if units > entry.peak_units {
+                entry.peak_units = units;
+                entry.peak_at = at;
+                entry.peak_seq = level.seq;
+                entry.peak_actor = level.actor.clone();
+            }
+            entry.peak_assigned = entry.peak_assigned.max(level.assigned);
+            entry.units_at_end = units;
+            entry.carried = level.carried();
+        }
+    }
+
+    /// The figures of `month`: from its own events, or carried unchanged from the last month
+    /// before it that had any. Empty before the tenant's first event.
+    pub fn month(&self, month: Month) -> BTreeMap<TypeCode, TypeMonth> {
+        if let Some(figures) = self.months.get(&month) {
+            return figures.clone();
+        }
+        let Some((_, earlier)) = self.months.range(..month).next_back() else {
+            return BTreeMap::new();
+        };
+        let start = month.start(self.timezone);
+        earlier
+            .iter()
+            .map(|(t, f)| {
+                let figures = TypeMonth {
+                    peak_units: f.units_at_end,
+                    peak_at: start,
+                    peak_seq: f.carried.seq,
+                    peak_actor: f.carried.actor.clone(),
+                    peak_assigned: f.carried.assigned,
+                    units_at_end: f.units_at_end,
+                    carried: f.carried.clone(),
+                };
+                (t.clone(), figures)
+            })
+            .collect()
+    }
+
+    /// The last event included in `month`'s figures: the month's last event, or the last one
+    /// before it.
+    pub fn through(&self, month: Month) -> Option<Through> {
+        self.through.range(..=month).next_back().map(|(_, t)| *t)
+    }
+
+    /// The unit price of `license_type` in force at `at`, as known from events recorded before
+    /// `at`.
+    pub fn price_at(&self, license_type: &TypeCode, at: DateTime<Utc>) -> Option<i64> {
+        self.prices
+            .get(license_type)?
+            .iter()
+            .filter(|p| p.recorded_at < at && p.effective_from < at)
+            .max_by_key(|p| (p.effective_from, p.recorded_at))
+            .map(|p| p.unit_price_minor)
+    }
+}
+
+/// One invoice line.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct InvoiceLine {
+    #[serde(rename = "type")]
+    pub license_type: TypeCode,
+    pub peak_units: u64,
+    /// `null` when no price was in force at month end.
+    pub unit_price_minor: Option<i64>,
+    pub amount_minor: i64,
+}
+
+/// The invoice of one month; its `digest` binds it to the log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Invoice {
+    pub month: String,
+    pub currency: String,
+    pub lines: Vec<InvoiceLine>,
+    pub total_minor: i64,
+    pub through_seq: u64,
+    /// blake3 over the canonical invoice bytes (without the digest) and the hash of the last
+    /// event included.
+    pub digest: String,
+}
+
+/// The invoice for `month`: peak units × the price in force at month end, per type with units.
+pub fn invoice(billing: &Billing, month: Month) -> Invoice {
+    let end = month.end(billing.timezone);
+    let lines: Vec<InvoiceLine> = billing
+        .month(month)
+        .into_iter()
+        .filter(|(_, f)| f.peak_units > 0)
+        .map(|(t, f)| {
+            let price = billing.price_at(&t, end);
+            let amount = price.map_or(0, |p| p.saturating_mul(f.peak_units as i64));
+            InvoiceLine {
+                license_type: t,
+                peak_units: f.peak_units,
+                unit_price_minor: price,
+                amount_minor: amount,
+            }
+        })
+        .collect();
+    let total_minor = lines
+        .iter()
+        .fold(0i64, |sum, l| sum.saturating_add(l.amount_minor));
+    let through = billing.through(month);
+    let mut invoice = Invoice {
+        month: month.to_string(),
+        currency: billing.currency.clone(),
+        lines,
+        total_minor,
+        through_seq: through.map_or(0, |t| t.seq),
+        digest: String::new(),
+    };
+    let canonical = serde_json::to_vec(&invoice).expect("an invoice always serialises");
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(&canonical);
+    hasher.update(&through.map_or([0; 32], |t| t.hash.0));
+    invoice.digest = hasher.finalize().to_hex().to_string();
+    invoice
+}
+
+/// The exact bytes of an invoice on the wire; HTTP and `ledger replay` both print these.
+pub fn invoice_bytes(invoice: &Invoice) -> Vec<u8> {
+    serde_json::to_vec(invoice).expect("an invoice always serialises")
+}
