@@ -77,8 +77,13 @@ pub struct World {
     pub tenants: HashMap<TenantId, Tenant>,
     /// Token hash → live key.
     pub keys: HashMap<[u8; 32], KeyGrant>,
+    /// Billing figures per tenant, folded from the same events.
+    pub billing: HashMap<TenantId, projections::Billing>,
     /// Sequence of the last event folded.
     pub head: u64,
+    /// The latest `recorded_at` folded: the writer never stamps an earlier one, so months
+    /// and as-of queries stay consistent even if the server clock steps back.
+    pub last_recorded_at: Option<chrono::DateTime<Utc>>,
 }
 
 impl World {
@@ -157,7 +162,15 @@ impl World {
             }
             _ => {}
         }
+        self.billing
+            .entry(envelope.tenant)
+            .or_default()
+            .apply(envelope, hash);
         self.head = envelope.seq;
+        self.last_recorded_at = Some(
+            self.last_recorded_at
+                .map_or(envelope.recorded_at, |last| last.max(envelope.recorded_at)),
+        );
     }
 }
 
@@ -242,11 +255,12 @@ fn writer_loop(shared: &Shared, mut receiver: mpsc::Receiver<Job>) {
 }
 
 fn commit_batch(shared: &Shared, jobs: Vec<Job>) {
-    let now = events::time::truncate_to_micros(Utc::now());
     let mut world = shared
         .world
         .write()
         .expect("the ledger state lock is poisoned");
+    let clock = events::time::truncate_to_micros(Utc::now());
+    let now = world.last_recorded_at.map_or(clock, |last| last.max(clock));
     let mut outcomes = Vec::with_capacity(jobs.len());
     let mut encoded: Vec<EncodedEvent> = Vec::new();
     for job in jobs {

@@ -217,8 +217,32 @@ impl Event {
 }
 
 /// A blake3 hash of an encoded envelope; the zero hash precedes a tenant's first event.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// Lowercase hex in JSON, the 32 raw bytes in the binary encoding.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct EventHash(pub [u8; 32]);
+
+impl Serialize for EventHash {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            s.serialize_str(&self.to_hex())
+        } else {
+            self.0.serialize(s)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for EventHash {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        if d.is_human_readable() {
+            let text = String::deserialize(d)?;
+            blake3::Hash::from_hex(&text)
+                .map(|h| EventHash(*h.as_bytes()))
+                .map_err(serde::de::Error::custom)
+        } else {
+            <[u8; 32]>::deserialize(d).map(EventHash)
+        }
+    }
+}
 
 impl EventHash {
     /// Lowercase hex, as the API shows it.

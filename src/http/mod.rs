@@ -2,13 +2,14 @@
 //! status codes. Handlers are thin: parse → command → execute → respond.
 
 pub mod auth;
+mod billing;
 pub mod error;
 pub mod extract;
 mod groups;
-mod licenses;
+pub mod licenses;
 mod tenants;
 mod users;
-mod views;
+pub mod views;
 
 use crate::ledger::{Actor, ExecError, Ledger, Request, Written};
 use auth::{Auth, Need};
@@ -47,6 +48,8 @@ pub fn app(state: App) -> Router {
         .route("/settings/recording-retention", put(tenants::set_retention))
         .route("/prices/{type}", put(tenants::set_price))
         .route("/usage", get(tenants::usage))
+        .route("/billing/{month}", get(billing::month))
+        .route("/invoices/{month}", get(billing::invoice_of_month))
         .route("/licenses", post(licenses::provision).get(licenses::list))
         .route("/subscription/{type}", put(licenses::set_quantity))
         .route(

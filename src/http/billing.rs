@@ -1,0 +1,81 @@
+//! Billing figures and invoices (billing, admin).
+
+use super::auth::{Auth, Need};
+use super::error::ApiError;
+use super::extract::AppPath;
+use super::views::instant;
+use super::{with_etag, App};
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::Utc;
+use events::TenantId;
+use projections::{invoice, invoice_bytes, Month};
+use serde_json::{json, Value};
+
+fn parse_month(text: &str) -> Result<Month, ApiError> {
+    Month::parse(text)
+        .ok_or_else(|| ApiError::bad_request(format!("month must be YYYY-MM, not `{text}`")))
+}
+
+/// `GET /v1/tenants/{t}/billing/{YYYY-MM}`: peaks per type, with the event behind each peak.
+pub async fn month(
+    State(app): State<App>,
+    auth: Auth,
+    AppPath((tenant, month)): AppPath<(TenantId, String)>,
+) -> Result<Response, ApiError> {
+    let month = parse_month(&month)?;
+    let world = app.ledger.read();
+    let state = world
+        .tenants
+        .get(&tenant)
+        .ok_or_else(|| ApiError::not_found(format!("tenant {tenant} not found")))?;
+    auth.require(tenant, Need::Bill)?;
+    let empty = projections::Billing::default();
+    let billing = world.billing.get(&tenant).unwrap_or(&empty);
+    let types: serde_json::Map<String, Value> = billing
+        .month(month)
+        .into_iter()
+        .map(|(t, f)| {
+            let figures = json!({
+                "peak_units": f.peak_units,
+                "peak_at": instant(f.peak_at),
+                "peak_seq": f.peak_seq,
+                "peak_actor": f.peak_actor,
+                "peak_assigned": f.peak_assigned,
+                "units_at_end": f.units_at_end,
+            });
+            (t.0, figures)
+        })
+        .collect();
+    let body = json!({
+        "month": month.to_string(),
+        "timezone": billing.timezone.name(),
+        "currency": billing.currency,
+        "types": types,
+        "through_seq": billing.through(month).map_or(0, |t| t.seq),
+        "closed": month.end(billing.timezone) <= Utc::now(),
+    });
+    Ok(with_etag(Json(body).into_response(), state.version))
+}
+
+/// `GET /v1/tenants/{t}/invoices/{YYYY-MM}`: the invoice bytes `ledger replay` also prints.
+pub async fn invoice_of_month(
+    State(app): State<App>,
+    auth: Auth,
+    AppPath((tenant, month)): AppPath<(TenantId, String)>,
+) -> Result<Response, ApiError> {
+    let month = parse_month(&month)?;
+    let world = app.ledger.read();
+    let state = world
+        .tenants
+        .get(&tenant)
+        .ok_or_else(|| ApiError::not_found(format!("tenant {tenant} not found")))?;
+    auth.require(tenant, Need::Bill)?;
+    let empty = projections::Billing::default();
+    let billing = world.billing.get(&tenant).unwrap_or(&empty);
+    let bytes = invoice_bytes(&invoice(billing, month));
+    let response = ([(header::CONTENT_TYPE, "application/json")], bytes).into_response();
+    Ok(with_etag(response, state.version))
+}
