@@ -7,6 +7,7 @@ use crate::event::{Event, Restriction, Retention};
 use crate::ids::{GroupId, LicenseId, TypeCode, UserId};
 use crate::rejection::{Rejection, Rule, Violation};
 use crate::state::{License, Tenant, User};
+use crate::time::truncate_to_micros;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Longest name of a tenant, group, user or key, in bytes.
@@ -70,7 +71,9 @@ pub fn decide(state: &Tenant, command: &Command, ctx: &Context) -> Result<Vec<Ev
             name,
             parent,
         } => update_group(state, *group, name.as_deref(), *parent),
-        SetRestriction { group, restriction } => set_restriction(state, *group, restriction),
+        SetRestriction { group, restriction } => {
+            set_restriction(state, *group, &at_log_precision(restriction))
+        }
         ClearRestriction { group } => clear_restriction(state, *group),
         CreateUser(user) => {
             create_users(state, std::slice::from_ref(user)).map_err(|mut e| match &mut e {
@@ -102,7 +105,7 @@ pub fn decide(state: &Tenant, command: &Command, ctx: &Context) -> Result<Vec<Ev
                 license_type: license_type.clone(),
                 unit_price_minor: *unit_price_minor,
                 currency: currency.clone(),
-                effective_from: *effective_from,
+                effective_from: truncate_to_micros(*effective_from),
             }])
         }
         IssueKey {
@@ -127,6 +130,16 @@ pub fn decide(state: &Tenant, command: &Command, ctx: &Context) -> Result<Vec<Ev
             Some(k) if k.revoked => Err(Rejection::KeyAlreadyRevoked(*key)),
             Some(_) => Ok(vec![Event::ApiKeyRevoked { key: *key }]),
         },
+    }
+}
+
+/// The restriction with its instants cut to the microseconds the log stores, so the event
+/// folded live equals the one read back from disk.
+fn at_log_precision(restriction: &Restriction) -> Restriction {
+    Restriction {
+        valid_from: restriction.valid_from.map(truncate_to_micros),
+        valid_until: restriction.valid_until.map(truncate_to_micros),
+        ..restriction.clone()
     }
 }
 
@@ -1039,7 +1052,8 @@ impl<'a> Hypothesis<'a> {
     }
 
     /// Child-versus-parent rules for every enabled restriction in `group`'s subtree, checked
-    /// against its nearest enabled ancestor (limits) and the intersection of ancestor windows.
+    /// against, per type, the nearest enabled ancestor limiting that type, and against the
+    /// intersection of ancestor windows.
     fn violations(&self, group: GroupId) -> Vec<Violation> {
         let mut found = Vec::new();
         for id in self.state.subtree(group) {
@@ -1048,14 +1062,14 @@ impl<'a> Hypothesis<'a> {
             };
             let name = |g: GroupId| self.state.groups.get(&g).map_or("?", |g| g.name.as_str());
             let ancestors = self.path_to_root(id).split_off(1);
-            let nearest = ancestors
-                .iter()
-                .find_map(|a| self.enabled_restriction(*a).map(|r| (*a, r)));
-            if let Some((a, ar)) = nearest {
-                for (t, &limit) in &r.limits {
-                    let Some(&parent_limit) = ar.limits.get(t) else {
-                        continue;
-                    };
+            // Per type: the nearest ancestor whose enabled restriction limits that type. A
+            // parent that is disabled, or limits only other types, is unlimited for it.
+            for (t, &limit) in &r.limits {
+                let nearest = ancestors.iter().find_map(|a| {
+                    let ar = self.enabled_restriction(*a)?;
+                    ar.limits.get(t).map(|&parent_limit| (*a, parent_limit))
+                });
+                if let Some((a, parent_limit)) = nearest {
                     if limit > parent_limit {
                         found.push(
                             Violation::new(

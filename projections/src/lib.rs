@@ -8,3 +8,5 @@ pub use group_state::{group_state, GroupState, TypeState, WindowBlock};
 pub use usage::{usage, TypeUsage};
 pub mod billing;
 pub use billing::{invoice, invoice_bytes, Billing, Invoice, Month, TypeMonth};
+pub mod explain;
+pub use explain::{entitlement, Check, Entitlement};
