@@ -137,8 +137,10 @@ pub fn entitlement(
         };
         let window = format!(
             "window {} to {}",
-            r.valid_from.map_or("open".into(), |f| f.to_rfc3339()),
-            r.valid_until.map_or("open".into(), |u| u.to_rfc3339())
+            r.valid_from.map_or("open".into(), |f| f
+                .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
+            r.valid_until.map_or("open".into(), |u| u
+                .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
         );
         let limit = r.limits.get(license_type).map_or_else(
             || format!("no {license_type} limit"),
@@ -149,13 +151,19 @@ pub fn entitlement(
                 rule: "group_window",
                 passed: true,
                 group,
-                detail: format!("{window} covers {}; {limit}", at.to_rfc3339()),
+                detail: format!(
+                    "{window} covers {}; {limit}",
+                    at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+                ),
             },
             Some(rule) => Check {
                 rule,
                 passed: false,
                 group,
-                detail: format!("{window} does not cover {}; {limit}", at.to_rfc3339()),
+                detail: format!(
+                    "{window} does not cover {}; {limit}",
+                    at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+                ),
             },
         });
     }

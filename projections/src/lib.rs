@@ -10,3 +10,5 @@ pub mod billing;
 pub use billing::{invoice, invoice_bytes, Billing, Invoice, Month, TypeMonth};
 pub mod explain;
 pub use explain::{entitlement, Check, Entitlement};
+pub mod audit;
+pub use audit::{touches, Touches};

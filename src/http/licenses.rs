@@ -352,25 +352,19 @@ pub async fn one(
 
 /// Whether an event concerns a licence.
 pub fn mentions_license(event: &Event, id: LicenseId) -> bool {
-    match event {
-        Event::LicensesProvisioned { ids, .. } => ids.contains(&id),
-        Event::LicenseTerminated { license, .. }
-        | Event::LicenseAssigned { license, .. }
-        | Event::LicenseUnassigned { license, .. }
-        | Event::LicenseReassigned { license, .. } => *license == id,
-        Event::AddonAttached { addon, base, .. } | Event::AddonDetached { addon, base, .. } => {
-            *addon == id || *base == id
-        }
-        _ => false,
-    }
+    projections::touches(event).licenses.contains(&id)
 }
 
 /// An event on the wire: `{"seq", "version", "recorded_at", "actor", "reason", "kind", "data", "hash"}`.
 pub fn event_json(envelope: &Envelope, hash: &str) -> Value {
-    let data = serde_json::to_value(&envelope.event)
+    let mut data = serde_json::to_value(&envelope.event)
         .ok()
         .and_then(|v| v.as_object().and_then(|o| o.values().next().cloned()))
         .unwrap_or(Value::Null);
+    // A key's token hash stays inside the log.
+    if let Some(fields) = data.as_object_mut() {
+        fields.remove("token_hash");
+    }
     json!({
         "seq": envelope.seq,
         "version": envelope.version,

@@ -1,6 +1,7 @@
 //! The HTTP API of API.md: `app()` lists every route. The only code that knows JSON bodies and
 //! status codes. Handlers are thin: parse → command → execute → respond.
 
+mod audit;
 pub mod auth;
 mod billing;
 pub mod error;
@@ -48,6 +49,8 @@ pub fn app(state: App) -> Router {
         .route("/settings/recording-retention", put(tenants::set_retention))
         .route("/prices/{type}", put(tenants::set_price))
         .route("/usage", get(tenants::usage))
+        .route("/events", get(audit::events))
+        .route("/users/{u}/entitlements/{type}", get(audit::entitlement))
         .route("/billing/{month}", get(billing::month))
         .route("/invoices/{month}", get(billing::invoice_of_month))
         .route("/licenses", post(licenses::provision).get(licenses::list))

@@ -40,8 +40,24 @@ pub trait EventStore: Send + Sync + 'static {
     /// Visit every event with `seq > after`, in order, until `visit` returns `false`.
     fn scan(&self, after: u64, visit: &mut dyn FnMut(EncodedEvent) -> bool) -> Result<(), Error>;
 
+    /// Visit the events of one tenant with `seq > after`, in order, until `visit` returns
+    /// `false`.
+    fn scan_tenant(
+        &self,
+        tenant: TenantId,
+        after: u64,
+        visit: &mut dyn FnMut(EncodedEvent) -> bool,
+    ) -> Result<(), Error>;
+
     /// Every event of one tenant, in order.
-    fn read_tenant(&self, tenant: TenantId) -> Result<Vec<EncodedEvent>, Error>;
+    fn read_tenant(&self, tenant: TenantId) -> Result<Vec<EncodedEvent>, Error> {
+        let mut out = Vec::new();
+        self.scan_tenant(tenant, 0, &mut |e| {
+            out.push(e);
+            true
+        })?;
+        Ok(out)
+    }
 
     /// Sequence of the last stored event (0 for an empty log).
     fn head(&self) -> u64;

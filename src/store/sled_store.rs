@@ -212,16 +212,28 @@ impl EventStore for SledStore {
         Ok(())
     }
 
-    fn read_tenant(&self, tenant: TenantId) -> Result<Vec<EncodedEvent>, Error> {
-        let mut prefix = vec![b'T'];
-        prefix.extend_from_slice(tenant.as_uuid().as_bytes());
-        let mut out = Vec::new();
-        for entry in self.log.scan_prefix(&prefix) {
+    fn scan_tenant(
+        &self,
+        tenant: TenantId,
+        after: u64,
+        visit: &mut dyn FnMut(EncodedEvent) -> bool,
+    ) -> Result<(), Error> {
+        let prefix = &tenant_key(tenant, 0)[..17];
+        // Start from the tenant's record holding `after + 1`: the last index key at or below it.
+        let start = self
+            .log
+            .range(tenant_key(tenant, 0)..=tenant_key(tenant, after.saturating_add(1)))
+            .next_back()
+            .transpose()
+            .map_err(io)?
+            .map_or_else(|| tenant_key(tenant, 0).to_vec(), |(key, _)| key.to_vec());
+        for entry in self.log.range(start..) {
             let (key, _) = entry.map_err(io)?;
-            let first = u64::from_be_bytes(key[17..25].try_into().map_err(|_| Error::Corrupt {
-                seq: 0,
-                reason: "malformed tenant index key".into(),
-            })?);
+            if !key.starts_with(prefix) {
+                break;
+            }
+            // The sequence follows the tenant id: bytes 17..25, i.e. 1..9 of `key[16..]`.
+            let first = first_seq_of_key(&key[16..])?;
             let record = self
                 .log
                 .get(record_key(first))
@@ -230,13 +242,13 @@ impl EventStore for SledStore {
                     seq: first,
                     reason: "tenant index names a missing record".into(),
                 })?;
-            out.extend(
-                decode_record(first, &record)?
-                    .into_iter()
-                    .filter(|e| e.tenant == tenant),
-            );
+            for event in decode_record(first, &record)? {
+                if event.tenant == tenant && event.seq > after && !visit(event) {
+                    return Ok(());
+                }
+            }
         }
-        Ok(out)
+        Ok(())
     }
 
     fn head(&self) -> u64 {

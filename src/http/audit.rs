@@ -1,0 +1,201 @@
+//! History and support: `/events` with filters and cursor paging, and entitlements with the
+//! check that blocks them.
+
+use super::auth::{allows, role_name, Auth, Need};
+use super::error::ApiError;
+use super::extract::{AppPath, AppQuery};
+use super::licenses::event_json;
+use super::views::{instant, parse_instant, parse_type};
+use super::{page_limit, with_etag, App};
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::Utc;
+use events::{Envelope, GroupId, LicenseId, Tenant, TenantId, UserId};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// Events examined by one `/events` page at most; past it the page ends early with a cursor.
+pub const EVENTS_SCANNED_PER_PAGE_MAX: usize = 200_000;
+
+#[derive(Deserialize)]
+pub struct EventsQuery {
+    after: Option<u64>,
+    limit: Option<usize>,
+    #[serde(rename = "type")]
+    license_type: Option<String>,
+    kind: Option<String>,
+    user_id: Option<UserId>,
+    license_id: Option<LicenseId>,
+    group_id: Option<GroupId>,
+    since: Option<String>,
+    until: Option<String>,
+    actor: Option<String>,
+}
+
+/// `GET /v1/tenants/{t}/events?after=&limit=&type=&kind=&user_id=&license_id=&group_id=&since=&until=&actor=`
+/// (auditor, admin): the tenant's events in order; `next` is the `after` of the next page.
+pub async fn events(
+    State(app): State<App>,
+    auth: Auth,
+    AppPath(tenant): AppPath<TenantId>,
+    AppQuery(query): AppQuery<EventsQuery>,
+) -> Result<Response, ApiError> {
+    let limit = page_limit(query.limit)?;
+    let license_type = query.license_type.as_deref().map(parse_type).transpose()?;
+    let since = query
+        .since
+        .as_deref()
+        .map(|t| parse_instant("since", t))
+        .transpose()?;
+    let until = query
+        .until
+        .as_deref()
+        .map(|t| parse_instant("until", t))
+        .transpose()?;
+    let version = app.read_tenant(tenant, &auth, Need::Audit, |t| Ok(t.version))?;
+    let matches = |envelope: &Envelope| {
+        let touched = projections::touches(&envelope.event);
+        query
+            .kind
+            .as_deref()
+            .is_none_or(|k| envelope.event.kind() == k)
+            && query.actor.as_deref().is_none_or(|a| envelope.actor == a)
+            && since.is_none_or(|s| envelope.recorded_at >= s)
+            && until.is_none_or(|u| envelope.recorded_at < u)
+            && license_type
+                .as_ref()
+                .is_none_or(|ty| touched.types.contains(&ty))
+            && query.user_id.is_none_or(|u| touched.users.contains(&u))
+            && query
+                .license_id
+                .is_none_or(|l| touched.licenses.contains(&l))
+            && query.group_id.is_none_or(|g| touched.groups.contains(&g))
+    };
+    let mut items = Vec::new();
+    let mut scanned = 0usize;
+    let mut last_seen = None;
+    let mut more = false;
+    let mut failure = None;
+    app.ledger
+        .store()
+        .scan_tenant(tenant, query.after.unwrap_or(0), &mut |stored| {
+            if items.len() == limit || scanned == EVENTS_SCANNED_PER_PAGE_MAX {
+                more = true;
+                return false;
+            }
+            scanned += 1;
+            last_seen = Some(stored.seq);
+            match Envelope::decode(&stored.bytes) {
+                Ok(envelope) => {
+                    if until.is_some_and(|u| envelope.recorded_at >= u) {
+                        return false;
+                    }
+                    if matches(&envelope) {
+                        items.push(event_json(&envelope, &stored.hash().to_hex()));
+                    }
+                    true
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    false
+                }
+            }
+        })
+        .map_err(ApiError::internal)?;
+    if let Some(e) = failure {
+        return Err(ApiError::internal(e));
+    }
+    let next: Value = if more {
+        json!(last_seen.map(|s| s.to_string()))
+    } else {
+        Value::Null
+    };
+    let body = json!({"items": items, "next": next});
+    Ok(with_etag(Json(body).into_response(), version))
+}
+
+#[derive(Deserialize)]
+pub struct AtQuery {
+    at: Option<String>,
+}
+
+/// `GET /v1/tenants/{t}/users/{u}/entitlements/{type}?at=`: every check in order with
+/// pass/fail, and `blocked_by` naming the first failing rule and group. A past `at` judges the
+/// state as it was then (auditor, admin).
+pub async fn entitlement(
+    State(app): State<App>,
+    auth: Auth,
+    AppPath((tenant, user, code)): AppPath<(TenantId, UserId, String)>,
+    AppQuery(query): AppQuery<AtQuery>,
+) -> Result<Response, ApiError> {
+    let license_type = parse_type(&code)?;
+    let now = Utc::now();
+    let at = query
+        .at
+        .as_deref()
+        .map(|t| parse_instant("at", t))
+        .transpose()?
+        .unwrap_or(now);
+    let known = app.read_tenant(tenant, &auth, Need::Read, |t| {
+        Ok(t.catalogue.contains_key(&license_type))
+    })?;
+    if !known {
+        return Err(ApiError::bad_request(format!(
+            "unknown licence type `{code}`"
+        )));
+    }
+    if at < now {
+        let role = auth.role_in(tenant)?;
+        if !allows(role, Need::Audit) {
+            return Err(ApiError::forbidden(format!(
+                "the {} role may not read past state",
+                role_name(role)
+            )));
+        }
+        let past = app
+            .ledger
+            .tenant_at(tenant, at)
+            .map_err(ApiError::internal)?
+            .unwrap_or_else(|| Tenant::empty(tenant));
+        return render_entitlement(&past, user, &license_type, at);
+    }
+    app.read_tenant(tenant, &auth, Need::Read, |t| {
+        render_entitlement(t, user, &license_type, at)
+    })
+}
+
+fn render_entitlement(
+    t: &Tenant,
+    user: UserId,
+    license_type: &events::TypeCode,
+    at: chrono::DateTime<Utc>,
+) -> Result<Response, ApiError> {
+    let answer = projections::entitlement(t, user, license_type, at)
+        .ok_or_else(|| ApiError::not_found(format!("user {user} not found")))?;
+    let check_json = |c: &projections::Check| {
+        let mut out = json!({"rule": c.rule, "passed": c.passed, "detail": c.detail});
+        if let Some((id, name)) = &c.group {
+            out["group_id"] = json!(id);
+            out["group_name"] = json!(name);
+        }
+        out
+    };
+    let mut body = json!({
+        "at": instant(at),
+        "user_id": user,
+        "type": license_type,
+        "allowed": answer.allowed,
+        "checks": answer.checks.iter().map(check_json).collect::<Vec<_>>(),
+    });
+    if let Some(blocked) = answer.blocked_by() {
+        let mut b = check_json(blocked);
+        if let Some(map) = b.as_object_mut() {
+            map.remove("passed");
+            map.entry("group_id").or_insert(Value::Null);
+            map.entry("group_name").or_insert(Value::Null);
+        }
+        body["blocked_by"] = b;
+    }
+    Ok(with_etag(Json(body).into_response(), t.version))
+}
