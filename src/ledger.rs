@@ -195,6 +195,7 @@ pub struct Ledger {
 impl Ledger {
     /// Rebuild the state from `store` and start the writer thread.
     pub fn start(store: Arc<dyn EventStore>) -> Result<Ledger, StoreError> {
+        let _ = crate::metrics::handle();
         let world = World::load(store.as_ref())?;
         tracing::info!(
             head = world.head,
@@ -267,7 +268,14 @@ fn commit_batch(shared: &Shared, jobs: Vec<Job>) {
         let outcome = decide_job(&mut world, &job, now, &mut encoded);
         outcomes.push((job.reply, outcome));
     }
-    if let Err(error) = shared.store.append(&encoded) {
+    let started = std::time::Instant::now();
+    let appended = shared.store.append(&encoded);
+    crate::metrics::batch_committed(
+        outcomes.len(),
+        encoded.len(),
+        started.elapsed().as_secs_f64(),
+    );
+    if let Err(error) = appended {
         tracing::error!(%error, "append failed; reloading the state from the log");
         // The in-memory state holds events that are not durable: rebuild it from the log.
         match World::load(shared.store.as_ref()) {

@@ -17,6 +17,16 @@ use std::sync::Arc;
 pub struct Cli {
     #[command(subcommand)]
     pub command: CliCommand,
+    /// Log lines on stderr as text or as JSON objects.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// What to run.

@@ -41,6 +41,7 @@ pub struct App {
 
 /// Every route of the API.
 pub fn app(state: App) -> Router {
+    let _ = crate::metrics::handle();
     let tenant_routes = Router::new()
         .route("/", get(tenants::get_tenant))
         .route("/keys", post(tenants::issue_key))
@@ -83,8 +84,10 @@ pub fn app(state: App) -> Router {
         );
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics_text))
         .route("/v1/tenants", post(tenants::create))
         .nest("/v1/tenants/{t}", tenant_routes)
+        .route_layer(axum::middleware::from_fn(observe))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(REQUEST_BODY_BYTES_MAX))
@@ -93,12 +96,50 @@ pub fn app(state: App) -> Router {
                 ApiError::internal("handler panicked").into_response()
             },
         ))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }
 
 async fn healthz(State(app): State<App>) -> Json<Value> {
     Json(json!({"status": "ok", "seq": app.ledger.read().head}))
+}
+
+async fn metrics_text() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        crate::metrics::render(),
+    )
+        .into_response()
+}
+
+/// The tenant id in a path, for logs.
+fn tenant_in_path(path: &str) -> &str {
+    path.strip_prefix("/v1/tenants/")
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or("-")
+}
+
+/// Log every request in a span carrying its request id, route and tenant; count it by route
+/// and status; answer with `X-Request-Id`.
+async fn observe(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    use tracing::Instrument;
+    let started = std::time::Instant::now();
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let method = request.method().to_string();
+    let request_id = uuid::Uuid::new_v4();
+    let tenant = tenant_in_path(request.uri().path()).to_string();
+    let span = tracing::info_span!("request", %request_id, %method, %route, %tenant);
+    let mut response = next.run(request).instrument(span.clone()).await;
+    let status = response.status().as_u16();
+    let seconds = started.elapsed().as_secs_f64();
+    crate::metrics::http_request(&route, &method, status, seconds);
+    span.in_scope(|| tracing::info!(status, millis = seconds * 1000.0, "answered"));
+    if let Ok(value) = HeaderValue::from_str(&request_id.to_string()) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
 }
 
 async fn not_found() -> ApiError {
