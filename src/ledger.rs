@@ -183,6 +183,8 @@ struct Job {
 struct Shared {
     world: RwLock<World>,
     store: Arc<dyn EventStore>,
+    /// Batches appended since start.
+    batches: std::sync::atomic::AtomicU64,
 }
 
 /// Handle to the running ledger; cheap to clone.
@@ -205,6 +207,7 @@ impl Ledger {
         let shared = Arc::new(Shared {
             world: RwLock::new(world),
             store,
+            batches: std::sync::atomic::AtomicU64::new(0),
         });
         let (queue, receiver) = mpsc::channel(QUEUE_DEPTH_MAX);
         let writer = Arc::clone(&shared);
@@ -236,6 +239,13 @@ impl Ledger {
             .expect("the ledger state lock is poisoned")
     }
 
+    /// Batches appended (group commits) since start.
+    pub fn batches_committed(&self) -> u64 {
+        self.shared
+            .batches
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// The store underneath, for history queries.
     pub fn store(&self) -> &dyn EventStore {
         self.shared.store.as_ref()
@@ -265,11 +275,16 @@ fn commit_batch(shared: &Shared, jobs: Vec<Job>) {
     let mut outcomes = Vec::with_capacity(jobs.len());
     let mut encoded: Vec<EncodedEvent> = Vec::new();
     for job in jobs {
-        let outcome = decide_job(&mut world, &job, now, &mut encoded);
+        let outcome = world.decide_into(&job.request, job.command_id, now, &mut encoded);
         outcomes.push((job.reply, outcome));
     }
     let started = std::time::Instant::now();
     let appended = shared.store.append(&encoded);
+    if !encoded.is_empty() {
+        shared
+            .batches
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
     crate::metrics::batch_committed(
         outcomes.len(),
         encoded.len(),
@@ -299,65 +314,68 @@ fn commit_batch(shared: &Shared, jobs: Vec<Job>) {
     }
 }
 
-fn decide_job(
-    world: &mut World,
-    job: &Job,
-    now: chrono::DateTime<Utc>,
-    encoded: &mut Vec<EncodedEvent>,
-) -> Result<Written, ExecError> {
-    let request = &job.request;
-    let empty;
-    let tenant = match world.tenants.get(&request.tenant) {
-        Some(t) => t,
-        None if matches!(request.command, Command::CreateTenant { .. }) => {
-            empty = Tenant::empty(request.tenant);
-            &empty
+impl World {
+    /// Decide one request against the current state at `now`; on success fold its events
+    /// and push their encodings onto `encoded`, for the caller to append. The writer's one step,
+    /// also used by tools that build logs without a server.
+    pub fn decide_into(
+        &mut self,
+        request: &Request,
+        command_id: CommandId,
+        now: chrono::DateTime<Utc>,
+        encoded: &mut Vec<EncodedEvent>,
+    ) -> Result<Written, ExecError> {
+        let world = self;
+        let empty;
+        let tenant = match world.tenants.get(&request.tenant) {
+            Some(t) => t,
+            None if matches!(request.command, Command::CreateTenant { .. }) => {
+                empty = Tenant::empty(request.tenant);
+                &empty
+            }
+            None => return Err(ExecError::TenantNotFound),
+        };
+        if let Some(expected) = request.expected_version {
+            if expected != tenant.version {
+                return Err(ExecError::VersionMismatch {
+                    expected,
+                    actual: tenant.version,
+                });
+            }
         }
-        None => return Err(ExecError::TenantNotFound),
-    };
-    if let Some(expected) = request.expected_version {
-        if expected != tenant.version {
-            return Err(ExecError::VersionMismatch {
-                expected,
-                actual: tenant.version,
+        let ctx = Context { now, command_id };
+        let produced = decide(tenant, &request.command, &ctx)?;
+        let mut version = tenant.version;
+        let mut prev_hash = tenant.last_hash;
+        for event in &produced {
+            version += 1;
+            let envelope = Envelope {
+                seq: world.head + 1,
+                tenant: request.tenant,
+                version,
+                recorded_at: now,
+                actor: request.actor.id.clone(),
+                reason: request.actor.reason.clone(),
+                command_id,
+                prev_hash,
+                event: event.clone(),
+            };
+            let bytes = envelope.encode();
+            let hash = Envelope::hash_of(&bytes);
+            world.apply(&envelope, hash);
+            prev_hash = hash;
+            encoded.push(EncodedEvent {
+                seq: envelope.seq,
+                tenant: request.tenant,
+                bytes,
             });
         }
-    }
-    let ctx = Context {
-        now,
-        command_id: job.command_id,
-    };
-    let produced = decide(tenant, &request.command, &ctx)?;
-    let mut version = tenant.version;
-    let mut prev_hash = tenant.last_hash;
-    for event in &produced {
-        version += 1;
-        let envelope = Envelope {
-            seq: world.head + 1,
-            tenant: request.tenant,
+        Ok(Written {
+            seq: world.head,
             version,
-            recorded_at: now,
-            actor: request.actor.id.clone(),
-            reason: request.actor.reason.clone(),
-            command_id: job.command_id,
-            prev_hash,
-            event: event.clone(),
-        };
-        let bytes = envelope.encode();
-        let hash = Envelope::hash_of(&bytes);
-        world.apply(&envelope, hash);
-        prev_hash = hash;
-        encoded.push(EncodedEvent {
-            seq: envelope.seq,
-            tenant: request.tenant,
-            bytes,
-        });
+            events: produced,
+        })
     }
-    Ok(Written {
-        seq: world.head,
-        version,
-        events: produced,
-    })
 }
 
 impl Ledger {

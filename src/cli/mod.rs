@@ -1,5 +1,6 @@
 //! The command line (clap): `ledger serve`, `replay`, `export`, `verify`.
 
+pub mod bench;
 pub mod offline;
 
 use crate::http::{app, App};
@@ -39,6 +40,9 @@ pub enum CliCommand {
     Replay(ReplayArgs),
     /// Write a tenant's events as JSON lines or CSV to stdout.
     Export(ExportArgs),
+    /// Measure append, replay, start-up, invoice and query speed beside their references, and
+    /// write the table to BENCH.md.
+    Bench(bench::BenchArgs),
     /// Check sequences, checksums and hash chains, and that every projection rebuilt from each
     /// tenant's stream equals the global replay. Exits non-zero naming the first bad sequence.
     Verify(VerifyArgs),
@@ -126,6 +130,10 @@ pub fn run(cli: Cli) -> Result<(), String> {
                 &mut out,
             )?;
             std::io::Write::flush(&mut out).map_err(|e| e.to_string())
+        }
+        CliCommand::Bench(args) => {
+            let command_line = std::env::args().collect::<Vec<_>>().join(" ");
+            bench::run(args, &command_line)
         }
         CliCommand::Verify(args) => {
             let store = offline::open_store(&args.data)?;

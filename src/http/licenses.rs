@@ -4,7 +4,7 @@
 use super::auth::{allows, Auth, Need};
 use super::error::ApiError;
 use super::extract::{AppJson, AppPath, AppQuery, WriteMeta};
-use super::views::{instant, license_json, parse_type};
+use super::views::{instant, known_type, license_json, parse_type};
 use super::{page, page_limit, with_etag, written, App};
 use crate::ledger::Written;
 use axum::extract::State;
@@ -280,6 +280,9 @@ pub async fn list(
         }
     };
     app.read_tenant(tenant, &auth, Need::Read, |t| {
+        if let Some(code) = &license_type {
+            known_type(t, code)?;
+        }
         let holder = match (&query.user_id, &query.extension) {
             (Some(user), _) => Some(Some(*user)),
             (None, Some(ext)) => Some(t.extensions.get(ext).copied()),

@@ -3,7 +3,7 @@
 use super::auth::{Auth, Need};
 use super::error::ApiError;
 use super::extract::{AppJson, AppPath, AppQuery, WriteMeta};
-use super::views::{parse_type, user_json};
+use super::views::{known_type, parse_type, user_json};
 use super::{page, page_limit, with_etag, written, App};
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -153,6 +153,9 @@ pub async fn list(
     let license_type = query.license_type.as_deref().map(parse_type).transpose()?;
     let needle = query.q.as_deref().map(str::to_lowercase);
     app.read_tenant(tenant, &auth, Need::Read, |t| {
+        if let Some(code) = &license_type {
+            known_type(t, code)?;
+        }
         let after = query
             .after
             .map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);

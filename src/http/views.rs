@@ -14,6 +14,19 @@ pub fn parse_type(text: &str) -> Result<TypeCode, ApiError> {
     })
 }
 
+/// A licence type code that must name a type of the tenant's catalogue (list filters): an
+/// unknown code is a 400, never a silently empty answer.
+pub fn known_type(tenant: &Tenant, code: &TypeCode) -> Result<(), ApiError> {
+    if tenant.catalogue.contains_key(code) {
+        Ok(())
+    } else {
+        Err(
+            ApiError::bad_request(format!("unknown licence type `{code}`"))
+                .with_details(json!({"reason": "unknown_license_type"})),
+        )
+    }
+}
+
 /// An RFC 3339 instant from the wire, as UTC.
 pub fn parse_instant(field: &str, text: &str) -> Result<DateTime<Utc>, ApiError> {
     DateTime::parse_from_rfc3339(text)

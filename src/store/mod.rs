@@ -37,11 +37,12 @@ pub trait EventStore: Send + Sync + 'static {
     /// flushed before returning.
     fn append(&self, batch: &[EncodedEvent]) -> Result<(), Error>;
 
-    /// Visit every event with `seq > after`, in order, until `visit` returns `false`.
+    /// Visit every event with `seq > after`, in order, until `visit` returns `false`. Only
+    /// durable events, up to `head()`, are visited: never one of an append still under way.
     fn scan(&self, after: u64, visit: &mut dyn FnMut(EncodedEvent) -> bool) -> Result<(), Error>;
 
     /// Visit the events of one tenant with `seq > after`, in order, until `visit` returns
-    /// `false`.
+    /// `false`. Durable events only, as `scan`.
     fn scan_tenant(
         &self,
         tenant: TenantId,

@@ -185,6 +185,9 @@ impl EventStore for SledStore {
     }
 
     fn scan(&self, after: u64, visit: &mut dyn FnMut(EncodedEvent) -> bool) -> Result<(), Error> {
+        // sled shows a batch to readers as soon as it is applied, before the flush: stop at the
+        // durable head so that nobody reads an event a crash could still take back.
+        let durable = self.head.load(Ordering::Acquire);
         // Start from the record holding `after + 1`: the last record key at or below it.
         let start = self
             .log
@@ -203,8 +206,11 @@ impl EventStore for SledStore {
                 break;
             }
             let first = first_seq_of_key(&key)?;
+            if first > durable {
+                break;
+            }
             for event in decode_record(first, &value)? {
-                if event.seq > after && !visit(event) {
+                if event.seq > durable || (event.seq > after && !visit(event)) {
                     return Ok(());
                 }
             }
@@ -218,6 +224,8 @@ impl EventStore for SledStore {
         after: u64,
         visit: &mut dyn FnMut(EncodedEvent) -> bool,
     ) -> Result<(), Error> {
+        // As in `scan`: nothing beyond the durable head.
+        let durable = self.head.load(Ordering::Acquire);
         let prefix = &tenant_key(tenant, 0)[..17];
         // Start from the tenant's record holding `after + 1`: the last index key at or below it.
         let start = self
@@ -234,6 +242,9 @@ impl EventStore for SledStore {
             }
             // The sequence follows the tenant id: bytes 17..25, i.e. 1..9 of `key[16..]`.
             let first = first_seq_of_key(&key[16..])?;
+            if first > durable {
+                break;
+            }
             let record = self
                 .log
                 .get(record_key(first))
@@ -243,6 +254,9 @@ impl EventStore for SledStore {
                     reason: "tenant index names a missing record".into(),
                 })?;
             for event in decode_record(first, &record)? {
+                if event.seq > durable {
+                    return Ok(());
+                }
                 if event.tenant == tenant && event.seq > after && !visit(event) {
                     return Ok(());
                 }
@@ -297,6 +311,37 @@ mod tests {
         drop(store);
         let reopened = SledStore::open(dir.path()).unwrap();
         assert_eq!(reopened.head(), 3);
+    }
+
+    #[test]
+    fn a_batch_applied_but_not_yet_flushed_is_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let t = TenantId::new_random();
+        store.append(&[event(1, t, b"durable")]).unwrap();
+        // Where `append` stands between `apply_batch` and the end of its flush.
+        let mut writes = sled::Batch::default();
+        writes.insert(
+            &record_key(2)[..],
+            encode_record(&[event(2, t, b"in flight")]),
+        );
+        writes.insert(&tenant_key(t, 2)[..], &[][..]);
+        store.log.apply_batch(writes).unwrap();
+        let mut all = Vec::new();
+        store
+            .scan(0, &mut |e| {
+                all.push(e.seq);
+                true
+            })
+            .unwrap();
+        assert_eq!(all, vec![1]);
+        let of_t: Vec<u64> = store
+            .read_tenant(t)
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(of_t, vec![1]);
     }
 
     #[test]

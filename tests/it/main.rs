@@ -1,1 +1,12 @@
+//! The one integration binary (like ripgrep's): the real router driven without a socket.
 
+mod support;
+
+mod api;
+mod bad_input;
+mod crash;
+mod groups;
+mod race;
+mod restart;
+mod roles;
+mod users;
