@@ -7,6 +7,7 @@
 //! state behind a lock the writer holds while deciding and flushing, so nobody ever reads an
 //! event that is not yet durable.
 
+use crate::idempotency::Lookup;
 use crate::store::{EncodedEvent, Error as StoreError, EventStore};
 use chrono::Utc;
 use events::{
@@ -46,6 +47,9 @@ pub struct Written {
     /// Tenant version after the command.
     pub version: u64,
     pub events: Vec<Event>,
+    /// The answer repeats an earlier command with the same `Idempotency-Key`; nothing was
+    /// appended.
+    pub replayed: bool,
 }
 
 /// Why a write failed.
@@ -61,6 +65,8 @@ pub enum ExecError {
     Storage(#[from] StoreError),
     #[error("the ledger is shutting down")]
     Closed,
+    #[error("this Idempotency-Key was used with a different request")]
+    IdempotencyKeyReused,
 }
 
 /// A key's identity once its token is checked.
@@ -77,6 +83,8 @@ pub struct World {
     pub tenants: HashMap<TenantId, Tenant>,
     /// Token hash → live key.
     pub keys: HashMap<[u8; 32], KeyGrant>,
+    /// Commands sent with an `Idempotency-Key`, recently.
+    pub idempotency: crate::idempotency::Index,
     /// Billing figures per tenant, folded from the same events.
     pub billing: HashMap<TenantId, projections::Billing>,
     /// Sequence of the last event folded.
@@ -162,6 +170,7 @@ impl World {
             }
             _ => {}
         }
+        self.idempotency.observe(envelope);
         self.billing
             .entry(envelope.tenant)
             .or_default()
@@ -177,6 +186,8 @@ impl World {
 struct Job {
     request: Request,
     command_id: CommandId,
+    /// The command id came from an `Idempotency-Key`.
+    keyed: bool,
     reply: oneshot::Sender<Result<Written, ExecError>>,
 }
 
@@ -220,10 +231,21 @@ impl Ledger {
 
     /// Decide, append and flush one command; answers once it is durable.
     pub async fn execute(&self, request: Request) -> Result<Written, ExecError> {
+        self.execute_keyed(request, None).await
+    }
+
+    /// Like [`Ledger::execute`], with the command id of an `Idempotency-Key`
+    /// ([`crate::idempotency::command_id`]): a repeat returns the first result.
+    pub async fn execute_keyed(
+        &self,
+        request: Request,
+        keyed: Option<CommandId>,
+    ) -> Result<Written, ExecError> {
         let (reply, answer) = oneshot::channel();
         let job = Job {
             request,
-            command_id: CommandId::new_random(),
+            command_id: keyed.unwrap_or_else(CommandId::new_random),
+            keyed: keyed.is_some(),
             reply,
         };
         self.queue.send(job).await.map_err(|_| ExecError::Closed)?;
@@ -275,7 +297,20 @@ fn commit_batch(shared: &Shared, jobs: Vec<Job>) {
     let mut outcomes = Vec::with_capacity(jobs.len());
     let mut encoded: Vec<EncodedEvent> = Vec::new();
     for job in jobs {
-        let outcome = world.decide_into(&job.request, job.command_id, now, &mut encoded);
+        let lookup = if job.keyed {
+            world
+                .idempotency
+                .lookup(job.request.tenant, job.command_id, now)
+        } else {
+            Lookup::Fresh
+        };
+        let outcome = match lookup {
+            Lookup::Fresh => world.decide_into(&job.request, job.command_id, now, &mut encoded),
+            Lookup::Mismatch => Err(ExecError::IdempotencyKeyReused),
+            Lookup::Replay(record) => {
+                replay(shared.store.as_ref(), &encoded, job.request.tenant, record)
+            }
+        };
         outcomes.push((job.reply, outcome));
     }
     let started = std::time::Instant::now();
@@ -312,6 +347,43 @@ fn commit_batch(shared: &Shared, jobs: Vec<Job>) {
         // The caller may have gone away; its write is durable all the same.
         let _ = reply.send(outcome);
     }
+}
+
+/// The answer of an earlier keyed command, from its events (durable, or in this batch).
+fn replay(
+    store: &dyn EventStore,
+    batch: &[EncodedEvent],
+    tenant: TenantId,
+    record: crate::idempotency::Record,
+) -> Result<Written, ExecError> {
+    let mut found = Vec::new();
+    let wanted = |seq: u64| (record.first_seq..=record.last_seq).contains(&seq);
+    for stored in batch.iter().filter(|e| wanted(e.seq)) {
+        found.push(stored.clone());
+    }
+    if found.is_empty() {
+        store.scan_tenant(tenant, record.first_seq - 1, &mut |e| {
+            let more = e.seq < record.last_seq;
+            if wanted(e.seq) {
+                found.push(e);
+            }
+            more
+        })?;
+    }
+    let mut events = Vec::with_capacity(found.len());
+    for stored in found {
+        let envelope = Envelope::decode(&stored.bytes).map_err(|e| StoreError::Corrupt {
+            seq: stored.seq,
+            reason: e.to_string(),
+        })?;
+        events.push(envelope.event);
+    }
+    Ok(Written {
+        seq: record.last_seq,
+        version: record.version,
+        events,
+        replayed: true,
+    })
 }
 
 impl World {
@@ -374,6 +446,7 @@ impl World {
             seq: world.head,
             version,
             events: produced,
+            replayed: false,
         })
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod cli;
 pub mod http;
+pub mod idempotency;
 pub mod ledger;
 pub mod metrics;
 pub mod store;

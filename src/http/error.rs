@@ -207,6 +207,10 @@ impl From<ExecError> for ApiError {
             ),
             ExecError::Storage(e) => ApiError::internal(e),
             ExecError::Closed => ApiError::internal("the ledger writer stopped"),
+            ExecError::IdempotencyKeyReused => {
+                ApiError::conflict("this Idempotency-Key was already used with a different request")
+                    .with_details(json!({"reason": "idempotency_key_reused"}))
+            }
         }
     }
 }

@@ -66,10 +66,31 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for AppQuery<T> {
 /// Longest `X-Reason` accepted, in bytes.
 pub const REASON_BYTES_MAX: usize = 500;
 
-/// `If-Match` and `X-Reason` of a write.
+/// `If-Match`, `X-Reason` and `Idempotency-Key` of a write.
 pub struct WriteMeta {
     pub expected_version: Option<u64>,
     pub reason: Option<String>,
+    /// The key and the fingerprint of the request it came with.
+    pub idempotency: Option<(String, [u8; 32])>,
+}
+
+/// blake3 of a keyed request's method, path and body, set by the `fingerprint` middleware.
+#[derive(Clone, Copy, Debug)]
+pub struct RequestFingerprint(pub [u8; 32]);
+
+impl WriteMeta {
+    /// The command id a keyed write runs under, or `None` without a key.
+    pub fn command_id(&self, tenant: events::TenantId) -> Option<events::CommandId> {
+        self.idempotency
+            .as_ref()
+            .map(|(key, fingerprint)| crate::idempotency::command_id(tenant, key, fingerprint))
+    }
+
+    /// An id the server chooses: the same on every retry of a keyed request.
+    pub fn chosen_id(&self, tenant: events::TenantId, purpose: &str) -> uuid::Uuid {
+        let key = self.idempotency.as_ref().map(|(key, _)| key.as_str());
+        crate::idempotency::chosen_id(tenant, key, purpose)
+    }
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for WriteMeta {
@@ -102,9 +123,27 @@ impl<S: Send + Sync> FromRequestParts<S> for WriteMeta {
                 "X-Reason is longer than {REASON_BYTES_MAX} bytes"
             )));
         }
+        let idempotency = match header("idempotency-key")? {
+            None => None,
+            Some(key) => {
+                if key.is_empty() || key.len() > crate::idempotency::IDEMPOTENCY_KEY_BYTES_MAX {
+                    return Err(ApiError::bad_request(format!(
+                        "Idempotency-Key must be 1 to {} bytes",
+                        crate::idempotency::IDEMPOTENCY_KEY_BYTES_MAX
+                    )));
+                }
+                let fingerprint = parts
+                    .extensions
+                    .get::<RequestFingerprint>()
+                    .map(|f| f.0)
+                    .ok_or_else(|| ApiError::internal("keyed request without a fingerprint"))?;
+                Some((key, fingerprint))
+            }
+        };
         Ok(WriteMeta {
             expected_version,
             reason,
+            idempotency,
         })
     }
 }

@@ -31,7 +31,9 @@ pub async fn create(
     AppPath(tenant): AppPath<TenantId>,
     AppJson(body): AppJson<CreateBody>,
 ) -> Result<Response, ApiError> {
-    let group = body.id.unwrap_or_else(GroupId::new_random);
+    let group = body
+        .id
+        .unwrap_or_else(|| GroupId(meta.chosen_id(tenant, "group")));
     let command = Command::CreateGroup {
         group,
         name: body.name,

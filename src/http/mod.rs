@@ -87,6 +87,7 @@ pub fn app(state: App) -> Router {
         .route("/metrics", get(metrics_text))
         .route("/v1/tenants", post(tenants::create))
         .nest("/v1/tenants/{t}", tenant_routes)
+        .route_layer(axum::middleware::from_fn(fingerprint))
         .route_layer(axum::middleware::from_fn(observe))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -142,6 +143,32 @@ async fn observe(request: axum::extract::Request, next: axum::middleware::Next) 
     response
 }
 
+/// For a request with an `Idempotency-Key`, hash its method, path and body so a retry can be
+/// told from a different request under the same key.
+async fn fingerprint(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Result<Response, ApiError> {
+    if !request.headers().contains_key("idempotency-key") {
+        return Ok(next.run(request).await);
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = axum::body::to_bytes(body, REQUEST_BODY_BYTES_MAX)
+        .await
+        .map_err(|_| ApiError::payload_too_large(REQUEST_BODY_BYTES_MAX))?;
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(parts.method.as_str().as_bytes());
+    hasher.update(b" ");
+    hasher.update(parts.uri.path().as_bytes());
+    hasher.update(b"\n");
+    hasher.update(&bytes);
+    let mut request = axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes));
+    request
+        .extensions_mut()
+        .insert(extract::RequestFingerprint(*hasher.finalize().as_bytes()));
+    Ok(next.run(request).await)
+}
+
 async fn not_found() -> ApiError {
     ApiError::not_found("no such route")
 }
@@ -162,6 +189,7 @@ impl App {
     ) -> Result<Written, ApiError> {
         self.tenant_exists(tenant)?;
         auth.require(tenant, need)?;
+        let keyed = meta.command_id(tenant);
         let request = Request {
             tenant,
             actor: Actor {
@@ -171,10 +199,13 @@ impl App {
             expected_version: meta.expected_version,
             command,
         };
-        self.ledger.execute(request).await.map_err(|e| match e {
-            ExecError::TenantNotFound => ApiError::not_found("tenant not found"),
-            other => other.into(),
-        })
+        self.ledger
+            .execute_keyed(request, keyed)
+            .await
+            .map_err(|e| match e {
+                ExecError::TenantNotFound => ApiError::not_found("tenant not found"),
+                other => other.into(),
+            })
     }
 
     fn tenant_exists(&self, tenant: TenantId) -> Result<(), ApiError> {

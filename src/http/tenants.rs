@@ -38,7 +38,10 @@ pub async fn create(
             "unknown IANA time zone `{timezone}`"
         )));
     }
-    let tenant = body.id.unwrap_or_else(TenantId::new_random);
+    let tenant = body
+        .id
+        .unwrap_or_else(|| TenantId(meta.chosen_id(TenantId(uuid::Uuid::nil()), "tenant")));
+    let keyed = meta.command_id(tenant);
     let currency = body.currency.unwrap_or_else(|| "EUR".into());
     let command = Command::CreateTenant {
         name: body.name.clone(),
@@ -54,7 +57,7 @@ pub async fn create(
         expected_version: meta.expected_version,
         command,
     };
-    let done = app.ledger.execute(request).await?;
+    let done = app.ledger.execute_keyed(request, keyed).await?;
     Ok(written(
         StatusCode::CREATED,
         &done,
@@ -102,7 +105,7 @@ pub async fn issue_key(
     let mut secret = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut secret);
     let token = format!("lk_{}", hex::encode(secret));
-    let key = KeyId::new_random();
+    let key = KeyId(meta.chosen_id(tenant, "key"));
     let command = Command::IssueKey {
         key,
         name: body.name,
@@ -112,6 +115,13 @@ pub async fn issue_key(
     let done = app
         .write(tenant, &auth, Need::Administer, meta, command)
         .await?;
+    if done.replayed {
+        // The token was shown once, and only its hash was kept.
+        return Err(ApiError::conflict(
+            "this key was already issued under this Idempotency-Key and its token cannot be shown again; revoke it and issue a new one",
+        )
+        .with_details(json!({"reason": "token_shown_once", "key_id": key})));
+    }
     Ok(written(
         StatusCode::CREATED,
         &done,

@@ -23,9 +23,11 @@ pub struct CreateBody {
 }
 
 impl CreateBody {
-    fn into_new_user(self) -> NewUser {
+    /// The new user; without an id, the server chooses one (stable for a keyed request).
+    fn into_new_user(self, meta: &WriteMeta, tenant: TenantId, index: usize) -> NewUser {
+        let chosen = || UserId(meta.chosen_id(tenant, &format!("user {index}")));
         NewUser {
-            user: self.id.unwrap_or_else(UserId::new_random),
+            user: self.id.unwrap_or_else(chosen),
             name: self.name,
             group: self.group_id,
             extension: self.extension,
@@ -42,7 +44,7 @@ pub async fn create(
     AppPath(tenant): AppPath<TenantId>,
     AppJson(body): AppJson<CreateBody>,
 ) -> Result<Response, ApiError> {
-    let user = body.into_new_user();
+    let user = body.into_new_user(&meta, tenant, 0);
     let id = user.user;
     let done = app
         .write(
@@ -72,7 +74,8 @@ pub async fn create_batch(
     let users: Vec<NewUser> = body
         .users
         .into_iter()
-        .map(CreateBody::into_new_user)
+        .enumerate()
+        .map(|(index, user)| user.into_new_user(&meta, tenant, index))
         .collect();
     let ids: Vec<UserId> = users.iter().map(|u| u.user).collect();
     let done = app

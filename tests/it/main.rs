@@ -6,6 +6,7 @@ mod api;
 mod bad_input;
 mod crash;
 mod groups;
+mod idempotency;
 mod race;
 mod restart;
 mod roles;
