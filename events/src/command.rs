@@ -111,4 +111,6 @@ pub enum Command {
     RevokeKey {
         key: KeyId,
     },
+    /// Define a new licence type or change an existing one.
+    DefineLicenseType(crate::catalogue::LicenseType),
 }

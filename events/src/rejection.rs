@@ -24,6 +24,12 @@ pub enum Rule {
     GroupCycle,
     GroupDepthExceeded,
     CurrencyMismatch,
+    BaseCannotAttach,
+    AddonAttachesToNothing,
+    AttachesToNonBase,
+    RequiresCycle,
+    KindChangeInUse,
+    AssignmentInvalidated,
 }
 
 impl Rule {
@@ -49,6 +55,12 @@ impl Rule {
             Rule::GroupCycle => "group_cycle",
             Rule::GroupDepthExceeded => "group_depth_exceeded",
             Rule::CurrencyMismatch => "currency_mismatch",
+            Rule::BaseCannotAttach => "base_cannot_attach",
+            Rule::AddonAttachesToNothing => "addon_attaches_to_nothing",
+            Rule::AttachesToNonBase => "attaches_to_non_base",
+            Rule::RequiresCycle => "requires_cycle",
+            Rule::KindChangeInUse => "kind_change_in_use",
+            Rule::AssignmentInvalidated => "assignment_invalidated",
         }
     }
 }

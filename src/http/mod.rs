@@ -47,6 +47,7 @@ pub fn app(state: App) -> Router {
         .route("/keys", post(tenants::issue_key))
         .route("/keys/{key}", axum::routing::delete(tenants::revoke_key))
         .route("/catalog", get(tenants::catalog))
+        .route("/catalog/{code}", put(tenants::define_type))
         .route("/settings/recording-retention", put(tenants::set_retention))
         .route("/prices/{type}", put(tenants::set_price))
         .route("/usage", get(tenants::usage))

@@ -173,6 +173,70 @@ pub async fn catalog(
 }
 
 #[derive(Deserialize)]
+pub struct DefineTypeBody {
+    code: Option<String>,
+    kind: events::Kind,
+    #[serde(default)]
+    attaches_to: Vec<String>,
+    #[serde(default)]
+    requires_any: Vec<String>,
+    #[serde(default)]
+    excludes: Vec<String>,
+}
+
+/// `PUT /v1/tenants/{t}/catalog/{code}` (admin): define a type (201) or change one (200); 422
+/// lists every rule broken, including each current assignment the change would invalidate.
+pub async fn define_type(
+    State(app): State<App>,
+    auth: Auth,
+    meta: WriteMeta,
+    AppPath((tenant, code)): AppPath<(TenantId, String)>,
+    AppJson(body): AppJson<DefineTypeBody>,
+) -> Result<Response, ApiError> {
+    let license_type = events::TypeCode::parse(&code).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "a licence type code is 1 to {} characters of a-z, 0-9 and _, not `{code}`",
+            events::ids::TYPE_CODE_BYTES_MAX
+        ))
+    })?;
+    if body.code.as_deref().is_some_and(|c| c != code) {
+        return Err(ApiError::bad_request(
+            "the body's code differs from the path's",
+        ));
+    }
+    let codes = |list: &[String]| {
+        list.iter()
+            .map(|c| parse_type(c))
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let definition = events::LicenseType {
+        code: license_type.clone(),
+        kind: body.kind,
+        attaches_to: codes(&body.attaches_to)?,
+        requires_any: codes(&body.requires_any)?,
+        excludes: codes(&body.excludes)?,
+    };
+    let existed = app.read_tenant(tenant, &auth, Need::Read, |t| {
+        Ok(t.catalogue.contains_key(&license_type))
+    })?;
+    let done = app
+        .write(
+            tenant,
+            &auth,
+            Need::Administer,
+            meta,
+            Command::DefineLicenseType(definition),
+        )
+        .await?;
+    let status = if existed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok(written(status, &done, json!({"code": code})))
+}
+
+#[derive(Deserialize)]
 pub struct RetentionBody {
     days: Option<u32>,
     months: Option<u32>,

@@ -4,6 +4,7 @@ mod support;
 
 mod api;
 mod bad_input;
+mod catalogue;
 mod crash;
 mod groups;
 mod idempotency;
