@@ -253,28 +253,50 @@ impl Tenant {
     }
 
     fn add_usage(&mut self, group: GroupId, types: &[TypeCode], sign: i64) {
-        let amounts: Vec<(TypeCode, u64)> = types.iter().map(|t| (t.clone(), 1)).collect();
-        self.shift_usage(group, &amounts, sign);
+        self.shift_usage_by(group, types.iter().map(|t| (t, 1)), sign);
+    }
+
+    fn shift_usage_by<'t>(
+        &mut self,
+        group: GroupId,
+        amounts: impl Iterator<Item = (&'t TypeCode, u64)> + Clone,
+        sign: i64,
+    ) {
+        let mut next = Some(group);
+        let mut steps = 0;
+        while let Some(id) = next {
+            steps += 1;
+            if steps > self.groups.len() + 1 {
+                break;
+            }
+            let Some(g) = self.groups.get_mut(&id) else {
+                break;
+            };
+            for (t, n) in amounts.clone() {
+                match g.used.get_mut(t) {
+                    Some(counter) => {
+                        *counter = if sign >= 0 {
+                            counter.saturating_add(n)
+                        } else {
+                            counter.saturating_sub(n)
+                        };
+                        if *counter == 0 {
+                            g.used.remove(t);
+                        }
+                    }
+                    None if sign >= 0 && n > 0 => {
+                        g.used.insert(t.clone(), n);
+                    }
+                    None => {}
+                }
+            }
+            next = g.parent;
+        }
     }
 
     /// Add (`sign` 1) or remove (`sign` -1) `amounts` on `group` and every ancestor.
     fn shift_usage(&mut self, group: GroupId, amounts: &[(TypeCode, u64)], sign: i64) {
-        for id in self.path_to_root(group) {
-            let Some(g) = self.groups.get_mut(&id) else {
-                continue;
-            };
-            for (t, n) in amounts {
-                let counter = g.used.entry(t.clone()).or_insert(0);
-                *counter = if sign >= 0 {
-                    counter.saturating_add(*n)
-                } else {
-                    counter.saturating_sub(*n)
-                };
-                if *counter == 0 {
-                    g.used.remove(t);
-                }
-            }
-        }
+        self.shift_usage_by(group, amounts.iter().map(|(t, n)| (t, *n)), sign);
     }
 
     fn set_free(&mut self, license: LicenseId, free: bool) {

@@ -158,7 +158,8 @@ pub struct Billing {
     /// The last event of each month that has events.
     through: BTreeMap<Month, Through>,
     prices: BTreeMap<TypeCode, Vec<PriceEntry>>,
-    current: Option<Month>,
+    /// The month of the last event, with its start and end instants.
+    current: Option<(Month, DateTime<Utc>, DateTime<Utc>)>,
 }
 
 impl Default for Billing {
@@ -200,31 +201,42 @@ impl Billing {
             self.timezone = billing_timezone.parse().unwrap_or(Tz::UTC);
             self.currency = currency.clone();
         }
-        let month = Month::of(envelope.recorded_at, self.timezone);
-        if self.current != Some(month) {
-            self.open_month(month);
-        }
+        let month = match self.current {
+            Some((month, start, end)) if (start..end).contains(&envelope.recorded_at) => month,
+            _ => {
+                let month = Month::of(envelope.recorded_at, self.timezone);
+                if self.current.map(|(m, _, _)| m) != Some(month) {
+                    self.open_month(month);
+                }
+                month
+            }
+        };
+        let at = envelope.recorded_at;
         let seq = envelope.seq;
         let actor = &envelope.actor;
         match &envelope.event {
             Event::LicensesProvisioned { license_type, ids } => {
-                self.shift(license_type, ids.len() as i64, 0, seq, actor);
+                self.shift(month, at, license_type, ids.len() as i64, 0, seq, actor);
             }
             Event::LicenseTerminated { license_type, .. } => {
-                self.shift(license_type, -1, 0, seq, actor);
+                self.shift(month, at, license_type, -1, 0, seq, actor);
             }
             Event::LicenseAssigned { license_type, .. } => {
-                self.shift(license_type, 0, 1, seq, actor);
+                self.shift(month, at, license_type, 0, 1, seq, actor);
             }
             Event::LicenseUnassigned { license_type, .. } => {
-                self.shift(license_type, 0, -1, seq, actor);
+                self.shift(month, at, license_type, 0, -1, seq, actor);
             }
-            Event::AddonAttached { addon_type, .. } => self.shift(addon_type, 0, 1, seq, actor),
-            Event::AddonDetached { addon_type, .. } => self.shift(addon_type, 0, -1, seq, actor),
+            Event::AddonAttached { addon_type, .. } => {
+                self.shift(month, at, addon_type, 0, 1, seq, actor);
+            }
+            Event::AddonDetached { addon_type, .. } => {
+                self.shift(month, at, addon_type, 0, -1, seq, actor);
+            }
             Event::RetentionSet { retention } => {
                 self.retention = *retention;
                 let recording = TypeCode::from(CALL_RECORDING);
-                self.shift(&recording, 0, 0, seq, actor);
+                self.shift(month, at, &recording, 0, 0, seq, actor);
             }
             Event::PriceSet {
                 license_type,
@@ -241,8 +253,12 @@ impl Billing {
             }
             _ => {}
         }
-        self.through.insert(month, Through { seq, hash });
-        self.record_peaks(month, envelope.recorded_at);
+        match self.through.get_mut(&month) {
+            Some(through) => *through = Through { seq, hash },
+            None => {
+                self.through.insert(month, Through { seq, hash });
+            }
+        }
     }
 
     /// Start a month: every type's carried level counts from the month's first instant.
@@ -266,33 +282,44 @@ impl Billing {
             })
             .collect();
         self.months.insert(month, figures);
-        self.current = Some(month);
+        self.current = Some((month, start, month.end(self.timezone)));
     }
 
-    fn shift(&mut self, license_type: &TypeCode, owned: i64, assigned: i64, seq: u64, actor: &str) {
-        let level = self.levels.entry(license_type.clone()).or_insert(Level {
-            owned: 0,
-            assigned: 0,
-            seq,
-            actor: actor.to_string(),
-        });
+    /// Move one type's level and record its effect on the month's figures.
+    #[allow(clippy::too_many_arguments)]
+    fn shift(
+        &mut self,
+        month: Month,
+        at: DateTime<Utc>,
+        license_type: &TypeCode,
+        owned: i64,
+        assigned: i64,
+        seq: u64,
+        actor: &str,
+    ) {
+        if !self.levels.contains_key(license_type) {
+            let level = Level {
+                owned: 0,
+                assigned: 0,
+                seq,
+                actor: actor.to_string(),
+            };
+            self.levels.insert(license_type.clone(), level);
+        }
+        let multiplier = self.multiplier(license_type);
+        let Some(level) = self.levels.get_mut(license_type) else {
+            return;
+        };
         level.owned = level.owned.saturating_add_signed(owned);
         level.assigned = level.assigned.saturating_add_signed(assigned);
-        if owned != 0 || license_type.as_str() == CALL_RECORDING {
+        if (owned != 0 || license_type.as_str() == CALL_RECORDING) && level.seq != seq {
             level.seq = seq;
             level.actor = actor.to_string();
         }
-    }
-
-    fn record_peaks(&mut self, month: Month, at: DateTime<Utc>) {
-        let levels: Vec<(TypeCode, u64, Level)> = self
-            .levels
-            .iter()
-            .map(|(t, level)| (t.clone(), self.units(t, level), level.clone()))
-            .collect();
+        let units = level.owned * multiplier;
         let figures = self.months.entry(month).or_default();
-        for (t, units, level) in levels {
-            let entry = figures.entry(t).or_insert_with(|| TypeMonth {
+        if !figures.contains_key(license_type) {
+            let fresh = TypeMonth {
                 peak_units: 0,
                 peak_at: at,
                 peak_seq: level.seq,
@@ -300,16 +327,24 @@ impl Billing {
                 peak_assigned: 0,
                 units_at_end: 0,
                 carried: Carried::default(),
-            });
-            if units > entry.peak_units {
-                entry.peak_units = units;
-                entry.peak_at = at;
-                entry.peak_seq = level.seq;
-                entry.peak_actor = level.actor.clone();
-            }
-            entry.peak_assigned = entry.peak_assigned.max(level.assigned);
-            entry.units_at_end = units;
+            };
+            figures.insert(license_type.clone(), fresh);
+        }
+        let Some(entry) = figures.get_mut(license_type) else {
+            return;
+        };
+        if units > entry.peak_units {
+            entry.peak_units = units;
+            entry.peak_at = at;
+            entry.peak_seq = level.seq;
+            entry.peak_actor.clone_from(&level.actor);
+        }
+        entry.peak_assigned = entry.peak_assigned.max(level.assigned);
+        entry.units_at_end = units;
+        if entry.carried.seq != level.seq || entry.carried.actor.is_empty() {
             entry.carried = level.carried();
+        } else {
+            entry.carried.assigned = level.assigned;
         }
     }
 
