@@ -196,6 +196,7 @@ struct Shared {
     store: Arc<dyn EventStore>,
     /// Batches appended since start.
     batches: std::sync::atomic::AtomicU64,
+    checkpoints: Checkpoints,
 }
 
 /// Handle to the running ledger; cheap to clone.
@@ -219,6 +220,7 @@ impl Ledger {
             world: RwLock::new(world),
             store,
             batches: std::sync::atomic::AtomicU64::new(0),
+            checkpoints: Checkpoints::default(),
         });
         let (queue, receiver) = mpsc::channel(QUEUE_DEPTH_MAX);
         let writer = Arc::clone(&shared);
@@ -451,27 +453,202 @@ impl World {
     }
 }
 
+/// Tenant events between two as-of checkpoints.
+pub const CHECKPOINT_EVENTS: u64 = 20_000;
+/// Checkpoints kept per tenant; past it every other one is dropped.
+pub const CHECKPOINTS_PER_TENANT_MAX: usize = 32;
+
+/// A tenant's state after the event `seq`, recorded at `recorded_at`.
+#[derive(Clone)]
+struct Checkpoint {
+    seq: u64,
+    recorded_at: chrono::DateTime<Utc>,
+    state: Arc<Tenant>,
+}
+
+/// As-of checkpoints, made by as-of queries themselves as they fold a tenant's stream.
+#[derive(Default)]
+pub struct Checkpoints {
+    by_tenant: std::sync::Mutex<HashMap<TenantId, Vec<Checkpoint>>>,
+}
+
+impl Checkpoints {
+    fn latest_at_or_before(
+        &self,
+        tenant: TenantId,
+        at: chrono::DateTime<Utc>,
+    ) -> Option<Checkpoint> {
+        let map = self.by_tenant.lock().ok()?;
+        map.get(&tenant)?
+            .iter()
+            .rev()
+            .find(|c| c.recorded_at <= at)
+            .cloned()
+    }
+
+    fn keep(&self, tenant: TenantId, made: Vec<Checkpoint>) {
+        if made.is_empty() {
+            return;
+        }
+        let Ok(mut map) = self.by_tenant.lock() else {
+            return;
+        };
+        let list = map.entry(tenant).or_default();
+        list.extend(made);
+        list.sort_by_key(|c| c.seq);
+        list.dedup_by_key(|c| c.seq);
+        while list.len() > CHECKPOINTS_PER_TENANT_MAX {
+            let mut index = 0;
+            list.retain(|_| {
+                index += 1;
+                index % 2 == 0
+            });
+        }
+    }
+}
+
 impl Ledger {
-    /// The tenant as it was at `at`: every event recorded at or before it, folded from scratch.
-    /// `None` if the tenant did not exist yet. (A full replay of the tenant's stream; an index
-    /// of checkpoints makes this fast later.)
+    /// The tenant as it was at `at`: every event recorded at or before it. Folds from the
+    /// nearest checkpoint at or before `at` (none: from scratch), leaving a checkpoint every
+    /// [`CHECKPOINT_EVENTS`] events for later queries. `None` if the tenant did not exist yet.
     pub fn tenant_at(
         &self,
         tenant: TenantId,
         at: chrono::DateTime<Utc>,
     ) -> Result<Option<Tenant>, StoreError> {
+        let start = self.shared.checkpoints.latest_at_or_before(tenant, at);
+        let (mut state, after) = match &start {
+            Some(c) => (Tenant::clone(&c.state), c.seq),
+            None => (Tenant::empty(tenant), 0),
+        };
+        let mut made = Vec::new();
+        let mut failure = None;
+        self.store().scan_tenant(tenant, after, &mut |stored| {
+            let envelope = match Envelope::decode(&stored.bytes) {
+                Ok(envelope) => envelope,
+                Err(e) => {
+                    failure = Some(StoreError::Corrupt {
+                        seq: stored.seq,
+                        reason: e.to_string(),
+                    });
+                    return false;
+                }
+            };
+            if envelope.recorded_at > at {
+                return false;
+            }
+            evolve(&mut state, &envelope.event, envelope.version);
+            state.last_hash = stored.hash();
+            if envelope.version % CHECKPOINT_EVENTS == 0 {
+                made.push(Checkpoint {
+                    seq: stored.seq,
+                    recorded_at: envelope.recorded_at,
+                    state: Arc::new(state.clone()),
+                });
+            }
+            true
+        })?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        self.shared.checkpoints.keep(tenant, made);
+        Ok((state.version > 0).then_some(state))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sled_store::SledStore;
+    use chrono::{Duration, TimeZone};
+    use events::{GroupId, NewUser, UserId};
+
+    fn naive_tenant_at(
+        store: &dyn EventStore,
+        tenant: TenantId,
+        at: chrono::DateTime<Utc>,
+    ) -> Tenant {
         let mut state = Tenant::empty(tenant);
-        for stored in self.store().read_tenant(tenant)? {
-            let envelope = Envelope::decode(&stored.bytes).map_err(|e| StoreError::Corrupt {
-                seq: stored.seq,
-                reason: e.to_string(),
-            })?;
+        for stored in store.read_tenant(tenant).unwrap() {
+            let envelope = Envelope::decode(&stored.bytes).unwrap();
             if envelope.recorded_at > at {
                 break;
             }
             evolve(&mut state, &envelope.event, envelope.version);
             state.last_hash = stored.hash();
         }
-        Ok((state.version > 0).then_some(state))
+        state
+    }
+
+    #[test]
+    fn as_of_answers_from_checkpoints_equal_a_fold_from_scratch() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SledStore::open(dir.path()).unwrap());
+        let tenant = TenantId::new_random();
+        let group = GroupId::new_random();
+        let start = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let mut world = World::default();
+        let mut encoded = Vec::new();
+        let mut run = |world: &mut World, command: Command, at| {
+            let request = Request {
+                tenant,
+                actor: Actor {
+                    id: "test".into(),
+                    reason: None,
+                },
+                expected_version: None,
+                command,
+            };
+            world
+                .decide_into(&request, CommandId::new_random(), at, &mut encoded)
+                .unwrap();
+            store.append(&encoded).unwrap();
+            encoded.clear();
+        };
+        run(
+            &mut world,
+            Command::CreateTenant {
+                name: "Acme".into(),
+                billing_timezone: "UTC".into(),
+                currency: "EUR".into(),
+            },
+            start,
+        );
+        run(
+            &mut world,
+            Command::CreateGroup {
+                group,
+                name: "All".into(),
+                parent: None,
+            },
+            start,
+        );
+        // Five batches of 10 000 users an hour apart: 50 000 events, two checkpoints and more.
+        for hour in 1..=5 {
+            let users = (0..10_000)
+                .map(|i| NewUser {
+                    user: UserId::new_random(),
+                    name: format!("user {hour}.{i}"),
+                    group,
+                    extension: None,
+                    number: None,
+                })
+                .collect();
+            run(
+                &mut world,
+                Command::CreateUsers(users),
+                start + Duration::hours(hour),
+            );
+        }
+        let ledger = Ledger::start(store.clone()).unwrap();
+        let instants =
+            [3, 5, 2, 4, 1, 5, 0].map(|h| start + Duration::hours(h) + Duration::minutes(30));
+        for at in instants {
+            let expected = naive_tenant_at(store.as_ref(), tenant, at);
+            let got = ledger.tenant_at(tenant, at).unwrap().unwrap();
+            assert_eq!(got, expected, "as of {at}");
+        }
+        let kept = ledger.shared.checkpoints.by_tenant.lock().unwrap()[&tenant].len();
+        assert!(kept >= 2, "queries left checkpoints behind ({kept})");
     }
 }
