@@ -97,10 +97,21 @@ pub struct World {
 impl World {
     /// Replay the whole log from scratch, checking sequences and every tenant's hash chain.
     pub fn load(store: &dyn EventStore) -> Result<World, StoreError> {
+        World::load_observed(store, &mut |_| {})
+    }
+
+    /// [`World::load`], telling `progress` each sequence folded.
+    pub fn load_observed(
+        store: &dyn EventStore,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<World, StoreError> {
         let mut world = World::default();
         let mut failure = None;
         store.scan(0, &mut |stored| match world.fold_stored(&stored) {
-            Ok(()) => true,
+            Ok(()) => {
+                progress(stored.seq);
+                true
+            }
             Err(e) => {
                 failure = Some(e);
                 false

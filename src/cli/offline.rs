@@ -15,11 +15,13 @@ pub fn open_store(data: &Path) -> Result<SledStore, String> {
         return Err(format!("no store at {}", data.display()));
     }
     SledStore::open(data).map_err(|e| {
-        format!(
-            "cannot open the store in {}: {e} (is a server running on it? export with the \
-             server's API, or stop it, or replay an export with --from)",
-            data.display()
-        )
+        let text = e.to_string();
+        let hint = if text.contains("lock") {
+            " (a server is running on it: stop it, or replay an export with --from)"
+        } else {
+            ""
+        };
+        format!("cannot open the store in {}: {text}{hint}", data.display())
     })
 }
 
@@ -35,11 +37,10 @@ pub fn replay_billing(store: &dyn EventStore, tenant: TenantId) -> Result<Billin
     let mut billing = Billing::default();
     let mut chain = ChainCheck::default();
     let mut failure = None;
+    let progress = progress_bar(store.head(), "replaying");
     store
-        .scan(0, &mut |stored| {
-            if stored.tenant != tenant {
-                return true;
-            }
+        .scan_tenant(tenant, 0, &mut |stored| {
+            progress.set_position(stored.seq);
             let step = decode(&stored).and_then(|envelope| {
                 let hash = stored.hash();
                 chain.check(&envelope)?;
@@ -56,6 +57,7 @@ pub fn replay_billing(store: &dyn EventStore, tenant: TenantId) -> Result<Billin
             }
         })
         .map_err(|e| e.to_string())?;
+    progress.finish_and_clear();
     if let Some(e) = failure {
         return Err(e.to_string());
     }
@@ -63,6 +65,21 @@ pub fn replay_billing(store: &dyn EventStore, tenant: TenantId) -> Result<Billin
         return Err(format!("tenant {tenant} has no events in this log"));
     }
     Ok(billing)
+}
+
+/// A progress bar over global sequences on a terminal; hidden when stderr is piped.
+pub fn progress_bar(total: u64, what: &str) -> indicatif::ProgressBar {
+    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(total);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{msg} {bar:40} {pos}/{len} events ({per_sec}, eta {eta})",
+    ) {
+        bar.set_style(style);
+    }
+    bar.set_message(what.to_string());
+    bar
 }
 
 #[derive(Default)]
@@ -218,7 +235,10 @@ struct ExportLineRef<'a> {
 /// Replay the whole log (sequences, checksums, hash chains), then rebuild every tenant from
 /// its own stream through the tenant index and check it equals the global replay.
 pub fn verify(store: &dyn EventStore) -> Result<String, String> {
-    let world = World::load(store).map_err(|e| e.to_string())?;
+    let progress = progress_bar(store.head(), "verifying");
+    let world = World::load_observed(store, &mut |seq| progress.set_position(seq))
+        .map_err(|e| e.to_string())?;
+    progress.finish_and_clear();
     let mut tenants: Vec<&TenantId> = world.tenants.keys().collect();
     tenants.sort();
     for tenant in tenants {

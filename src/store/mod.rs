@@ -25,6 +25,8 @@ impl EncodedEvent {
 pub enum Error {
     #[error("storage failure: {0}")]
     Io(String),
+    #[error("corrupt store: {0}")]
+    CorruptStore(String),
     #[error("corrupt log at sequence {seq}: {reason}")]
     Corrupt { seq: u64, reason: String },
     #[error("append out of order: expected sequence {expected}, got {got}")]

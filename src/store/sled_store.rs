@@ -25,6 +25,26 @@ pub struct SledStore {
     db: sled::Db,
     log: sled::Tree,
     head: AtomicU64,
+    /// The acknowledged head, kept beside sled (see [`HEAD_FILE`]).
+    head_file: std::fs::File,
+}
+
+/// A file beside sled's own holding the last acknowledged sequence. sled drops a corrupt
+/// segment and everything after it when it recovers, without an error; comparing its head with
+/// this file on open turns that silent loss into a refusal naming the first missing sequence.
+pub const HEAD_FILE: &str = "ledger-head";
+
+fn head_file_bytes(seq: u64) -> [u8; 16] {
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&seq.to_le_bytes());
+    bytes[8..].copy_from_slice(&blake3::hash(&seq.to_le_bytes()).as_bytes()[..8]);
+    bytes
+}
+
+/// The sequence in a head file, if its checksum holds.
+fn read_head_file(bytes: &[u8]) -> Option<u64> {
+    let seq = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?);
+    (bytes.get(..16)? == head_file_bytes(seq)).then_some(seq)
 }
 
 fn io(error: sled::Error) -> Error {
@@ -53,7 +73,18 @@ impl SledStore {
             .path(dir)
             .mode(sled::Mode::HighThroughput)
             .open()
-            .map_err(io)?;
+            .map_err(|e| match e {
+                sled::Error::Corruption { .. } => {
+                    let acknowledged = std::fs::read(dir.join(HEAD_FILE))
+                        .ok()
+                        .and_then(|bytes| read_head_file(&bytes))
+                        .map_or_else(String::new, |seq| {
+                            format!("; {seq} events had been acknowledged")
+                        });
+                    Error::CorruptStore(format!("sled cannot read its files ({e}){acknowledged}"))
+                }
+                other => io(other),
+            })?;
         let log = db.open_tree("log").map_err(io)?;
         let head = match log.scan_prefix(b"L").next_back() {
             None => 0,
@@ -64,11 +95,43 @@ impl SledStore {
                 events.last().map_or(0, |e| e.seq)
             }
         };
-        Ok(SledStore {
+        let head_path = dir.join(HEAD_FILE);
+        let acknowledged = std::fs::read(&head_path)
+            .ok()
+            .and_then(|bytes| read_head_file(&bytes));
+        if let Some(acknowledged) = acknowledged {
+            if acknowledged > head {
+                return Err(Error::Corrupt {
+                    seq: head + 1,
+                    reason: format!(
+                        "the log ends at sequence {head} but {acknowledged} events were acknowledged: \
+                         records from {} on are missing or corrupt",
+                        head + 1
+                    ),
+                });
+            }
+        }
+        let head_file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&head_path)
+            .map_err(|e| Error::Io(format!("cannot open {}: {e}", head_path.display())))?;
+        let store = SledStore {
             db,
             log,
             head: AtomicU64::new(head),
-        })
+            head_file,
+        };
+        store.write_head_file(head)?;
+        Ok(store)
+    }
+
+    fn write_head_file(&self, seq: u64) -> Result<(), Error> {
+        use std::os::unix::fs::FileExt;
+        self.head_file
+            .write_all_at(&head_file_bytes(seq), 0)
+            .map_err(|e| Error::Io(format!("cannot record the head: {e}")))
     }
 }
 
@@ -180,6 +243,7 @@ impl EventStore for SledStore {
         self.log.apply_batch(writes).map_err(io)?;
         self.db.flush().map_err(io)?;
         let last = batch.last().map_or(head, |e| e.seq);
+        self.write_head_file(last)?;
         self.head.store(last, Ordering::Release);
         Ok(())
     }

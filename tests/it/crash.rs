@@ -19,7 +19,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-const ROOT_TOKEN: &str = "crash-test-root-token";
+pub(crate) const ROOT_TOKEN: &str = "crash-test-root-token";
 /// Safety net against hangs (startup, shutdown, one HTTP call); never a timing assertion.
 const HANG_TIMEOUT: Duration = Duration::from_secs(120);
 /// Default seed of the workload order and the kill delay; `CRASH_SEED` overrides it.
@@ -53,10 +53,10 @@ const RECORDING_LIMIT: u64 = 1000;
 
 /// A running `ledger serve`; killed (SIGKILL) and reaped on drop, so a failing test never
 /// leaves a process behind.
-struct Server {
+pub(crate) struct Server {
     child: Child,
     /// `http://ADDR` as printed by the server.
-    base: String,
+    pub(crate) base: String,
     stderr: Arc<Mutex<String>>,
     stderr_reader: Option<thread::JoinHandle<()>>,
 }
@@ -78,7 +78,7 @@ enum RootToken<'a> {
 
 impl Server {
     /// Start on `data` with the test's root token; panics if it does not come up.
-    fn start(data: &Path) -> Server {
+    pub(crate) fn start(data: &Path) -> Server {
         match Server::spawn(data, RootToken::Env(ROOT_TOKEN), false) {
             Ok((server, _)) => server,
             Err(exited) => panic!("the server did not start: {exited:?}"),
@@ -172,7 +172,7 @@ impl Server {
     }
 
     /// SIGKILL (what `Child::kill` sends on Unix) and reap.
-    fn sigkill(&mut self) {
+    pub(crate) fn sigkill(&mut self) {
         self.child.kill().expect("SIGKILL the server");
         self.child.wait().expect("reap the killed server");
     }

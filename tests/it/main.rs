@@ -5,6 +5,7 @@ mod support;
 mod api;
 mod bad_input;
 mod catalogue;
+mod cli;
 mod crash;
 mod groups;
 mod idempotency;
