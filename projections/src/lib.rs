@@ -12,3 +12,7 @@ pub mod explain;
 pub use explain::{entitlement, Check, Entitlement};
 pub mod audit;
 pub use audit::{touches, Touches};
+pub mod whatif;
+pub use whatif::{
+    what_if, BillingDelta, Block, CommandResult, IndexedViolation, WhatIf, WhatIfError,
+};

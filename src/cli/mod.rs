@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod offline;
+pub mod whatif;
 
 use crate::http::{app, App};
 use crate::ledger::Ledger;
@@ -46,6 +47,10 @@ pub enum CliCommand {
     /// Check sequences, checksums and hash chains, and that every projection rebuilt from each
     /// tenant's stream equals the global replay. Exits non-zero naming the first bad sequence.
     Verify(VerifyArgs),
+    /// Preview commands (the body of `POST /what-if` in a file) against the store without a
+    /// server: who would be blocked, which rules break, how this month's bill moves. Writes
+    /// nothing.
+    WhatIf(whatif::WhatIfArgs),
 }
 
 /// `ledger replay`.
@@ -135,6 +140,7 @@ pub fn run(cli: Cli) -> Result<(), String> {
             let command_line = std::env::args().collect::<Vec<_>>().join(" ");
             bench::run(args, &command_line)
         }
+        CliCommand::WhatIf(args) => whatif::run(args),
         CliCommand::Verify(args) => {
             let store = offline::open_store(&args.data)?;
             let report = offline::verify(&store)?;

@@ -11,6 +11,7 @@ pub mod licenses;
 mod tenants;
 mod users;
 pub mod views;
+pub mod whatif;
 
 use crate::ledger::{Actor, ExecError, Ledger, Request, Written};
 use auth::{Auth, Need};
@@ -77,6 +78,7 @@ pub fn app(state: App) -> Router {
             put(groups::set_restriction).delete(groups::clear_restriction),
         )
         .route("/groups/{g}/state", get(groups::state))
+        .route("/what-if", post(whatif::preview))
         .route("/users", post(users::create).get(users::list))
         .route("/users/batch", post(users::create_batch))
         .route(

@@ -13,3 +13,4 @@ mod race;
 mod restart;
 mod roles;
 mod users;
+mod whatif;

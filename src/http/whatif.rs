@@ -1,0 +1,564 @@
+//! `POST /v1/tenants/{t}/what-if`: preview a list of commands, written in the shapes of the
+//! write endpoints, without writing anything. The parsing and the answer are shared with
+//! `ledger what-if`, which prints the same JSON.
+//!
+//! Each command needs the role its write endpoint needs: an operator may preview assignments,
+//! add-ons and user moves; quotas, quantities, terminations, group moves, retention and prices
+//! need an admin. A caller may preview exactly what it may do.
+
+use super::auth::{allows, role_name, Auth, Need};
+use super::error::{violation_json, ApiError};
+use super::extract::{AppJson, AppPath};
+use super::views::{instant, parse_instant, parse_type};
+use super::{with_etag, App};
+use crate::ledger::World;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use events::decide::PROVISION_QUANTITY_MAX;
+use events::{
+    Command, GroupId, LicenseId, Reminder, Restriction, Retention, Tenant, TenantId, UserId,
+};
+use projections::whatif::{what_if, WhatIf, COMMANDS_PER_WHAT_IF_MAX};
+use projections::Billing;
+use serde::{Deserialize, Deserializer};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+/// Licences the commands of one what-if may ask to provision, in total (provisions, and
+/// quantities raised above what the tenant owns): a preview never builds a huge copy.
+pub const LICENSES_PER_WHAT_IF_MAX: u64 = 100_000;
+
+/// The request body: `{"at"?, "commands": [{"op", ...}]}`.
+#[derive(Deserialize)]
+pub struct WhatIfBody {
+    pub at: Option<String>,
+    pub commands: Vec<Value>,
+}
+
+/// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`).
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// One command of a what-if, with the fields of its write endpoint. On the wire `op` sits
+/// beside the fields; it is read as the variant name (see [`parse_op`]) so that errors can
+/// name the field they are about.
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+enum Op {
+    SetRestriction {
+        group_id: GroupId,
+        enabled: bool,
+        #[serde(default)]
+        limits: BTreeMap<String, u64>,
+        valid_from: Option<String>,
+        valid_until: Option<String>,
+        reminder: Option<Reminder>,
+    },
+    ClearRestriction {
+        group_id: GroupId,
+    },
+    SetQuantity {
+        #[serde(rename = "type")]
+        license_type: String,
+        quantity: u32,
+    },
+    Provision {
+        #[serde(rename = "type")]
+        license_type: String,
+        quantity: u32,
+    },
+    Terminate {
+        license_id: LicenseId,
+    },
+    Assign {
+        license_id: LicenseId,
+        user_id: UserId,
+    },
+    Unassign {
+        license_id: LicenseId,
+    },
+    Reassign {
+        license_id: LicenseId,
+        user_id: UserId,
+    },
+    AttachAddon {
+        license_id: LicenseId,
+        addon_id: LicenseId,
+    },
+    DetachAddon {
+        license_id: LicenseId,
+        addon_id: LicenseId,
+    },
+    AssignType {
+        user_id: UserId,
+        #[serde(rename = "type")]
+        license_type: String,
+        #[serde(default)]
+        addons: Vec<String>,
+    },
+    MoveUser {
+        user_id: UserId,
+        group_id: GroupId,
+    },
+    /// `parent_id: null` makes the group a root group; the field must be there.
+    MoveGroup {
+        group_id: GroupId,
+        #[serde(default, deserialize_with = "present")]
+        parent_id: Option<Option<GroupId>>,
+    },
+    SetRetention {
+        days: Option<u32>,
+        months: Option<u32>,
+    },
+    SetPrice {
+        #[serde(rename = "type")]
+        license_type: String,
+        unit_price_minor: i64,
+        currency: Option<String>,
+        effective_from: Option<String>,
+    },
+}
+
+impl Op {
+    /// The wire name.
+    fn name(&self) -> &'static str {
+        match self {
+            Op::SetRestriction { .. } => "set_restriction",
+            Op::ClearRestriction { .. } => "clear_restriction",
+            Op::SetQuantity { .. } => "set_quantity",
+            Op::Provision { .. } => "provision",
+            Op::Terminate { .. } => "terminate",
+            Op::Assign { .. } => "assign",
+            Op::Unassign { .. } => "unassign",
+            Op::Reassign { .. } => "reassign",
+            Op::AttachAddon { .. } => "attach_addon",
+            Op::DetachAddon { .. } => "detach_addon",
+            Op::AssignType { .. } => "assign_type",
+            Op::MoveUser { .. } => "move_user",
+            Op::MoveGroup { .. } => "move_group",
+            Op::SetRetention { .. } => "set_retention",
+            Op::SetPrice { .. } => "set_price",
+        }
+    }
+
+    /// The role its write endpoint needs.
+    fn need(&self) -> Need {
+        match self {
+            Op::Assign { .. }
+            | Op::Unassign { .. }
+            | Op::Reassign { .. }
+            | Op::AttachAddon { .. }
+            | Op::DetachAddon { .. }
+            | Op::AssignType { .. }
+            | Op::MoveUser { .. } => Need::Operate,
+            _ => Need::Administer,
+        }
+    }
+
+    /// The command, with wire values checked; `tenant` gives defaults (the currency) and
+    /// the owned counts the provisioning budget is measured from.
+    fn into_command(self, tenant: &Tenant) -> Result<Command, ApiError> {
+        let instant_of = |field: &str, text: Option<String>| {
+            text.as_deref().map(|t| parse_instant(field, t)).transpose()
+        };
+        Ok(match self {
+            Op::SetRestriction {
+                group_id,
+                enabled,
+                limits,
+                valid_from,
+                valid_until,
+                reminder,
+            } => {
+                let mut parsed = BTreeMap::new();
+                for (code, limit) in limits {
+                    parsed.insert(parse_type(&code)?, limit);
+                }
+                Command::SetRestriction {
+                    group: group_id,
+                    restriction: Restriction {
+                        enabled,
+                        limits: parsed,
+                        valid_from: instant_of("valid_from", valid_from)?,
+                        valid_until: instant_of("valid_until", valid_until)?,
+                        reminder,
+                    },
+                }
+            }
+            Op::ClearRestriction { group_id } => Command::ClearRestriction { group: group_id },
+            Op::SetQuantity {
+                license_type,
+                quantity,
+            } => Command::SetQuantity {
+                license_type: parse_type(&license_type)?,
+                quantity,
+            },
+            Op::Provision {
+                license_type,
+                quantity,
+            } => Command::ProvisionLicenses {
+                license_type: parse_type(&license_type)?,
+                quantity,
+            },
+            Op::Terminate { license_id } => Command::TerminateLicense {
+                license: license_id,
+            },
+            Op::Assign {
+                license_id,
+                user_id,
+            } => Command::AssignLicense {
+                license: license_id,
+                user: user_id,
+            },
+            Op::Unassign { license_id } => Command::UnassignLicense {
+                license: license_id,
+            },
+            Op::Reassign {
+                license_id,
+                user_id,
+            } => Command::ReassignLicense {
+                license: license_id,
+                user: user_id,
+            },
+            Op::AttachAddon {
+                license_id,
+                addon_id,
+            } => Command::AttachAddon {
+                base: license_id,
+                addon: addon_id,
+            },
+            Op::DetachAddon {
+                license_id,
+                addon_id,
+            } => Command::DetachAddon {
+                base: license_id,
+                addon: addon_id,
+            },
+            Op::AssignType {
+                user_id,
+                license_type,
+                addons,
+            } => Command::AssignByType {
+                user: user_id,
+                license_type: parse_type(&license_type)?,
+                addons: addons
+                    .iter()
+                    .map(|code| parse_type(code))
+                    .collect::<Result<_, _>>()?,
+            },
+            Op::MoveUser { user_id, group_id } => Command::UpdateUser {
+                user: user_id,
+                name: None,
+                group: Some(group_id),
+            },
+            Op::MoveGroup {
+                group_id,
+                parent_id,
+            } => Command::UpdateGroup {
+                group: group_id,
+                name: None,
+                parent: Some(parent_id.ok_or_else(|| {
+                    ApiError::bad_request("missing field `parent_id` (null makes a root group)")
+                })?),
+            },
+            Op::SetRetention { days, months } => Command::SetRetention(match (days, months) {
+                (Some(days), None) => Retention::Days(days),
+                (None, Some(months)) => Retention::Months(months),
+                _ => {
+                    return Err(ApiError::bad_request(
+                        "give exactly one of `days` or `months`",
+                    ))
+                }
+            }),
+            Op::SetPrice {
+                license_type,
+                unit_price_minor,
+                currency,
+                effective_from,
+            } => Command::SetPrice {
+                license_type: parse_type(&license_type)?,
+                unit_price_minor,
+                currency: currency.unwrap_or_else(|| tenant.currency.clone()),
+                effective_from: instant_of("effective_from", effective_from)?
+                    .unwrap_or(DateTime::<Utc>::UNIX_EPOCH),
+            },
+        })
+    }
+}
+
+/// A parsed what-if: the instant asked for and the commands, each with its wire name.
+pub struct Preview {
+    at: Option<DateTime<Utc>>,
+    ops: Vec<Op>,
+}
+
+/// Name the command a malformed field belongs to, keeping the error's details.
+fn at_index(index: usize, op: Option<&str>, error: ApiError) -> ApiError {
+    let what = op.map_or_else(
+        || format!("commands[{index}]"),
+        |op| format!("commands[{index}] ({op})"),
+    );
+    let mut details = match error.details {
+        Some(Value::Object(fields)) => fields,
+        _ => serde_json::Map::new(),
+    };
+    details.insert("index".into(), json!(index));
+    ApiError::bad_request(format!("{what}: {}", error.message)).with_details(Value::Object(details))
+}
+
+/// Check the shape of every command (unknown ops, missing or mistyped fields, bad UUIDs or
+/// instants): a 400 naming the first bad index.
+pub fn parse(body: WhatIfBody) -> Result<Preview, ApiError> {
+    if body.commands.len() > COMMANDS_PER_WHAT_IF_MAX {
+        return Err(ApiError::bad_request(format!(
+            "a what-if takes at most {COMMANDS_PER_WHAT_IF_MAX} commands, not {}",
+            body.commands.len()
+        )));
+    }
+    let at = body
+        .at
+        .as_deref()
+        .map(|text| parse_instant("at", text))
+        .transpose()?;
+    let ops = body
+        .commands
+        .into_iter()
+        .enumerate()
+        .map(|(index, value)| parse_op(index, value))
+        .collect::<Result<Vec<Op>, ApiError>>()?;
+    Ok(Preview { at, ops })
+}
+
+/// `{"op": "assign", "license_id", ...}` as `Op::Assign`: unknown ops, missing, unknown or
+/// mistyped fields are a 400 naming the index, the op and the field.
+fn parse_op(index: usize, value: Value) -> Result<Op, ApiError> {
+    let bad =
+        |op: Option<&str>, message: String| at_index(index, op, ApiError::bad_request(message));
+    let Value::Object(mut fields) = value else {
+        return Err(bad(None, "a command must be an object with an `op`".into()));
+    };
+    let op = match fields.remove("op") {
+        Some(Value::String(op)) => op,
+        Some(_) => return Err(bad(None, "`op` must be a string".into())),
+        None => return Err(bad(None, "missing field `op`".into())),
+    };
+    let tagged = json!({ op.as_str(): Value::Object(fields) });
+    serde_path_to_error::deserialize::<_, Op>(tagged).map_err(|e| {
+        let field: Vec<String> = e.path().iter().skip(1).map(|p| p.to_string()).collect();
+        let message = e.into_inner().to_string();
+        if field.is_empty() && message.starts_with("unknown variant") {
+            bad(None, message.replacen("unknown variant", "unknown op", 1))
+        } else if field.is_empty() {
+            bad(Some(&op), message)
+        } else {
+            bad(Some(&op), format!("{}: {message}", field.join(".")))
+        }
+    })
+}
+
+impl Preview {
+    /// 403 naming the first command the caller may not make.
+    fn authorize(&self, auth: &Auth, tenant: TenantId) -> Result<(), ApiError> {
+        let role = auth.require(tenant, Need::Operate)?;
+        match self
+            .ops
+            .iter()
+            .enumerate()
+            .find(|(_, op)| !allows(role, op.need()))
+        {
+            None => Ok(()),
+            Some((index, op)) => Err(ApiError::forbidden(format!(
+                "commands[{index}] ({}) needs the admin role; the {} role may preview only \
+                 what it may do",
+                op.name(),
+                role_name(role)
+            ))),
+        }
+    }
+}
+
+/// What a preview reads: copies of one tenant's state and billing, taken under the read
+/// lock so the preview runs without holding it.
+pub struct Snapshot {
+    pub tenant: Tenant,
+    pub billing: Billing,
+    /// The instant the writer would stamp a command with now: the clock, never before the
+    /// last event of the log.
+    pub now: DateTime<Utc>,
+}
+
+impl Snapshot {
+    /// Copy `tenant` out of `world`; 404 if it does not exist.
+    pub fn take(
+        world: &World,
+        tenant: TenantId,
+        clock: DateTime<Utc>,
+    ) -> Result<Snapshot, ApiError> {
+        let state = world
+            .tenants
+            .get(&tenant)
+            .ok_or_else(|| ApiError::not_found(format!("tenant {tenant} not found")))?;
+        Ok(Snapshot {
+            tenant: state.clone(),
+            billing: world.billing.get(&tenant).cloned().unwrap_or_default(),
+            now: world.last_recorded_at.map_or(clock, |last| last.max(clock)),
+        })
+    }
+}
+
+/// Run the preview against `snapshot` and answer in the API's JSON.
+pub fn answer(snapshot: &Snapshot, preview: Preview) -> Result<Value, ApiError> {
+    let mut budget = 0u64;
+    let mut names = Vec::with_capacity(preview.ops.len());
+    let mut commands = Vec::with_capacity(preview.ops.len());
+    for (index, op) in preview.ops.into_iter().enumerate() {
+        let name = op.name();
+        let command = op
+            .into_command(&snapshot.tenant)
+            .map_err(|e| at_index(index, Some(name), e))?;
+        budget = budget.saturating_add(provisioning(&snapshot.tenant, &command));
+        if budget > LICENSES_PER_WHAT_IF_MAX {
+            return Err(at_index(
+                index,
+                Some(name),
+                ApiError::bad_request(format!(
+                    "the commands would provision more than {LICENSES_PER_WHAT_IF_MAX} licences"
+                )),
+            ));
+        }
+        names.push(name);
+        commands.push(command);
+    }
+    let at = preview.at.unwrap_or(snapshot.now);
+    let report = what_if(&snapshot.tenant, &snapshot.billing, at, &commands).map_err(|e| {
+        ApiError::bad_request(e.to_string()).with_details(json!({"reason": match e {
+            projections::WhatIfError::TooManyCommands { .. } => "too_many_commands",
+            projections::WhatIfError::MonthClosed { .. } => "month_closed",
+        }}))
+    })?;
+    Ok(report_json(
+        &snapshot.tenant,
+        &snapshot.billing,
+        &report,
+        &names,
+    ))
+}
+
+/// Licences a command may provision, at most (`decide` never raises a quantity by more than
+/// [`PROVISION_QUANTITY_MAX`] at once).
+fn provisioning(tenant: &Tenant, command: &Command) -> u64 {
+    match command {
+        Command::ProvisionLicenses { quantity, .. } => u64::from(*quantity),
+        Command::SetQuantity {
+            license_type,
+            quantity,
+        } => u64::from(*quantity)
+            .saturating_sub(tenant.owned.get(license_type).copied().unwrap_or(0))
+            .min(u64::from(PROVISION_QUANTITY_MAX)),
+        _ => 0,
+    }
+}
+
+/// The answer: `{"at", "month", "version", "ok", "results", "violations", "would_block",
+/// "billing_delta", "currency"}`.
+fn report_json(tenant: &Tenant, billing: &Billing, report: &WhatIf, names: &[&str]) -> Value {
+    let results: Vec<Value> = report
+        .results
+        .iter()
+        .zip(names)
+        .enumerate()
+        .map(|(index, (result, name))| match &result.outcome {
+            Ok(events) => json!({
+                "index": index,
+                "op": name,
+                "ok": true,
+                "events": events.iter().map(|e| e.kind()).collect::<Vec<_>>(),
+            }),
+            Err(rejection) => {
+                let error = ApiError::from(rejection.clone());
+                let mut body = json!({"code": error.code, "message": error.message});
+                if let Some(details) = error.details {
+                    body["details"] = details;
+                }
+                json!({"index": index, "op": name, "ok": false, "error": body})
+            }
+        })
+        .collect();
+    let violations: Vec<Value> = report
+        .violations
+        .iter()
+        .map(|v| {
+            let mut out = violation_json(&v.violation);
+            out["index"] = json!(v.index);
+            out
+        })
+        .collect();
+    let would_block: Vec<Value> = report
+        .would_block
+        .iter()
+        .map(|b| {
+            json!({
+                "user_id": b.user,
+                "type": b.license_type,
+                "rule": b.rule,
+                "group_id": b.group.as_ref().map(|(id, _)| id),
+                "group_name": b.group.as_ref().map(|(_, name)| name),
+                "detail": b.detail,
+            })
+        })
+        .collect();
+    let billing_delta: serde_json::Map<String, Value> = report
+        .billing_delta
+        .iter()
+        .map(|(t, d)| {
+            (
+                t.0.clone(),
+                json!({
+                    "peak_units_before": d.peak_units_before,
+                    "peak_units_after": d.peak_units_after,
+                    "amount_minor_before": d.amount_minor_before,
+                    "amount_minor_after": d.amount_minor_after,
+                    "amount_minor_delta": d.amount_minor_delta,
+                }),
+            )
+        })
+        .collect();
+    json!({
+        "at": instant(report.at),
+        "month": report.month.to_string(),
+        "version": tenant.version,
+        "currency": billing.currency,
+        "ok": report.ok,
+        "results": results,
+        "violations": violations,
+        "would_block": would_block,
+        "billing_delta": billing_delta,
+    })
+}
+
+/// `POST /v1/tenants/{t}/what-if` (operator for operator commands, else admin): the preview
+/// of the tenant at its current version, which the answer's `ETag` names; nothing is written.
+pub async fn preview(
+    State(app): State<App>,
+    auth: Auth,
+    AppPath(tenant): AppPath<TenantId>,
+    AppJson(body): AppJson<WhatIfBody>,
+) -> Result<Response, ApiError> {
+    let preview = parse(body)?;
+    let snapshot = {
+        let world = app.ledger.read();
+        if !world.tenants.contains_key(&tenant) {
+            return Err(ApiError::not_found(format!("tenant {tenant} not found")));
+        }
+        preview.authorize(&auth, tenant)?;
+        Snapshot::take(&world, tenant, events::time::truncate_to_micros(Utc::now()))?
+    };
+    let version = snapshot.tenant.version;
+    let body = answer(&snapshot, preview)?;
+    Ok(with_etag(Json(body).into_response(), version))
+}
