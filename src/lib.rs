@@ -5,4 +5,5 @@ pub mod http;
 pub mod idempotency;
 pub mod ledger;
 pub mod metrics;
+pub mod reminders;
 pub mod store;

@@ -113,4 +113,28 @@ pub enum Command {
     },
     /// Define a new licence type or change an existing one.
     DefineLicenseType(crate::catalogue::LicenseType),
+    /// Apply a bulk-import file: every row validated first, all applied or none.
+    Import(Vec<ImportRow>),
+    /// Set the URL due reminders are delivered to.
+    SetWebhook {
+        url: String,
+    },
+    /// Record that a group's reminder due at `due_at` was delivered.
+    RecordReminderDelivered {
+        group: GroupId,
+        due_at: DateTime<Utc>,
+    },
+}
+
+/// One row of a bulk-import file (SPEC "Bulk import"), as read, before any validation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImportRow {
+    /// 1 for the first data row.
+    pub row: u32,
+    pub extension: String,
+    pub number: String,
+    /// A user id or a user's unique name.
+    pub user: String,
+    /// Non-empty add-on cells: the column's header and the code in it.
+    pub addons: Vec<(String, String)>,
 }

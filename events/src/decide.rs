@@ -2,11 +2,11 @@
 //! why it is refused. Pure: no I/O, no clock, no randomness (new ids derive from the command id).
 
 use crate::catalogue::{default_catalogue, excludes, Kind, LicenseType};
-use crate::command::{Command, Context, NewUser};
+use crate::command::{Command, Context, ImportRow, NewUser};
 use crate::event::{Event, Restriction, Retention};
 use crate::ids::{GroupId, LicenseId, TypeCode, UserId};
-use crate::rejection::{Rejection, Rule, Violation};
-use crate::state::{License, Tenant, User};
+use crate::rejection::{Rejection, RowError, Rule, Violation};
+use crate::state::{evolve, License, Tenant, User};
 use crate::time::truncate_to_micros;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -30,6 +30,12 @@ pub const RETENTION_MONTHS_MAX: u32 = 120;
 pub const RETENTION_DAYS_FREE_MAX: u32 = 14;
 /// Codes listed in one `attaches_to`, `requires_any` or `excludes`.
 pub const CATALOGUE_REFERENCES_MAX: usize = 64;
+/// Longest webhook URL, in bytes.
+pub const WEBHOOK_URL_BYTES_MAX: usize = 2000;
+/// Rows of one import.
+pub const IMPORT_ROWS_MAX: usize = 200_000;
+/// The base type every import row hands out.
+pub const IMPORT_BASE_TYPE: &str = "phone_system";
 /// Longest reminder lead time in days.
 pub const REMINDER_DAYS_MAX: u32 = 366;
 
@@ -128,6 +134,29 @@ pub fn decide(state: &Tenant, command: &Command, ctx: &Context) -> Result<Vec<Ev
             }])
         }
         DefineLicenseType(definition) => define_type(state, definition),
+        Import(rows) => import(state, rows, ctx),
+        SetWebhook { url } => {
+            if url.is_empty() || url.len() > WEBHOOK_URL_BYTES_MAX {
+                return Err(invalid(format!(
+                    "the webhook URL must be 1 to {WEBHOOK_URL_BYTES_MAX} bytes"
+                )));
+            }
+            Ok(vec![Event::WebhookSet { url: url.clone() }])
+        }
+        RecordReminderDelivered { group, due_at } => {
+            group_exists(state, *group)?;
+            let due_at = crate::time::truncate_to_micros(*due_at);
+            if state.reminders_delivered.contains(&(*group, due_at)) {
+                return Err(Rejection::ReminderAlreadyDelivered {
+                    group: *group,
+                    due_at,
+                });
+            }
+            Ok(vec![Event::ReminderDelivered {
+                group: *group,
+                due_at,
+            }])
+        }
         RevokeKey { key } => match state.keys.get(key) {
             None => Err(Rejection::KeyNotFound(*key)),
             Some(k) if k.revoked => Err(Rejection::KeyAlreadyRevoked(*key)),
@@ -1265,6 +1294,226 @@ fn invalidated_assignments(
         }
     }
     found
+}
+
+/// Apply an import: each row gives its user a `phone_system` licence with the row's extension
+/// and number, and attaches the row's add-ons. Rows are judged in order against the state the
+/// earlier good rows leave, so conflicts inside the file (the same extension twice, more rows
+/// than free licences, a quota reached by the file as a whole) are found too. Any bad row: every
+/// bad row is reported and nothing is applied.
+fn import(state: &Tenant, rows: &[ImportRow], ctx: &Context) -> Result<Vec<Event>, Rejection> {
+    if rows.is_empty() || rows.len() > IMPORT_ROWS_MAX {
+        return Err(invalid(format!(
+            "an import holds 1 to {IMPORT_ROWS_MAX} rows"
+        )));
+    }
+    let base_type = TypeCode::from(IMPORT_BASE_TYPE);
+    known_type(state, &base_type)?;
+    let mut by_name: BTreeMap<String, Vec<UserId>> = BTreeMap::new();
+    for user in state.users.values().filter(|u| !u.removed) {
+        by_name
+            .entry(user.name.trim().to_lowercase())
+            .or_default()
+            .push(user.id);
+    }
+    let mut scratch = state.clone();
+    let mut errors = Vec::new();
+    let mut events = Vec::new();
+    // Extensions claimed by earlier rows, good or bad: a file naming one twice is wrong in the
+    // later row whichever row is otherwise at fault.
+    let mut claimed: BTreeMap<String, (u32, String)> = BTreeMap::new();
+    for row in rows {
+        let extension = row.extension.trim().to_string();
+        let user = row.user.trim().to_lowercase();
+        let earlier = claimed.get(&extension).filter(|(_, u)| *u != user).cloned();
+        claimed.entry(extension.clone()).or_insert((row.row, user));
+        if let Some((earlier_row, _)) = earlier {
+            errors.push(row_error(
+                row,
+                "Ext Key",
+                "extension_taken",
+                format!("extension {extension} is also given in row {earlier_row}"),
+            ));
+            continue;
+        }
+        match import_row(&scratch, &by_name, &base_type, row, ctx) {
+            Ok(produced) => {
+                for event in produced {
+                    let version = scratch.version + 1;
+                    evolve(&mut scratch, &event, version);
+                    events.push(event);
+                }
+            }
+            Err(mut row_errors) => errors.append(&mut row_errors),
+        }
+    }
+    if errors.is_empty() {
+        Ok(events)
+    } else {
+        Err(Rejection::ImportRejected(errors))
+    }
+}
+
+fn row_error(row: &ImportRow, column: &str, code: &str, message: String) -> RowError {
+    RowError {
+        row: row.row,
+        column: column.to_string(),
+        code: code.to_string(),
+        message,
+    }
+}
+
+/// The events of one import row, or every error it has.
+fn import_row(
+    state: &Tenant,
+    by_name: &BTreeMap<String, Vec<UserId>>,
+    base_type: &TypeCode,
+    row: &ImportRow,
+    ctx: &Context,
+) -> Result<Vec<Event>, Vec<RowError>> {
+    let mut errors = Vec::new();
+    let user = match row.user.trim().parse::<UserId>() {
+        Ok(id) if state.active_user(id).is_some() => Some(id),
+        _ => match by_name
+            .get(&row.user.trim().to_lowercase())
+            .map(Vec::as_slice)
+        {
+            Some([only]) => Some(*only),
+            Some(many) if many.len() > 1 => {
+                errors.push(row_error(
+                    row,
+                    "User",
+                    "user_ambiguous",
+                    format!(
+                        "{} users are named `{}`; use the user's id",
+                        many.len(),
+                        row.user.trim()
+                    ),
+                ));
+                None
+            }
+            _ => {
+                errors.push(row_error(
+                    row,
+                    "User",
+                    "user_not_found",
+                    format!("no user with the id or name `{}`", row.user.trim()),
+                ));
+                None
+            }
+        },
+    };
+    let extension = row.extension.trim().to_string();
+    let number = Some(row.number.trim().to_string()).filter(|n| !n.is_empty());
+    if let Err(e) = check_number("extension", &Some(extension.clone())) {
+        errors.push(row_error(
+            row,
+            "Ext Key",
+            "invalid_extension",
+            e.to_string(),
+        ));
+    }
+    if let Err(e) = check_number("number", &number) {
+        errors.push(row_error(row, "Number", "invalid_number", e.to_string()));
+    }
+    let mut addons = Vec::new();
+    for (column, code) in &row.addons {
+        let definition = TypeCode::parse(code.trim()).and_then(|t| state.catalogue.get(&t));
+        match definition {
+            None => errors.push(row_error(
+                row,
+                column,
+                "unknown_license_type",
+                format!("`{}` is not a licence type of the catalogue", code.trim()),
+            )),
+            Some(d) if d.kind != Kind::Addon => errors.push(row_error(
+                row,
+                column,
+                "not_an_addon",
+                format!("{} is a base type, not an add-on", d.code),
+            )),
+            Some(d) if !d.attaches_to.contains(base_type) => errors.push(row_error(
+                row,
+                column,
+                "addon_cannot_attach",
+                format!("{} cannot be attached to a {base_type} licence", d.code),
+            )),
+            Some(d) if addons.contains(&d.code) => errors.push(row_error(
+                row,
+                column,
+                "addon_type_already_attached",
+                format!("{} appears twice in the row", d.code),
+            )),
+            Some(d) => addons.push(d.code.clone()),
+        }
+    }
+    let Some(user) = user else {
+        return Err(errors);
+    };
+    if let Some(holder) = state.extensions.get(&extension).filter(|h| **h != user) {
+        errors.push(row_error(
+            row,
+            "Ext Key",
+            "extension_taken",
+            format!("extension {extension} is already used by user {holder}"),
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let mut events = Vec::new();
+    let current = state
+        .active_user(user)
+        .map(|u| (u.extension.clone(), u.number.clone()));
+    if current != Some((Some(extension.clone()), number.clone())) {
+        events.push(Event::UserNumbersSet {
+            user,
+            extension: Some(extension),
+            number,
+        });
+    }
+    let assignment = Command::AssignByType {
+        user,
+        license_type: base_type.clone(),
+        addons: addons.clone(),
+    };
+    match decide(state, &assignment, ctx) {
+        Ok(mut assigned) => {
+            events.append(&mut assigned);
+            Ok(events)
+        }
+        Err(rejection) => Err(assignment_errors(row, base_type, &rejection)),
+    }
+}
+
+/// Row errors for a refused assignment: each violation in the column of the type it concerns.
+fn assignment_errors(
+    row: &ImportRow,
+    base_type: &TypeCode,
+    rejection: &Rejection,
+) -> Vec<RowError> {
+    let column_of = |t: Option<&TypeCode>| -> String {
+        t.filter(|t| *t != base_type)
+            .and_then(|t| {
+                row.addons
+                    .iter()
+                    .find(|(_, code)| code.trim() == t.as_str())
+                    .map(|(column, _)| column.clone())
+            })
+            .unwrap_or_else(|| "User".to_string())
+    };
+    match rejection {
+        Rejection::RuleViolations(violations) => violations
+            .iter()
+            .map(|v| RowError {
+                row: row.row,
+                column: column_of(v.license_type.as_ref()),
+                code: v.rule.as_str().to_string(),
+                message: v.message.clone(),
+            })
+            .collect(),
+        other => vec![row_error(row, "User", other.reason(), other.to_string())],
+    }
 }
 
 fn create_users(state: &Tenant, users: &[NewUser]) -> Result<Vec<Event>, Rejection> {

@@ -34,6 +34,7 @@ pub enum ReminderFrequency {
     Once,
     Daily,
     Weekly,
+    #[serde(rename = "every_30_days")]
     Every30Days,
 }
 
@@ -184,6 +185,22 @@ pub enum Event {
     ApiKeyRevoked {
         key: KeyId,
     },
+    /// A user's extension and DID number were set (bulk import).
+    UserNumbersSet {
+        user: UserId,
+        extension: Option<String>,
+        number: Option<String>,
+    },
+    /// Where due expiry reminders are delivered.
+    WebhookSet {
+        url: String,
+    },
+    /// A group's expiry reminder due at `due_at` was delivered to the webhook.
+    ReminderDelivered {
+        group: GroupId,
+        #[serde(with = "instant")]
+        due_at: DateTime<Utc>,
+    },
 }
 
 impl Event {
@@ -212,6 +229,9 @@ impl Event {
             Event::PriceSet { .. } => "price_set",
             Event::ApiKeyIssued { .. } => "api_key_issued",
             Event::ApiKeyRevoked { .. } => "api_key_revoked",
+            Event::UserNumbersSet { .. } => "user_numbers_set",
+            Event::WebhookSet { .. } => "webhook_set",
+            Event::ReminderDelivered { .. } => "reminder_delivered",
         }
     }
 }

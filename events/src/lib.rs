@@ -14,11 +14,11 @@ pub mod state;
 pub mod time;
 
 pub use catalogue::{Catalogue, Kind, LicenseType};
-pub use command::{Command, Context, NewUser};
+pub use command::{Command, Context, ImportRow, NewUser};
 pub use decide::decide;
 pub use event::{
     Envelope, Event, EventHash, Reminder, ReminderFrequency, Restriction, Retention, Role,
 };
 pub use ids::{CommandId, GroupId, KeyId, LicenseId, TenantId, TypeCode, UserId};
-pub use rejection::{Rejection, RejectionClass, Rule, Violation};
+pub use rejection::{Rejection, RejectionClass, RowError, Rule, Violation};
 pub use state::{evolve, License, LicenseStatus, Tenant};

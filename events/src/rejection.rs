@@ -109,6 +109,16 @@ impl Violation {
     }
 }
 
+/// One bad cell of an import.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RowError {
+    pub row: u32,
+    /// The header of the column at fault, as the file spells it.
+    pub column: String,
+    pub code: String,
+    pub message: String,
+}
+
 /// How a rejection maps onto the API's error classes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RejectionClass {
@@ -178,6 +188,14 @@ pub enum Rejection {
     /// Some items of a batch were refused; each with its index. Nothing was stored.
     #[error("{} item(s) of the batch were refused; nothing was stored", .0.len())]
     BatchRejected(Vec<(usize, Rejection)>),
+    /// Some rows of an import are bad; every one is listed. Nothing was stored.
+    #[error("{} row(s) of the import are bad; nothing was applied", .0.len())]
+    ImportRejected(Vec<RowError>),
+    #[error("the reminder of group {group} due at {due_at} was already delivered")]
+    ReminderAlreadyDelivered {
+        group: GroupId,
+        due_at: chrono::DateTime<chrono::Utc>,
+    },
 }
 
 fn holder_text(user: &Option<UserId>, base: &Option<LicenseId>) -> String {
@@ -221,7 +239,9 @@ impl Rejection {
             | UserAlreadyExists(_)
             | GroupAlreadyExists(_)
             | KeyAlreadyExists(_)
-            | KeyAlreadyRevoked(_) => RejectionClass::Conflict,
+            | KeyAlreadyRevoked(_)
+            | ReminderAlreadyDelivered { .. } => RejectionClass::Conflict,
+            ImportRejected(_) => RejectionClass::RuleViolation,
             RuleViolations(_) => RejectionClass::RuleViolation,
             BatchRejected(items) => items
                 .first()
@@ -253,6 +273,8 @@ impl Rejection {
             KeyAlreadyRevoked(_) => "key_already_revoked",
             RuleViolations(_) => "rule_violations",
             BatchRejected(_) => "batch_rejected",
+            ImportRejected(_) => "import_rejected",
+            ReminderAlreadyDelivered { .. } => "reminder_already_delivered",
         }
     }
 

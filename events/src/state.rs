@@ -135,6 +135,10 @@ pub struct Tenant {
     pub retention: Retention,
     pub prices: BTreeMap<TypeCode, Vec<Price>>,
     pub keys: BTreeMap<KeyId, ApiKey>,
+    /// Where due expiry reminders are delivered.
+    pub webhook: Option<String>,
+    /// Reminders delivered: the group and the instant each was due.
+    pub reminders_delivered: BTreeSet<(GroupId, DateTime<Utc>)>,
 }
 
 impl Tenant {
@@ -157,6 +161,8 @@ impl Tenant {
             retention: Retention::default(),
             prices: BTreeMap::new(),
             keys: BTreeMap::new(),
+            webhook: None,
+            reminders_delivered: BTreeSet::new(),
         }
     }
 
@@ -590,6 +596,26 @@ pub fn evolve(state: &mut Tenant, event: &Event, version_of_event: u64) {
                     revoked: false,
                 },
             );
+        }
+        Event::UserNumbersSet {
+            user,
+            extension,
+            number,
+        } => {
+            if let Some(u) = state.users.get_mut(user) {
+                if let Some(old) = u.extension.take() {
+                    state.extensions.remove(&old);
+                }
+                u.extension = extension.clone();
+                u.number = number.clone();
+                if let Some(ext) = extension {
+                    state.extensions.insert(ext.clone(), *user);
+                }
+            }
+        }
+        Event::WebhookSet { url } => state.webhook = Some(url.clone()),
+        Event::ReminderDelivered { group, due_at } => {
+            state.reminders_delivered.insert((*group, *due_at));
         }
         Event::ApiKeyRevoked { key } => {
             if let Some(k) = state.keys.get_mut(key) {

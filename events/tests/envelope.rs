@@ -38,10 +38,13 @@ fn variant_index(event: &Event) -> usize {
         Event::PriceSet { .. } => 19,
         Event::ApiKeyIssued { .. } => 20,
         Event::ApiKeyRevoked { .. } => 21,
+        Event::UserNumbersSet { .. } => 22,
+        Event::WebhookSet { .. } => 23,
+        Event::ReminderDelivered { .. } => 24,
     }
 }
 
-const VARIANTS: usize = 22;
+const VARIANTS: usize = 25;
 
 /// One sample of every variant, with every optional field filled in somewhere.
 fn one_of_each() -> Vec<Event> {
@@ -119,6 +122,18 @@ fn one_of_each() -> Vec<Event> {
         },
         Event::ApiKeyRevoked {
             key: KeyId(Uuid::from_u128(7)),
+        },
+        Event::UserNumbersSet {
+            user: user(8),
+            extension: Some("101".into()),
+            number: None,
+        },
+        Event::WebhookSet {
+            url: "https://hooks.example.com/ledger".into(),
+        },
+        Event::ReminderDelivered {
+            group: group(9),
+            due_at: at(2024, 3, 1),
         },
     ]
 }

@@ -13,8 +13,8 @@
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use events::event::FORMAT_V1;
 use events::{
-    CommandId, Envelope, Event, EventHash, GroupId, KeyId, Kind, LicenseId, LicenseType,
-    Reminder, ReminderFrequency, Restriction, Retention, Role, TenantId, TypeCode, UserId,
+    CommandId, Envelope, Event, EventHash, GroupId, KeyId, Kind, LicenseId, LicenseType, Reminder,
+    ReminderFrequency, Restriction, Retention, Role, TenantId, TypeCode, UserId,
 };
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -30,19 +30,27 @@ fn golden_root() -> PathBuf {
 }
 
 fn license(n: u128) -> LicenseId {
-    LicenseId(Uuid::from_u128(0x1111_0000_0000_0000_0000_0000_0000_0000 + n))
+    LicenseId(Uuid::from_u128(
+        0x1111_0000_0000_0000_0000_0000_0000_0000 + n,
+    ))
 }
 
 fn user(n: u128) -> UserId {
-    UserId(Uuid::from_u128(0x2222_0000_0000_0000_0000_0000_0000_0000 + n))
+    UserId(Uuid::from_u128(
+        0x2222_0000_0000_0000_0000_0000_0000_0000 + n,
+    ))
 }
 
 fn group(n: u128) -> GroupId {
-    GroupId(Uuid::from_u128(0x3333_0000_0000_0000_0000_0000_0000_0000 + n))
+    GroupId(Uuid::from_u128(
+        0x3333_0000_0000_0000_0000_0000_0000_0000 + n,
+    ))
 }
 
 fn key(n: u128) -> KeyId {
-    KeyId(Uuid::from_u128(0x4444_0000_0000_0000_0000_0000_0000_0000 + n))
+    KeyId(Uuid::from_u128(
+        0x4444_0000_0000_0000_0000_0000_0000_0000 + n,
+    ))
 }
 
 fn code(text: &str) -> TypeCode {
@@ -80,11 +88,14 @@ fn file_name(event: &Event) -> &'static str {
         Event::PriceSet { .. } => "price_set.bin",
         Event::ApiKeyIssued { .. } => "api_key_issued.bin",
         Event::ApiKeyRevoked { .. } => "api_key_revoked.bin",
+        Event::UserNumbersSet { .. } => "user_numbers_set.bin",
+        Event::WebhookSet { .. } => "webhook_set.bin",
+        Event::ReminderDelivered { .. } => "reminder_delivered.bin",
     }
 }
 
 /// Number of [`Event`] variants in format v1.
-const V1_VARIANTS: usize = 22;
+const V1_VARIANTS: usize = 25;
 
 /// One event of each variant, with optional fields filled in where the variant has them.
 fn v1_events() -> Vec<Event> {
@@ -198,6 +209,18 @@ fn v1_events() -> Vec<Event> {
             token_hash: [0xab; 32],
         },
         Event::ApiKeyRevoked { key: key(7) },
+        Event::UserNumbersSet {
+            user: user(1),
+            extension: Some("101".into()),
+            number: Some("+420 123 456 789".replace(' ', "")),
+        },
+        Event::WebhookSet {
+            url: "https://hooks.example.com/ledger?tenant=acme".into(),
+        },
+        Event::ReminderDelivered {
+            group: group(1),
+            due_at: instant(2024, 12, 1, 9, 0),
+        },
     ]
 }
 
@@ -278,8 +301,8 @@ fn every_v1_golden_file_decodes_to_its_sample() {
     for (name, sample) in samples() {
         let bytes = read_golden(name);
         assert_eq!(bytes.first(), Some(&FORMAT_V1), "{name}: format tag");
-        let decoded = Envelope::decode(&bytes)
-            .unwrap_or_else(|e| panic!("{name} no longer decodes: {e}"));
+        let decoded =
+            Envelope::decode(&bytes).unwrap_or_else(|e| panic!("{name} no longer decodes: {e}"));
         assert_eq!(decoded, sample, "{name} decodes to something else");
     }
 }

@@ -16,3 +16,5 @@ pub mod whatif;
 pub use whatif::{
     what_if, BillingDelta, Block, CommandResult, IndexedViolation, WhatIf, WhatIfError,
 };
+pub mod reminders;
+pub use reminders::{due_reminders, DueReminder};

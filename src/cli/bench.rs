@@ -24,6 +24,9 @@ pub struct BenchArgs {
     /// Concurrent writers of the append scenario.
     #[arg(long, default_value_t = 64)]
     pub writers: usize,
+    /// Rows of the bulk-import scenario.
+    #[arg(long, default_value_t = 100_000)]
+    pub import_rows: usize,
     /// Where to write the table.
     #[arg(long, default_value = "BENCH.md")]
     pub out: PathBuf,
@@ -96,6 +99,8 @@ pub fn run(args: BenchArgs, command_line: &str) -> Result<(), String> {
     rows.extend(runtime.block_on(append_scenario(&scratch.join("append"), &args))?);
     eprintln!("building a log of {} events …", args.events);
     rows.extend(log_scenarios(&scratch.join("log"), args.events)?);
+    eprintln!("importing {} rows …", args.import_rows);
+    rows.push(import_scenario(&scratch.join("import"), args.import_rows)?);
     let table = render(&rows, command_line);
     println!("{table}");
     std::fs::write(&args.out, &table)
@@ -439,6 +444,95 @@ fn log_scenarios(dir: &Path, target: u64) -> Result<Vec<Row>, String> {
     });
     rows.extend(query_rows(&ledger, tenant, user, group));
     Ok(rows)
+}
+
+/// A tenant with `rows` users and licences, then one import file giving each a phone_system
+/// licence, an extension, a number and two add-ons: validated and applied as one batch.
+fn import_scenario(dir: &Path, rows: usize) -> Result<Row, String> {
+    let store = SledStore::open(dir).map_err(|e| e.to_string())?;
+    let mut world = World::default();
+    let tenant = TenantId::new_random();
+    let now = Utc::now();
+    let mut encoded = Vec::new();
+    let group = events::GroupId::new_random();
+    let mut setup = vec![
+        Command::CreateTenant {
+            name: "importer".into(),
+            billing_timezone: "UTC".into(),
+            currency: "EUR".into(),
+        },
+        Command::CreateGroup {
+            group,
+            name: "everyone".into(),
+            parent: None,
+        },
+    ];
+    let mut remaining = rows as u32;
+    while remaining > 0 {
+        let quantity = remaining.min(events::decide::PROVISION_QUANTITY_MAX);
+        for code in ["phone_system", "device_ip_phone", "call_recording"] {
+            setup.push(Command::ProvisionLicenses {
+                license_type: code.into(),
+                quantity,
+            });
+        }
+        remaining -= quantity;
+    }
+    let names: Vec<String> = (0..rows).map(|i| format!("user {i:06}")).collect();
+    for chunk in names.chunks(events::decide::USERS_PER_BATCH_MAX) {
+        setup.push(Command::CreateUsers(
+            chunk
+                .iter()
+                .map(|name| events::NewUser {
+                    user: UserId::new_random(),
+                    name: name.clone(),
+                    group,
+                    extension: None,
+                    number: None,
+                })
+                .collect(),
+        ));
+    }
+    for command in setup {
+        let request = Request {
+            tenant,
+            actor: actor(),
+            expected_version: None,
+            command,
+        };
+        world
+            .decide_into(&request, CommandId::new_random(), now, &mut encoded)
+            .map_err(|e| e.to_string())?;
+    }
+    store.append(&encoded).map_err(|e| e.to_string())?;
+    encoded.clear();
+    let mut csv = String::from("Ext Key,Number,User,Addon license 1,Addon license 2\n");
+    for (i, name) in names.iter().enumerate() {
+        csv.push_str(&format!(
+            "{},{},{name},device_ip_phone,call_recording\n",
+            1000 + i,
+            420_000_000 + i
+        ));
+    }
+    let started = Instant::now();
+    let parsed = crate::http::imports::parse_csv(csv.as_bytes())?;
+    let request = Request {
+        tenant,
+        actor: actor(),
+        expected_version: None,
+        command: Command::Import(parsed),
+    };
+    let done = world
+        .decide_into(&request, CommandId::new_random(), now, &mut encoded)
+        .map_err(|e| e.to_string())?;
+    store.append(&encoded).map_err(|e| e.to_string())?;
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(Row {
+        scenario: format!("bulk import of {rows} rows (parse, validate, apply, flush)"),
+        figure: format!("{seconds:.2} s, {} events", done.events.len()),
+        reference: "—".into(),
+        ratio: "—".into(),
+    })
 }
 
 fn time_many(samples: usize, mut work: impl FnMut()) -> (Duration, Duration) {

@@ -39,6 +39,9 @@ pub enum CliCommand {
     /// Compute a month's invoice from a full replay of the log (or of an export), printing
     /// exactly the bytes `GET /invoices/{month}` answers.
     Replay(ReplayArgs),
+    /// Apply a bulk-import CSV (or only check it with --dry-run), offline on the store or
+    /// against a running server with --url.
+    Import(ImportArgs),
     /// Write a tenant's events as JSON lines or CSV to stdout.
     Export(ExportArgs),
     /// Measure append, replay, start-up, invoice and query speed beside their references, and
@@ -66,6 +69,27 @@ pub struct ReplayArgs {
     /// Replay an export (`ledger export --format jsonl`) instead of the store.
     #[arg(long)]
     pub from: Option<PathBuf>,
+}
+
+/// `ledger import`.
+#[derive(clap::Args, Debug)]
+pub struct ImportArgs {
+    #[arg(long, default_value = "./ledger-data")]
+    pub data: PathBuf,
+    #[arg(long)]
+    pub tenant: events::TenantId,
+    /// The CSV file: `Ext Key, Number, User, Addon license 1 … N`.
+    pub file: PathBuf,
+    /// Validate and report only.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// A running server's base URL (e.g. http://127.0.0.1:8080); the token comes from
+    /// LEDGER_TOKEN.
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Bearer token for --url.
+    #[arg(long, env = "LEDGER_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 /// `ledger export`.
@@ -107,6 +131,9 @@ pub struct ServeArgs {
     /// Development mode: without a root token, generate one and print it.
     #[arg(long)]
     pub dev: bool,
+    /// Seconds between looks for due expiry reminders to deliver to webhooks.
+    #[arg(long, default_value_t = 60)]
+    pub reminder_interval_secs: u64,
 }
 
 /// Run the parsed command line; the error is printed by `main`.
@@ -123,6 +150,7 @@ pub fn run(cli: Cli) -> Result<(), String> {
             std::io::Write::write_all(&mut out, &bytes).map_err(|e| e.to_string())?;
             std::io::Write::flush(&mut out).map_err(|e| e.to_string())
         }
+        CliCommand::Import(args) => offline::import(&args),
         CliCommand::Export(args) => {
             let store = offline::open_store(&args.data)?;
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
@@ -181,6 +209,13 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+        crate::reminders::spawn(
+            state.ledger.clone(),
+            crate::reminders::Delivery {
+                interval: std::time::Duration::from_secs(args.reminder_interval_secs.max(1)),
+                ..crate::reminders::Delivery::default()
+            },
+        );
         let local = listener
             .local_addr()
             .map_err(|e| format!("cannot read the bound address: {e}"))?;

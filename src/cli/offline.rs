@@ -159,6 +159,92 @@ pub fn replay_invoice(billing: &Billing, month: &str) -> Result<Vec<u8>, String>
     Ok(invoice_bytes(&invoice(billing, month)))
 }
 
+/// `ledger import`: print the report; a bad file exits non-zero with the report.
+pub fn import(args: &super::ImportArgs) -> Result<(), String> {
+    let bytes = std::fs::read(&args.file)
+        .map_err(|e| format!("cannot read {}: {e}", args.file.display()))?;
+    if let Some(base) = &args.url {
+        return import_remote(args, base, &bytes);
+    }
+    let rows = crate::http::imports::parse_csv(&bytes)?;
+    let count = rows.len();
+    let store = open_store(&args.data)?;
+    let mut world = World::load(&store).map_err(|e| e.to_string())?;
+    if !world.tenants.contains_key(&args.tenant) {
+        return Err(format!("tenant {} not found", args.tenant));
+    }
+    let request = crate::ledger::Request {
+        tenant: args.tenant,
+        actor: crate::ledger::Actor {
+            id: format!(
+                "cli:{}",
+                std::env::var("USER").unwrap_or_else(|_| "import".into())
+            ),
+            reason: Some(format!("import of {}", args.file.display())),
+        },
+        expected_version: None,
+        command: events::Command::Import(rows),
+    };
+    let now = events::time::truncate_to_micros(chrono::Utc::now());
+    let now = world.last_recorded_at.map_or(now, |last| last.max(now));
+    let mut encoded = Vec::new();
+    match world.decide_into(&request, events::CommandId::new_random(), now, &mut encoded) {
+        Ok(done) => {
+            if !args.dry_run {
+                store.append(&encoded).map_err(|e| e.to_string())?;
+            }
+            println!(
+                "{}",
+                json!({"applied": !args.dry_run, "rows": count, "errors": [], "events": done.events.len()})
+            );
+            Ok(())
+        }
+        Err(crate::ledger::ExecError::Rejected(events::Rejection::ImportRejected(errors))) => {
+            let errors: Vec<serde_json::Value> = errors
+                .iter()
+                .map(|e| json!({"row": e.row, "column": e.column, "code": e.code, "message": e.message}))
+                .collect();
+            println!(
+                "{}",
+                json!({"applied": false, "rows": count, "errors": errors})
+            );
+            Err(format!(
+                "{} row(s) are bad; nothing was applied",
+                errors.len()
+            ))
+        }
+        Err(other) => Err(other.to_string()),
+    }
+}
+
+fn import_remote(args: &super::ImportArgs, base: &str, bytes: &[u8]) -> Result<(), String> {
+    let token = args
+        .token
+        .as_deref()
+        .ok_or("--url needs a token in LEDGER_TOKEN (or --token)")?;
+    let url = format!(
+        "{}/v1/tenants/{}/imports?dry_run={}",
+        base.trim_end_matches('/'),
+        args.tenant,
+        args.dry_run
+    );
+    let answer = ureq::post(&url)
+        .set("Authorization", &format!("Bearer {token}"))
+        .set("Content-Type", "text/csv")
+        .send_bytes(bytes);
+    match answer {
+        Ok(response) => {
+            println!("{}", response.into_string().map_err(|e| e.to_string())?);
+            Ok(())
+        }
+        Err(ureq::Error::Status(status, response)) => {
+            println!("{}", response.into_string().unwrap_or_default());
+            Err(format!("the server answered {status}"))
+        }
+        Err(e) => Err(format!("cannot reach {base}: {e}")),
+    }
+}
+
 /// Export format.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub enum ExportFormat {

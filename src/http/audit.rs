@@ -5,6 +5,7 @@ use super::auth::{allows, role_name, Auth, Need};
 use super::error::ApiError;
 use super::extract::{AppPath, AppQuery};
 use super::licenses::event_json;
+use super::openapi as doc;
 use super::views::{instant, parse_instant, parse_type};
 use super::{page_limit, with_etag, App};
 use axum::extract::State;
@@ -18,23 +19,51 @@ use serde_json::{json, Value};
 /// Events examined by one `/events` page at most; past it the page ends early with a cursor.
 pub const EVENTS_SCANNED_PER_PAGE_MAX: usize = 200_000;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
+    /// The `next` of the previous page: events after this sequence.
     after: Option<u64>,
+    /// Page size.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
     #[serde(rename = "type")]
+    /// Events touching this licence type.
     license_type: Option<String>,
+    /// Events of this kind, e.g. `license_assigned`.
     kind: Option<String>,
+    #[param(value_type = Option<uuid::Uuid>)]
     user_id: Option<UserId>,
+    #[param(value_type = Option<uuid::Uuid>)]
     license_id: Option<LicenseId>,
+    #[param(value_type = Option<uuid::Uuid>)]
     group_id: Option<GroupId>,
+    /// Recorded at or after this instant.
+    #[param(format = DateTime)]
     since: Option<String>,
+    /// Recorded before this instant.
+    #[param(format = DateTime)]
     until: Option<String>,
+    /// Sent by this actor (`root` or `key:<id>`).
     actor: Option<String>,
 }
 
 /// `GET /v1/tenants/{t}/events?after=&limit=&type=&kind=&user_id=&license_id=&group_id=&since=&until=&actor=`
 /// (auditor, admin): the tenant's events in order; `next` is the `after` of the next page.
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{t}/events",
+    operation_id = "list_events",
+    tag = "audit",
+    params(doc::TenantPath, EventsQuery),
+    responses(
+        (status = 200, description = "A page of the tenant's events, in order.", body = doc::EventPage),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthorized),
+        (status = 403, response = doc::Forbidden),
+        (status = 404, response = doc::NotFound),
+    ),
+)]
 pub async fn events(
     State(app): State<App>,
     auth: Auth,
@@ -115,14 +144,31 @@ pub async fn events(
     Ok(with_etag(Json(body).into_response(), version))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AtQuery {
+    /// The instant to judge at (RFC 3339); default now. A past instant needs the auditor role.
+    #[param(format = DateTime)]
     at: Option<String>,
 }
 
 /// `GET /v1/tenants/{t}/users/{u}/entitlements/{type}?at=`: every check in order with
 /// pass/fail, and `blocked_by` naming the first failing rule and group. A past `at` judges the
 /// state as it was then (auditor, admin).
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{t}/users/{u}/entitlements/{type}",
+    operation_id = "get_entitlement",
+    tag = "audit",
+    params(doc::EntitlementPath, AtQuery),
+    responses(
+        (status = 200, description = "Whether the user may use the type, with every check.", body = doc::EntitlementView),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthorized),
+        (status = 403, response = doc::Forbidden),
+        (status = 404, response = doc::NotFound),
+    ),
+)]
 pub async fn entitlement(
     State(app): State<App>,
     auth: Auth,

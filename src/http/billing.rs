@@ -3,6 +3,7 @@
 use super::auth::{Auth, Need};
 use super::error::ApiError;
 use super::extract::AppPath;
+use super::openapi as doc;
 use super::views::instant;
 use super::{with_etag, App};
 use axum::extract::State;
@@ -20,6 +21,20 @@ fn parse_month(text: &str) -> Result<Month, ApiError> {
 }
 
 /// `GET /v1/tenants/{t}/billing/{YYYY-MM}`: peaks per type, with the event behind each peak.
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{t}/billing/{month}",
+    operation_id = "get_billing_month",
+    tag = "billing",
+    params(doc::MonthPath),
+    responses(
+        (status = 200, description = "Peaks per type.", body = doc::BillingMonth),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthorized),
+        (status = 403, response = doc::Forbidden),
+        (status = 404, response = doc::NotFound),
+    ),
+)]
 pub async fn month(
     State(app): State<App>,
     auth: Auth,
@@ -61,6 +76,20 @@ pub async fn month(
 }
 
 /// `GET /v1/tenants/{t}/invoices/{YYYY-MM}`: the invoice bytes `ledger replay` also prints.
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{t}/invoices/{month}",
+    operation_id = "get_invoice",
+    tag = "billing",
+    params(doc::MonthPath),
+    responses(
+        (status = 200, description = "The invoice.", body = doc::Invoice),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthorized),
+        (status = 403, response = doc::Forbidden),
+        (status = 404, response = doc::NotFound),
+    ),
+)]
 pub async fn invoice_of_month(
     State(app): State<App>,
     auth: Auth,

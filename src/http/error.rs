@@ -149,6 +149,13 @@ fn rejection_details(rejection: &Rejection) -> Value {
             details["user_id"] = json!(user);
             details["licenses"] = json!(licenses);
         }
+        Rejection::ImportRejected(errors) => {
+            details["applied"] = json!(false);
+            details["errors"] = errors
+                .iter()
+                .map(|e| json!({"row": e.row, "column": e.column, "code": e.code, "message": e.message}))
+                .collect();
+        }
         Rejection::BatchRejected(items) => {
             details["errors"] = items
                 .iter()

@@ -3,6 +3,7 @@
 use super::auth::{allows, role_name, Auth, Need};
 use super::error::ApiError;
 use super::extract::{AppJson, AppPath, AppQuery, WriteMeta};
+use super::openapi as doc;
 use super::views::{instant, optional_instant, parse_instant, parse_type};
 use super::{page, page_limit, with_etag, written, App};
 use axum::extract::State;
@@ -16,14 +17,35 @@ use serde::{Deserialize, Deserializer};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = CreateGroupBody)]
 pub struct CreateBody {
+    #[schema(value_type = Option<uuid::Uuid>)]
     id: Option<GroupId>,
     name: String,
+    #[schema(value_type = Option<uuid::Uuid>)]
     parent_id: Option<GroupId>,
 }
 
 /// `POST /v1/tenants/{t}/groups` (admin).
+#[utoipa::path(
+    post,
+    path = "/v1/tenants/{t}/groups",
+    operation_id = "create_group",
+    tag = "groups",
+    params(doc::TenantPath, doc::WriteHeaders),
+    request_body = CreateBody,
+    responses(
+        (status = 201, description = "The new group.", body = doc::Created),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthorized),
+        (status = 403, response = doc::Forbidden),
+        (status = 404, response = doc::NotFound),
+        (status = 409, response = doc::Conflict),
+        (status = 413, response = doc::PayloadTooLarge),
+        (status = 422, response = doc::RuleViolation),
+    ),
+)]
 pub async fn create(
     State(app): State<App>,
     auth: Auth,
@@ -52,14 +74,35 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
     Option::<T>::deserialize(d).map(Some)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = UpdateGroupBody)]
 pub struct PatchBody {
     name: Option<String>,
     #[serde(default, deserialize_with = "present")]
+    /// `null` makes the group a root group.
+    #[schema(value_type = Option<uuid::Uuid>)]
     parent_id: Option<Option<GroupId>>,
 }
 
 /// `PATCH /v1/tenants/{t}/groups/{g}` (admin): rename, or move (`parent_id: null` → root).
+#[utoipa::path(
+    patch,
+    path = "/v1/tenants/{t}/groups/{g}",
+    operation_id = "update_group",
+    tag = "groups",
+    params(doc::GroupPath, doc::WriteHeaders),
+    request_body = PatchBody,
+    responses(
+        (status = 200, description = "Renamed or moved.", body = doc::Written),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthorized),
+        (status = 403, response = doc::Forbidden),
+        (status = 404, response = doc::NotFound),
+        (status = 409, response = doc::Conflict),
+        (status = 413, response = doc::PayloadTooLarge),
+        (status = 422, response = doc::RuleViolation),
+    ),
+)]
 pub async fn update(
     State(app): State<App>,
     auth: Auth,
@@ -78,17 +121,38 @@ pub async fn update(
     Ok(written(StatusCode::OK, &done, json!({})))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct RestrictionBody {
     enabled: bool,
     #[serde(default)]
     limits: BTreeMap<String, u64>,
+    #[schema(format = DateTime)]
     valid_from: Option<String>,
+    #[schema(format = DateTime)]
     valid_until: Option<String>,
+    #[schema(value_type = Option<doc::ReminderBody>)]
     reminder: Option<Reminder>,
 }
 
 /// `PUT /v1/tenants/{t}/groups/{g}/restriction` (admin): 422 lists every violated rule.
+#[utoipa::path(
+    put,
+    path = "/v1/tenants/{t}/groups/{g}/restriction",
+    operation_id = "set_restriction",
+    tag = "groups",
+    params(doc::GroupPath, doc::WriteHeaders),
+    request_body = RestrictionBody,
+    responses(
+        (status = 200, description = "Set.", body = doc::Written),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthorized),
+        (status = 403, response = doc::Forbidden),
+        (status = 404, response = doc::NotFound),
+        (status = 409, response = doc::Conflict),
+        (status = 413, response = doc::PayloadTooLarge),
+        (status = 422, response = doc::RuleViolation),
+    ),
+)]
 pub async fn set_restriction(
     State(app): State<App>,
     auth: Auth,
@@ -123,6 +187,22 @@ pub async fn set_restriction(
 }
 
 /// `DELETE /v1/tenants/{t}/groups/{g}/restriction` (admin): back to unlimited.
+#[utoipa::path(
+    delete,
+    path = "/v1/tenants/{t}/groups/{g}/restriction",
+    operation_id = "clear_restriction",
+    tag = "groups",
+    params(doc::GroupPath, doc::WriteHeaders),
+    responses(
+        (status = 200, description = "Cleared: the group is unlimited.", body = doc::Written),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthorized),
+        (status = 403, response = doc::Forbidden),
+        (status = 404, response = doc::NotFound),
+        (status = 409, response = doc::Conflict),
+        (status = 422, response = doc::RuleViolation),
+    ),
+)]
 pub async fn clear_restriction(
     State(app): State<App>,
     auth: Auth,
@@ -157,14 +237,35 @@ fn group_json(g: &Group) -> Value {
     })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Children of this group.
+    #[param(value_type = Option<uuid::Uuid>)]
     parent_id: Option<GroupId>,
+    /// Page size.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
+    /// The `next` of the previous page.
+    #[param(value_type = Option<uuid::Uuid>)]
     after: Option<GroupId>,
 }
 
 /// `GET /v1/tenants/{t}/groups?parent_id=`: groups in id order.
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{t}/groups",
+    operation_id = "list_groups",
+    tag = "groups",
+    params(doc::TenantPath, ListQuery),
+    responses(
+        (status = 200, description = "A page of groups in id order.", body = doc::GroupPage),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthorized),
+        (status = 403, response = doc::Forbidden),
+        (status = 404, response = doc::NotFound),
+    ),
+)]
 pub async fn list(
     State(app): State<App>,
     auth: Auth,
@@ -191,6 +292,20 @@ pub async fn list(
 }
 
 /// `GET /v1/tenants/{t}/groups/{g}`.
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{t}/groups/{g}",
+    operation_id = "get_group",
+    tag = "groups",
+    params(doc::GroupPath),
+    responses(
+        (status = 200, description = "The group.", body = doc::GroupView),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthorized),
+        (status = 403, response = doc::Forbidden),
+        (status = 404, response = doc::NotFound),
+    ),
+)]
 pub async fn one(
     State(app): State<App>,
     auth: Auth,
@@ -205,14 +320,32 @@ pub async fn one(
     })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AtQuery {
+    /// The instant to evaluate at (RFC 3339); default now. A past instant needs the auditor
+    /// role.
+    #[param(format = DateTime)]
     at: Option<String>,
 }
 
 /// `GET /v1/tenants/{t}/groups/{g}/state?at=`: limits, usage, remainders, effective window and
 /// the ancestors whose window blocks the group at `at` (default now). A past `at` shows the
 /// state as it was then (auditor, admin).
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{t}/groups/{g}/state",
+    operation_id = "get_group_state",
+    tag = "groups",
+    params(doc::GroupPath, AtQuery),
+    responses(
+        (status = 200, description = "The group's limits, usage, remainders and window.", body = doc::GroupStateView),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthorized),
+        (status = 403, response = doc::Forbidden),
+        (status = 404, response = doc::NotFound),
+    ),
+)]
 pub async fn state(
     State(app): State<App>,
     auth: Auth,

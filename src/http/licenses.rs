@@ -4,6 +4,7 @@
 use super::auth::{allows, Auth, Need};
 use super::error::ApiError;
 use super::extract::{AppJson, AppPath, AppQuery, WriteMeta};
+use super::openapi as doc;
 use super::views::{instant, known_type, license_json, parse_type};
 use super::{page, page_limit, with_etag, written, App};
 use crate::ledger::Written;
@@ -15,7 +16,7 @@ use events::{Command, Envelope, Event, LicenseId, LicenseStatus, TenantId, UserI
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct ProvisionBody {
     #[serde(rename = "type")]
     license_type: String,
@@ -34,6 +35,24 @@ fn provisioned_ids(done: &Written) -> Vec<LicenseId> {
 }
 
 /// `POST /v1/tenants/{t}/licenses` (admin): provision `quantity` new licences.
+#[utoipa::path(
+    post,
+    path = "/v1/tenants/{t}/licenses",
+    operation_id = "provision_licenses",
+    tag = "licenses",
+    params(doc::TenantPath, doc::WriteHeaders),
+    request_body = ProvisionBody,
+    responses(
+        (status = 201, description = "The new licences.", body = doc::CreatedMany),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthorized),
+        (status = 403, response = doc::Forbidden),
+        (status = 404, response = doc::NotFound),
+        (status = 409, response = doc::Conflict),
+        (status = 413, response = doc::PayloadTooLarge),
+        (status = 422, response = doc::RuleViolation),
+    ),
+)]
 pub async fn provision(
     State(app): State<App>,
     auth: Auth,
@@ -55,12 +74,30 @@ pub async fn provision(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct QuantityBody {
     quantity: u32,
 }
 
 /// `PUT /v1/tenants/{t}/subscription/{type}` (admin): set the owned quantity.
+#[utoipa::path(
+    put,
+    path = "/v1/tenants/{t}/subscription/{type}",
+    operation_id = "set_quantity",
+    tag = "licenses",
+    params(doc::TypePath, doc::WriteHeaders),
+    request_body = QuantityBody,
+    responses(
+        (status = 200, description = "The quantity, with the licences provisioned or terminated.", body = doc::QuantitySet),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthorized),
+        (status = 403, response = doc::Forbidden),
+        (status = 404, response = doc::NotFound),
+        (status = 409, response = doc::Conflict),
+        (status = 413, response = doc::PayloadTooLarge),
+        (status = 422, response = doc::RuleViolation),
+    ),
+)]
 pub async fn set_quantity(
     State(app): State<App>,
     auth: Auth,
@@ -91,6 +128,22 @@ pub async fn set_quantity(
 }
 
 /// `DELETE /v1/tenants/{t}/licenses/{id}` (admin): terminate; 409 while in use.
+#[utoipa::path(
+    delete,
+    path = "/v1/tenants/{t}/licenses/{id}",
+    operation_id = "terminate_license",
+    tag = "licenses",
+    params(doc::LicensePath, doc::WriteHeaders),
+    responses(
+        (status = 200, description = "Terminated.", body = doc::Written),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthorized),
+        (status = 403, response = doc::Forbidden),
+        (status = 404, response = doc::NotFound),
+        (status = 409, response = doc::Conflict),
+        (status = 422, response = doc::RuleViolation),
+    ),
+)]
 pub async fn terminate(
     State(app): State<App>,
     auth: Auth,
@@ -104,12 +157,31 @@ pub async fn terminate(
     Ok(written(StatusCode::OK, &done, json!({})))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct UserBody {
+    #[schema(value_type = uuid::Uuid)]
     user_id: UserId,
 }
 
 /// `POST /v1/tenants/{t}/licenses/{id}/assign` (operator).
+#[utoipa::path(
+    post,
+    path = "/v1/tenants/{t}/licenses/{id}/assign",
+    operation_id = "assign_license",
+    tag = "licenses",
+    params(doc::LicensePath, doc::WriteHeaders),
+    request_body = UserBody,
+    responses(
+        (status = 200, description = "Assigned.", body = doc::Written),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthorized),
+        (status = 403, response = doc::Forbidden),
+        (status = 404, response = doc::NotFound),
+        (status = 409, response = doc::Conflict),
+        (status = 413, response = doc::PayloadTooLarge),
+        (status = 422, response = doc::RuleViolation),
+    ),
+)]
 pub async fn assign(
     State(app): State<App>,
     auth: Auth,
@@ -127,10 +199,28 @@ pub async fn assign(
     Ok(written(StatusCode::OK, &done, json!({})))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct EmptyBody {}
 
 /// `POST /v1/tenants/{t}/licenses/{id}/unassign` (operator); 409 for a free licence.
+#[utoipa::path(
+    post,
+    path = "/v1/tenants/{t}/licenses/{id}/unassign",
+    operation_id = "unassign_license",
+    tag = "licenses",
+    params(doc::LicensePath, doc::WriteHeaders),
+    request_body = EmptyBody,
+    responses(
+        (status = 200, description = "Unassigned.", body = doc::Written),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthorized),
+        (status = 403, response = doc::Forbidden),
+        (status = 404, response = doc::NotFound),
+        (status = 409, response = doc::Conflict),
+        (status = 413, response = doc::PayloadTooLarge),
+        (status = 422, response = doc::RuleViolation),
+    ),
+)]
 pub async fn unassign(
     State(app): State<App>,
     auth: Auth,
@@ -146,6 +236,24 @@ pub async fn unassign(
 }
 
 /// `POST /v1/tenants/{t}/licenses/{id}/reassign` (operator): add-ons follow the licence.
+#[utoipa::path(
+    post,
+    path = "/v1/tenants/{t}/licenses/{id}/reassign",
+    operation_id = "reassign_license",
+    tag = "licenses",
+    params(doc::LicensePath, doc::WriteHeaders),
+    request_body = UserBody,
+    responses(
+        (status = 200, description = "Reassigned, with its add-ons.", body = doc::Written),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthorized),
+        (status = 403, response = doc::Forbidden),
+        (status = 404, response = doc::NotFound),
+        (status = 409, response = doc::Conflict),
+        (status = 413, response = doc::PayloadTooLarge),
+        (status = 422, response = doc::RuleViolation),
+    ),
+)]
 pub async fn reassign(
     State(app): State<App>,
     auth: Auth,
@@ -163,12 +271,31 @@ pub async fn reassign(
     Ok(written(StatusCode::OK, &done, json!({})))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct AddonBody {
+    #[schema(value_type = uuid::Uuid)]
     addon_id: LicenseId,
 }
 
 /// `POST /v1/tenants/{t}/licenses/{id}/addons` (operator): attach an add-on licence.
+#[utoipa::path(
+    post,
+    path = "/v1/tenants/{t}/licenses/{id}/addons",
+    operation_id = "attach_addon",
+    tag = "licenses",
+    params(doc::LicensePath, doc::WriteHeaders),
+    request_body = AddonBody,
+    responses(
+        (status = 200, description = "Attached.", body = doc::Written),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthorized),
+        (status = 403, response = doc::Forbidden),
+        (status = 404, response = doc::NotFound),
+        (status = 409, response = doc::Conflict),
+        (status = 413, response = doc::PayloadTooLarge),
+        (status = 422, response = doc::RuleViolation),
+    ),
+)]
 pub async fn attach(
     State(app): State<App>,
     auth: Auth,
@@ -187,6 +314,22 @@ pub async fn attach(
 }
 
 /// `DELETE /v1/tenants/{t}/licenses/{id}/addons/{addon}` (operator): detach.
+#[utoipa::path(
+    delete,
+    path = "/v1/tenants/{t}/licenses/{id}/addons/{addon}",
+    operation_id = "detach_addon",
+    tag = "licenses",
+    params(doc::AddonPath, doc::WriteHeaders),
+    responses(
+        (status = 200, description = "Detached.", body = doc::Written),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthorized),
+        (status = 403, response = doc::Forbidden),
+        (status = 404, response = doc::NotFound),
+        (status = 409, response = doc::Conflict),
+        (status = 422, response = doc::RuleViolation),
+    ),
+)]
 pub async fn detach(
     State(app): State<App>,
     auth: Auth,
@@ -200,8 +343,9 @@ pub async fn detach(
     Ok(written(StatusCode::OK, &done, json!({})))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct AssignmentBody {
+    #[schema(value_type = uuid::Uuid)]
     user_id: UserId,
     #[serde(rename = "type")]
     license_type: String,
@@ -210,6 +354,24 @@ pub struct AssignmentBody {
 }
 
 /// `POST /v1/tenants/{t}/assignments` (operator): pick free licences and assign atomically.
+#[utoipa::path(
+    post,
+    path = "/v1/tenants/{t}/assignments",
+    operation_id = "assign_by_type",
+    tag = "licenses",
+    params(doc::TenantPath, doc::WriteHeaders),
+    request_body = AssignmentBody,
+    responses(
+        (status = 200, description = "The licence and add-ons picked and assigned.", body = doc::AssignmentMade),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthorized),
+        (status = 403, response = doc::Forbidden),
+        (status = 404, response = doc::NotFound),
+        (status = 409, response = doc::Conflict),
+        (status = 413, response = doc::PayloadTooLarge),
+        (status = 422, response = doc::RuleViolation),
+    ),
+)]
 pub async fn assign_by_type(
     State(app): State<App>,
     auth: Auth,
@@ -248,18 +410,42 @@ pub async fn assign_by_type(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     #[serde(rename = "type")]
+    /// Licences of this type.
     license_type: Option<String>,
+    /// Licences held by this user (add-ons through their base).
+    #[param(value_type = Option<uuid::Uuid>)]
     user_id: Option<UserId>,
+    /// Licences held by the user with this extension.
     extension: Option<String>,
+    #[param(value_type = Option<doc::LicenseStatusName>)]
     status: Option<String>,
+    /// Page size.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
+    /// The `next` of the previous page.
+    #[param(value_type = Option<uuid::Uuid>)]
     after: Option<LicenseId>,
 }
 
 /// `GET /v1/tenants/{t}/licenses?type=&user_id=&extension=&status=&limit=&after=`.
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{t}/licenses",
+    operation_id = "list_licenses",
+    tag = "licenses",
+    params(doc::TenantPath, ListQuery),
+    responses(
+        (status = 200, description = "A page of licences in id order.", body = doc::LicensePage),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthorized),
+        (status = 403, response = doc::Forbidden),
+        (status = 404, response = doc::NotFound),
+    ),
+)]
 pub async fn list(
     State(app): State<App>,
     auth: Auth,
@@ -323,6 +509,20 @@ pub async fn list(
 
 /// `GET /v1/tenants/{t}/licenses/{id}`: the licence, and its full history for roles that may
 /// read history (auditor, admin).
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{t}/licenses/{id}",
+    operation_id = "get_license",
+    tag = "licenses",
+    params(doc::LicensePath),
+    responses(
+        (status = 200, description = "The licence; with its history for roles that read history.", body = doc::LicenseView),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthorized),
+        (status = 403, response = doc::Forbidden),
+        (status = 404, response = doc::NotFound),
+    ),
+)]
 pub async fn one(
     State(app): State<App>,
     auth: Auth,

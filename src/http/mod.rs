@@ -7,7 +7,10 @@ mod billing;
 pub mod error;
 pub mod extract;
 mod groups;
+pub mod imports;
 pub mod licenses;
+pub mod openapi;
+pub mod reminders;
 mod tenants;
 mod users;
 pub mod views;
@@ -79,6 +82,12 @@ pub fn app(state: App) -> Router {
         )
         .route("/groups/{g}/state", get(groups::state))
         .route("/what-if", post(whatif::preview))
+        .route(
+            "/imports",
+            post(imports::import).layer(DefaultBodyLimit::max(imports::IMPORT_BYTES_MAX)),
+        )
+        .route("/reminders", get(reminders::due))
+        .route("/webhook", put(reminders::set_webhook))
         .route("/users", post(users::create).get(users::list))
         .route("/users/batch", post(users::create_batch))
         .route(
@@ -88,6 +97,7 @@ pub fn app(state: App) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
+        .route("/v1/openapi.json", get(openapi::serve))
         .route("/v1/tenants", post(tenants::create))
         .nest("/v1/tenants/{t}", tenant_routes)
         .route_layer(axum::middleware::from_fn(fingerprint))
@@ -103,10 +113,28 @@ pub fn app(state: App) -> Router {
         .with_state(state)
 }
 
+/// Liveness, with the global sequence of the last event.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    operation_id = "healthz",
+    tag = "operations",
+    security(()),
+    responses((status = 200, description = "The server is up.", body = openapi::Health)),
+)]
 async fn healthz(State(app): State<App>) -> Json<Value> {
     Json(json!({"status": "ok", "seq": app.ledger.read().head}))
 }
 
+/// Prometheus metrics.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "operations",
+    security(()),
+    responses((status = 200, description = "Prometheus text exposition format.", body = String, content_type = "text/plain")),
+)]
 async fn metrics_text() -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
@@ -156,9 +184,10 @@ async fn fingerprint(
         return Ok(next.run(request).await);
     }
     let (parts, body) = request.into_parts();
-    let bytes = axum::body::to_bytes(body, REQUEST_BODY_BYTES_MAX)
+    let limit = REQUEST_BODY_BYTES_MAX.max(imports::IMPORT_BYTES_MAX);
+    let bytes = axum::body::to_bytes(body, limit)
         .await
-        .map_err(|_| ApiError::payload_too_large(REQUEST_BODY_BYTES_MAX))?;
+        .map_err(|_| ApiError::payload_too_large(limit))?;
     let mut hasher = blake3::Hasher::new();
     hasher.update(parts.method.as_str().as_bytes());
     hasher.update(b" ");

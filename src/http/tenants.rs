@@ -3,6 +3,7 @@
 use super::auth::{role_name, token_hash, Auth, Need};
 use super::error::ApiError;
 use super::extract::{AppJson, AppPath, AppQuery, WriteMeta};
+use super::openapi as doc;
 use super::views::{parse_instant, parse_type};
 use super::{with_etag, written, App};
 use axum::extract::State;
@@ -16,8 +17,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use std::str::FromStr;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct CreateTenantBody {
+    #[schema(value_type = Option<uuid::Uuid>)]
     id: Option<TenantId>,
     name: String,
     billing_timezone: Option<String>,
@@ -25,6 +27,22 @@ pub struct CreateTenantBody {
 }
 
 /// `POST /v1/tenants` (root only).
+#[utoipa::path(
+    post,
+    path = "/v1/tenants",
+    operation_id = "create_tenant",
+    tag = "tenants",
+    params(doc::WriteHeaders),
+    request_body = CreateTenantBody,
+    responses(
+        (status = 201, description = "The tenant, created with the default catalogue.", body = doc::TenantCreated),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthorized),
+        (status = 403, response = doc::Forbidden),
+        (status = 409, response = doc::Conflict),
+        (status = 413, response = doc::PayloadTooLarge),
+    ),
+)]
 pub async fn create(
     State(app): State<App>,
     auth: Auth,
@@ -66,6 +84,20 @@ pub async fn create(
 }
 
 /// `GET /v1/tenants/{t}`.
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{t}",
+    operation_id = "get_tenant",
+    tag = "tenants",
+    params(doc::TenantPath),
+    responses(
+        (status = 200, description = "The tenant.", body = doc::TenantView),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthorized),
+        (status = 403, response = doc::Forbidden),
+        (status = 404, response = doc::NotFound),
+    ),
+)]
 pub async fn get_tenant(
     State(app): State<App>,
     auth: Auth,
@@ -88,13 +120,31 @@ fn retention_json(retention: Retention) -> Value {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct IssueKeyBody {
+    #[schema(value_type = doc::RoleName)]
     role: Role,
     name: String,
 }
 
 /// `POST /v1/tenants/{t}/keys` (root or admin): the token is shown once.
+#[utoipa::path(
+    post,
+    path = "/v1/tenants/{t}/keys",
+    operation_id = "issue_key",
+    tag = "tenants",
+    params(doc::TenantPath, doc::WriteHeaders),
+    request_body = IssueKeyBody,
+    responses(
+        (status = 201, description = "The key; its token is shown only here.", body = doc::KeyIssued),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthorized),
+        (status = 403, response = doc::Forbidden),
+        (status = 404, response = doc::NotFound),
+        (status = 409, response = doc::Conflict),
+        (status = 413, response = doc::PayloadTooLarge),
+    ),
+)]
 pub async fn issue_key(
     State(app): State<App>,
     auth: Auth,
@@ -130,6 +180,21 @@ pub async fn issue_key(
 }
 
 /// `DELETE /v1/tenants/{t}/keys/{key}` (root or admin).
+#[utoipa::path(
+    delete,
+    path = "/v1/tenants/{t}/keys/{key}",
+    operation_id = "revoke_key",
+    tag = "tenants",
+    params(doc::KeyPath, doc::WriteHeaders),
+    responses(
+        (status = 200, description = "Revoked.", body = doc::Written),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthorized),
+        (status = 403, response = doc::Forbidden),
+        (status = 404, response = doc::NotFound),
+        (status = 409, response = doc::Conflict),
+    ),
+)]
 pub async fn revoke_key(
     State(app): State<App>,
     auth: Auth,
@@ -149,6 +214,20 @@ pub async fn revoke_key(
 }
 
 /// `GET /v1/tenants/{t}/catalog`.
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{t}/catalog",
+    operation_id = "get_catalog",
+    tag = "tenants",
+    params(doc::TenantPath),
+    responses(
+        (status = 200, description = "Every licence type of the tenant.", body = doc::Catalogue),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthorized),
+        (status = 403, response = doc::Forbidden),
+        (status = 404, response = doc::NotFound),
+    ),
+)]
 pub async fn catalog(
     State(app): State<App>,
     auth: Auth,
@@ -172,9 +251,10 @@ pub async fn catalog(
     })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct DefineTypeBody {
     code: Option<String>,
+    #[schema(value_type = doc::LicenseKind)]
     kind: events::Kind,
     #[serde(default)]
     attaches_to: Vec<String>,
@@ -186,6 +266,25 @@ pub struct DefineTypeBody {
 
 /// `PUT /v1/tenants/{t}/catalog/{code}` (admin): define a type (201) or change one (200); 422
 /// lists every rule broken, including each current assignment the change would invalidate.
+#[utoipa::path(
+    put,
+    path = "/v1/tenants/{t}/catalog/{code}",
+    operation_id = "define_license_type",
+    tag = "tenants",
+    params(doc::CodePath, doc::WriteHeaders),
+    request_body = DefineTypeBody,
+    responses(
+        (status = 200, description = "An existing type changed.", body = doc::TypeDefined),
+        (status = 201, description = "A new type defined.", body = doc::TypeDefined),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthorized),
+        (status = 403, response = doc::Forbidden),
+        (status = 404, response = doc::NotFound),
+        (status = 409, response = doc::Conflict),
+        (status = 413, response = doc::PayloadTooLarge),
+        (status = 422, response = doc::RuleViolation),
+    ),
+)]
 pub async fn define_type(
     State(app): State<App>,
     auth: Auth,
@@ -236,13 +335,30 @@ pub async fn define_type(
     Ok(written(status, &done, json!({"code": code})))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct RetentionBody {
     days: Option<u32>,
     months: Option<u32>,
 }
 
 /// `PUT /v1/tenants/{t}/settings/recording-retention` (admin): `{"days"}` or `{"months"}`.
+#[utoipa::path(
+    put,
+    path = "/v1/tenants/{t}/settings/recording-retention",
+    operation_id = "set_recording_retention",
+    tag = "tenants",
+    params(doc::TenantPath, doc::WriteHeaders),
+    request_body = RetentionBody,
+    responses(
+        (status = 200, description = "Set.", body = doc::Written),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthorized),
+        (status = 403, response = doc::Forbidden),
+        (status = 404, response = doc::NotFound),
+        (status = 409, response = doc::Conflict),
+        (status = 413, response = doc::PayloadTooLarge),
+    ),
+)]
 pub async fn set_retention(
     State(app): State<App>,
     auth: Auth,
@@ -271,14 +387,33 @@ pub async fn set_retention(
     Ok(written(StatusCode::OK, &done, json!({})))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct PriceBody {
     unit_price_minor: i64,
     currency: Option<String>,
+    #[schema(format = DateTime)]
     effective_from: Option<String>,
 }
 
 /// `PUT /v1/tenants/{t}/prices/{type}` (admin).
+#[utoipa::path(
+    put,
+    path = "/v1/tenants/{t}/prices/{type}",
+    operation_id = "set_price",
+    tag = "tenants",
+    params(doc::TypePath, doc::WriteHeaders),
+    request_body = PriceBody,
+    responses(
+        (status = 200, description = "Set.", body = doc::Written),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthorized),
+        (status = 403, response = doc::Forbidden),
+        (status = 404, response = doc::NotFound),
+        (status = 409, response = doc::Conflict),
+        (status = 413, response = doc::PayloadTooLarge),
+        (status = 422, response = doc::RuleViolation),
+    ),
+)]
 pub async fn set_price(
     State(app): State<App>,
     auth: Auth,
@@ -307,12 +442,30 @@ pub async fn set_price(
     Ok(written(StatusCode::OK, &done, json!({})))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AtQuery {
+    /// The instant to evaluate at (RFC 3339); default now. A past instant needs the auditor or
+    /// billing role.
+    #[param(format = DateTime)]
     at: Option<String>,
 }
 
 /// `GET /v1/tenants/{t}/usage?at=`: now, or as it was at `at` (auditor, billing).
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{t}/usage",
+    operation_id = "get_usage",
+    tag = "tenants",
+    params(doc::TenantPath, AtQuery),
+    responses(
+        (status = 200, description = "Owned, assigned and free licences per type.", body = doc::Usage),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthorized),
+        (status = 403, response = doc::Forbidden),
+        (status = 404, response = doc::NotFound),
+    ),
+)]
 pub async fn usage(
     State(app): State<App>,
     auth: Auth,

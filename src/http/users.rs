@@ -3,6 +3,7 @@
 use super::auth::{Auth, Need};
 use super::error::ApiError;
 use super::extract::{AppJson, AppPath, AppQuery, WriteMeta};
+use super::openapi as doc;
 use super::views::{known_type, parse_type, user_json};
 use super::{page, page_limit, with_etag, written, App};
 use axum::extract::State;
@@ -13,10 +14,13 @@ use events::{Command, GroupId, NewUser, TenantId, UserId};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = CreateUserBody)]
 pub struct CreateBody {
+    #[schema(value_type = Option<uuid::Uuid>)]
     id: Option<UserId>,
     name: String,
+    #[schema(value_type = uuid::Uuid)]
     group_id: GroupId,
     extension: Option<String>,
     number: Option<String>,
@@ -37,6 +41,24 @@ impl CreateBody {
 }
 
 /// `POST /v1/tenants/{t}/users` (operator).
+#[utoipa::path(
+    post,
+    path = "/v1/tenants/{t}/users",
+    operation_id = "create_user",
+    tag = "users",
+    params(doc::TenantPath, doc::WriteHeaders),
+    request_body = CreateBody,
+    responses(
+        (status = 201, description = "The new user.", body = doc::Created),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthorized),
+        (status = 403, response = doc::Forbidden),
+        (status = 404, response = doc::NotFound),
+        (status = 409, response = doc::Conflict),
+        (status = 413, response = doc::PayloadTooLarge),
+        (status = 422, response = doc::RuleViolation),
+    ),
+)]
 pub async fn create(
     State(app): State<App>,
     auth: Auth,
@@ -58,12 +80,31 @@ pub async fn create(
     Ok(written(StatusCode::CREATED, &done, json!({"id": id})))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = CreateUsersBody)]
 pub struct BatchBody {
     users: Vec<CreateBody>,
 }
 
 /// `POST /v1/tenants/{t}/users/batch` (operator): up to 10 000 users, all or none.
+#[utoipa::path(
+    post,
+    path = "/v1/tenants/{t}/users/batch",
+    operation_id = "create_users",
+    tag = "users",
+    params(doc::TenantPath, doc::WriteHeaders),
+    request_body = BatchBody,
+    responses(
+        (status = 201, description = "Every user created, in order.", body = doc::CreatedMany),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthorized),
+        (status = 403, response = doc::Forbidden),
+        (status = 404, response = doc::NotFound),
+        (status = 409, response = doc::Conflict),
+        (status = 413, response = doc::PayloadTooLarge),
+        (status = 422, response = doc::RuleViolation),
+    ),
+)]
 pub async fn create_batch(
     State(app): State<App>,
     auth: Auth,
@@ -90,13 +131,33 @@ pub async fn create_batch(
     Ok(written(StatusCode::CREATED, &done, json!({"ids": ids})))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = UpdateUserBody)]
 pub struct PatchBody {
     name: Option<String>,
+    #[schema(value_type = Option<uuid::Uuid>)]
     group_id: Option<GroupId>,
 }
 
 /// `PATCH /v1/tenants/{t}/users/{u}` (operator): rename or move; 422 if the move breaks a limit.
+#[utoipa::path(
+    patch,
+    path = "/v1/tenants/{t}/users/{u}",
+    operation_id = "update_user",
+    tag = "users",
+    params(doc::UserPath, doc::WriteHeaders),
+    request_body = PatchBody,
+    responses(
+        (status = 200, description = "Renamed or moved.", body = doc::Written),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthorized),
+        (status = 403, response = doc::Forbidden),
+        (status = 404, response = doc::NotFound),
+        (status = 409, response = doc::Conflict),
+        (status = 413, response = doc::PayloadTooLarge),
+        (status = 422, response = doc::RuleViolation),
+    ),
+)]
 pub async fn update(
     State(app): State<App>,
     auth: Auth,
@@ -116,6 +177,21 @@ pub async fn update(
 }
 
 /// `DELETE /v1/tenants/{t}/users/{u}` (operator): 409 while the user holds licences.
+#[utoipa::path(
+    delete,
+    path = "/v1/tenants/{t}/users/{u}",
+    operation_id = "delete_user",
+    tag = "users",
+    params(doc::UserPath, doc::WriteHeaders),
+    responses(
+        (status = 200, description = "Deleted.", body = doc::Written),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthorized),
+        (status = 403, response = doc::Forbidden),
+        (status = 404, response = doc::NotFound),
+        (status = 409, response = doc::Conflict),
+    ),
+)]
 pub async fn delete(
     State(app): State<App>,
     auth: Auth,
@@ -134,18 +210,41 @@ pub async fn delete(
     Ok(written(StatusCode::OK, &done, json!({})))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     #[serde(rename = "type")]
+    /// Users holding this licence type.
     license_type: Option<String>,
+    /// Matches the name (any case), the extension or the number.
     q: Option<String>,
+    /// Users of this group.
+    #[param(value_type = Option<uuid::Uuid>)]
     group_id: Option<GroupId>,
+    /// Page size.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
+    /// The `next` of the previous page.
+    #[param(value_type = Option<uuid::Uuid>)]
     after: Option<UserId>,
 }
 
 /// `GET /v1/tenants/{t}/users?type=&q=&group_id=`: active users; `q` matches name (any case),
 /// extension or number; `type` keeps users holding that type.
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{t}/users",
+    operation_id = "list_users",
+    tag = "users",
+    params(doc::TenantPath, ListQuery),
+    responses(
+        (status = 200, description = "A page of active users in id order.", body = doc::UserPage),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthorized),
+        (status = 403, response = doc::Forbidden),
+        (status = 404, response = doc::NotFound),
+    ),
+)]
 pub async fn list(
     State(app): State<App>,
     auth: Auth,
@@ -194,6 +293,20 @@ pub async fn list(
 }
 
 /// `GET /v1/tenants/{t}/users/{u}`: the user with licences and add-ons.
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{t}/users/{u}",
+    operation_id = "get_user",
+    tag = "users",
+    params(doc::UserPath),
+    responses(
+        (status = 200, description = "The user with licences and add-ons.", body = doc::UserView),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthorized),
+        (status = 403, response = doc::Forbidden),
+        (status = 404, response = doc::NotFound),
+    ),
+)]
 pub async fn one(
     State(app): State<App>,
     auth: Auth,

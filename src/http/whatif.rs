@@ -9,6 +9,7 @@
 use super::auth::{allows, role_name, Auth, Need};
 use super::error::{violation_json, ApiError};
 use super::extract::{AppJson, AppPath};
+use super::openapi as doc;
 use super::views::{instant, parse_instant, parse_type};
 use super::{with_etag, App};
 use crate::ledger::World;
@@ -31,9 +32,14 @@ use std::collections::BTreeMap;
 pub const LICENSES_PER_WHAT_IF_MAX: u64 = 100_000;
 
 /// The request body: `{"at"?, "commands": [{"op", ...}]}`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct WhatIfBody {
+    #[schema(format = DateTime)]
     pub at: Option<String>,
+    /// Each `{"op": "set_restriction|clear_restriction|set_quantity|provision|terminate|assign|
+    /// unassign|reassign|attach_addon|detach_addon|assign_type|move_user|move_group|
+    /// set_retention|set_price", ...}` with the fields of its write endpoint.
+    #[schema(value_type = Vec<Object>)]
     pub commands: Vec<Value>,
 }
 
@@ -543,6 +549,22 @@ fn report_json(tenant: &Tenant, billing: &Billing, report: &WhatIf, names: &[&st
 
 /// `POST /v1/tenants/{t}/what-if` (operator for operator commands, else admin): the preview
 /// of the tenant at its current version, which the answer's `ETag` names; nothing is written.
+#[utoipa::path(
+    post,
+    path = "/v1/tenants/{t}/what-if",
+    operation_id = "what_if",
+    tag = "what-if",
+    params(doc::TenantPath),
+    request_body = WhatIfBody,
+    responses(
+        (status = 200, description = "The preview; nothing was written.", body = doc::WhatIfReport),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthorized),
+        (status = 403, response = doc::Forbidden),
+        (status = 404, response = doc::NotFound),
+        (status = 413, response = doc::PayloadTooLarge),
+    ),
+)]
 pub async fn preview(
     State(app): State<App>,
     auth: Auth,

@@ -17,6 +17,8 @@ use uuid::Uuid;
 
 const RECORD_FORMAT_V1: u8 = 1;
 const RECORD_HEADER_BYTES: usize = 1 + 4 + 32;
+/// Events in one record at most; a larger append is several records in one atomic batch.
+pub const RECORD_EVENTS_MAX: usize = 4096;
 /// Largest event accepted inside a record; a corrupt length never allocates beyond it.
 pub const EVENT_BYTES_MAX: usize = events::event::ENVELOPE_BYTES_MAX as usize;
 
@@ -219,9 +221,9 @@ pub fn decode_record(first_seq: u64, record: &[u8]) -> Result<Vec<EncodedEvent>,
 
 impl EventStore for SledStore {
     fn append(&self, batch: &[EncodedEvent]) -> Result<(), Error> {
-        let Some(first) = batch.first() else {
+        if batch.is_empty() {
             return Ok(());
-        };
+        }
         let head = self.head.load(Ordering::Acquire);
         for (index, event) in batch.iter().enumerate() {
             let expected = head + 1 + index as u64;
@@ -232,13 +234,18 @@ impl EventStore for SledStore {
                 });
             }
         }
+        // One atomic sled batch; a large append is split into several records so no sled
+        // value grows past RECORD_EVENTS_MAX events.
         let mut writes = sled::Batch::default();
-        writes.insert(&record_key(first.seq)[..], encode_record(batch));
-        let mut tenants: Vec<TenantId> = batch.iter().map(|e| e.tenant).collect();
-        tenants.sort();
-        tenants.dedup();
-        for tenant in tenants {
-            writes.insert(&tenant_key(tenant, first.seq)[..], &[][..]);
+        for record in batch.chunks(RECORD_EVENTS_MAX) {
+            let first_seq = record[0].seq;
+            writes.insert(&record_key(first_seq)[..], encode_record(record));
+            let mut tenants: Vec<TenantId> = record.iter().map(|e| e.tenant).collect();
+            tenants.sort();
+            tenants.dedup();
+            for tenant in tenants {
+                writes.insert(&tenant_key(tenant, first_seq)[..], &[][..]);
+            }
         }
         self.log.apply_batch(writes).map_err(io)?;
         self.db.flush().map_err(io)?;
@@ -406,6 +413,28 @@ mod tests {
             .map(|e| e.seq)
             .collect();
         assert_eq!(of_t, vec![1]);
+    }
+
+    #[test]
+    fn a_large_append_is_split_into_records_and_reads_back_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let t = TenantId::new_random();
+        let count = RECORD_EVENTS_MAX as u64 * 2 + 7;
+        let batch: Vec<EncodedEvent> = (1..=count).map(|seq| event(seq, t, b"x")).collect();
+        store.append(&batch).unwrap();
+        let records = store.log.scan_prefix(b"L").count();
+        assert_eq!(records, 3);
+        assert_eq!(store.read_tenant(t).unwrap().len() as u64, count);
+        let mut after = Vec::new();
+        store
+            .scan(RECORD_EVENTS_MAX as u64 + 3, &mut |e| {
+                after.push(e.seq);
+                true
+            })
+            .unwrap();
+        assert_eq!(after.first(), Some(&(RECORD_EVENTS_MAX as u64 + 4)));
+        assert_eq!(after.len() as u64, count - RECORD_EVENTS_MAX as u64 - 3);
     }
 
     #[test]

@@ -46,6 +46,7 @@ impl Reply {
 pub struct Server {
     dir: TempDir,
     router: Router,
+    ledger: Ledger,
 }
 
 /// A tenant made by [`Server::tenant`], with a key of every role.
@@ -66,13 +67,14 @@ impl Tenant {
     }
 }
 
-fn open_router(dir: &Path) -> Result<Router, String> {
+fn open_router(dir: &Path) -> Result<(Router, Ledger), String> {
     let store = SledStore::open(dir).map_err(|e| e.to_string())?;
     let ledger = Ledger::start(Arc::new(store)).map_err(|e| e.to_string())?;
-    Ok(app(App {
-        ledger,
+    let router = app(App {
+        ledger: ledger.clone(),
         root_token_hash: token_hash(ROOT_TOKEN),
-    }))
+    });
+    Ok((router, ledger))
 }
 
 /// Assert the error envelope of API.md: `{"error": {"code", "message", "details"?}}` and nothing
@@ -120,26 +122,46 @@ impl Server {
     /// A fresh ledger on a new temporary directory.
     pub fn start() -> Server {
         let dir = tempfile::tempdir().expect("temporary directory");
-        let router = open_router(dir.path()).expect("open a new ledger");
-        Server { dir, router }
+        let (router, ledger) = open_router(dir.path()).expect("open a new ledger");
+        Server {
+            dir,
+            router,
+            ledger,
+        }
     }
 
     /// Drop the running ledger and start a new one on the same directory: the state is rebuilt
     /// by replaying the log from scratch.
     pub async fn restart(self) -> Server {
-        let Server { dir, router } = self;
+        let Server {
+            dir,
+            router,
+            ledger,
+        } = self;
         drop(router);
+        drop(ledger);
         // The writer thread holds the store until it sees its queue closed; sled refuses a second
         // open of the directory until then.
         let mut last_error = String::new();
         for _ in 0..REOPEN_ATTEMPTS_MAX {
             match open_router(dir.path()) {
-                Ok(router) => return Server { dir, router },
+                Ok((router, ledger)) => {
+                    return Server {
+                        dir,
+                        router,
+                        ledger,
+                    }
+                }
                 Err(e) => last_error = e,
             }
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
         panic!("cannot reopen the store after a restart: {last_error}");
+    }
+
+    /// The ledger behind the router, for background tasks driven by a test.
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
     }
 
     /// The router, to clone into concurrent tasks.

@@ -1,0 +1,118 @@
+//! Expiry reminders: the due list and the tenant's webhook.
+
+use super::auth::{Auth, Need};
+use super::error::ApiError;
+use super::extract::{AppJson, AppPath, AppQuery, WriteMeta};
+use super::openapi as doc;
+use super::views::{instant, parse_instant};
+use super::{with_etag, written, App};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::Utc;
+use events::{Command, TenantId};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DueQuery {
+    /// Reminders due by this instant (RFC 3339); default now.
+    #[param(format = DateTime)]
+    due_before: Option<String>,
+}
+
+/// `GET /v1/tenants/{t}/reminders?due_before=` (every role): each group's latest reminder
+/// occurrence due by then (default now), and whether it was delivered.
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{t}/reminders",
+    operation_id = "list_due_reminders",
+    tag = "reminders",
+    params(doc::TenantPath, DueQuery),
+    responses(
+        (status = 200, description = "The reminders due.", body = doc::DueReminders),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthorized),
+        (status = 403, response = doc::Forbidden),
+        (status = 404, response = doc::NotFound),
+    ),
+)]
+pub async fn due(
+    State(app): State<App>,
+    auth: Auth,
+    AppPath(tenant): AppPath<TenantId>,
+    AppQuery(query): AppQuery<DueQuery>,
+) -> Result<Response, ApiError> {
+    let due_before = query
+        .due_before
+        .as_deref()
+        .map(|t| parse_instant("due_before", t))
+        .transpose()?
+        .unwrap_or_else(Utc::now);
+    app.read_tenant(tenant, &auth, Need::Read, |t| {
+        let items: Vec<Value> = projections::due_reminders(t, due_before)
+            .into_iter()
+            .map(|r| {
+                json!({
+                    "group_id": r.group,
+                    "group_name": r.group_name,
+                    "valid_until": instant(r.valid_until),
+                    "days_before": r.reminder.days_before,
+                    "frequency": r.reminder.frequency,
+                    "due_at": instant(r.due_at),
+                    "delivered": r.delivered,
+                })
+            })
+            .collect();
+        let body = json!({"due_before": instant(due_before), "items": items, "webhook": t.webhook});
+        Ok(with_etag(Json(body).into_response(), t.version))
+    })
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct WebhookBody {
+    /// An http or https URL with a host.
+    #[schema(format = "uri", max_length = 2000)]
+    url: String,
+}
+
+/// `PUT /v1/tenants/{t}/webhook` (admin) `{"url"}`: where due reminders are POSTed.
+#[utoipa::path(
+    put,
+    path = "/v1/tenants/{t}/webhook",
+    operation_id = "set_webhook",
+    tag = "reminders",
+    params(doc::TenantPath, doc::WriteHeaders),
+    request_body = WebhookBody,
+    responses(
+        (status = 200, description = "Set.", body = doc::Written),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthorized),
+        (status = 403, response = doc::Forbidden),
+        (status = 404, response = doc::NotFound),
+        (status = 409, response = doc::Conflict),
+        (status = 413, response = doc::PayloadTooLarge),
+    ),
+)]
+pub async fn set_webhook(
+    State(app): State<App>,
+    auth: Auth,
+    meta: WriteMeta,
+    AppPath(tenant): AppPath<TenantId>,
+    AppJson(body): AppJson<WebhookBody>,
+) -> Result<Response, ApiError> {
+    let parsed = url::Url::parse(&body.url)
+        .map_err(|e| ApiError::bad_request(format!("url is not a URL: {e}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+        return Err(ApiError::bad_request(
+            "url must be an http or https URL with a host",
+        ));
+    }
+    let command = Command::SetWebhook { url: body.url };
+    let done = app
+        .write(tenant, &auth, Need::Administer, meta, command)
+        .await?;
+    Ok(written(StatusCode::OK, &done, json!({})))
+}

@@ -1,0 +1,170 @@
+//! Expiry reminders reach a real local HTTP receiver exactly once, across a restart.
+
+use crate::support::Server;
+use axum::http::StatusCode;
+use chrono::{Duration, Utc};
+use ledger::reminders::{deliver_due, Delivery};
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+
+/// A tiny HTTP receiver on loopback that records every JSON body POSTed to it.
+struct Receiver {
+    url: String,
+    bodies: Arc<Mutex<Vec<Value>>>,
+}
+
+impl Receiver {
+    fn start() -> Receiver {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a receiver");
+        let url = format!(
+            "http://{}/hooks/ledger",
+            listener.local_addr().expect("address")
+        );
+        let bodies = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&bodies);
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().expect("clone the stream"));
+                let mut length = 0usize;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    let lower = line.to_ascii_lowercase();
+                    if let Some(value) = lower.strip_prefix("content-length:") {
+                        length = value.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0u8; length];
+                if reader.read_exact(&mut body).is_ok() {
+                    if let Ok(json) = serde_json::from_slice(&body) {
+                        sink.lock().expect("lock").push(json);
+                    }
+                }
+                let _ = stream.write_all(
+                    b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+            }
+        });
+        Receiver { url, bodies }
+    }
+
+    fn received(&self) -> Vec<Value> {
+        self.bodies.lock().expect("lock").clone()
+    }
+}
+
+fn quick() -> Delivery {
+    Delivery {
+        interval: std::time::Duration::from_millis(10),
+        attempts: 2,
+        backoff: std::time::Duration::from_millis(10),
+        timeout: std::time::Duration::from_secs(5),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_due_reminder_is_delivered_exactly_once_across_a_restart() {
+    let receiver = Receiver::start();
+    let server = Server::start();
+    let tenant = server.tenant().await;
+    let group = server.group(&tenant, "Project Alpha", None).await;
+    let until = (Utc::now() + Duration::days(5)).to_rfc3339();
+    let (status, body) = server
+        .put(
+            &tenant.path(&format!("/groups/{group}/restriction")),
+            &tenant.admin,
+            json!({"enabled": true, "limits": {}, "valid_until": until,
+                   "reminder": {"days_before": 10, "frequency": "once"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, due) = server.get(&tenant.path("/reminders"), &tenant.viewer).await;
+    assert_eq!(due["items"][0]["group_id"], json!(group));
+    assert_eq!(due["items"][0]["delivered"], false);
+    let (status, body) = server
+        .put(
+            &tenant.path("/webhook"),
+            &tenant.admin,
+            json!({"url": receiver.url}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    assert_eq!(deliver_due(server.ledger(), &quick()).await, 1);
+    assert_eq!(deliver_due(server.ledger(), &quick()).await, 0);
+    let server = server.restart().await;
+    assert_eq!(deliver_due(server.ledger(), &quick()).await, 0);
+
+    let received = receiver.received();
+    assert_eq!(received.len(), 1, "{received:?}");
+    assert_eq!(received[0]["group_id"], json!(group));
+    assert_eq!(received[0]["group_name"], "Project Alpha");
+    assert!(received[0]["reminder_id"]
+        .as_str()
+        .is_some_and(|id| id.len() == 32));
+    let (_, due) = server.get(&tenant.path("/reminders"), &tenant.viewer).await;
+    assert_eq!(due["items"][0]["delivered"], true);
+    let (_, history) = server
+        .get(
+            &tenant.path("/events?kind=reminder_delivered"),
+            &tenant.auditor,
+        )
+        .await;
+    assert_eq!(history["items"].as_array().map(Vec::len), Some(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_webhook_leaves_the_reminder_due_for_the_next_look() {
+    let server = Server::start();
+    let tenant = server.tenant().await;
+    let group = server.group(&tenant, "Project Beta", None).await;
+    let until = (Utc::now() + Duration::days(1)).to_rfc3339();
+    server
+        .put(
+            &tenant.path(&format!("/groups/{group}/restriction")),
+            &tenant.admin,
+            json!({"enabled": true, "valid_until": until,
+                   "reminder": {"days_before": 3, "frequency": "daily"}}),
+        )
+        .await;
+    // A port nobody listens on: bind, read the port, close.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    server
+        .put(
+            &tenant.path("/webhook"),
+            &tenant.admin,
+            json!({"url": format!("http://127.0.0.1:{port}/x")}),
+        )
+        .await;
+    assert_eq!(deliver_due(server.ledger(), &quick()).await, 0);
+    let (_, due) = server.get(&tenant.path("/reminders"), &tenant.viewer).await;
+    assert_eq!(due["items"][0]["delivered"], false);
+}
+
+#[tokio::test]
+async fn a_webhook_must_be_an_http_url_and_only_admins_set_it() {
+    let server = Server::start();
+    let tenant = server.tenant().await;
+    for url in ["not a url", "ftp://example.com/x", "file:///etc/passwd"] {
+        let (status, _) = server
+            .put(&tenant.path("/webhook"), &tenant.admin, json!({"url": url}))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{url}");
+    }
+    let (status, _) = server
+        .put(
+            &tenant.path("/webhook"),
+            &tenant.operator,
+            json!({"url": "https://example.com/x"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
