@@ -70,6 +70,9 @@ async fn example(server: &Server) -> Example {
         .iter()
         .map(|id| id.as_str().expect("id").to_string())
         .collect();
+    // Regression: /assignments picks free licences in id order, not provision order, so the
+    // held licences are listed first from the answers (tests unassign phone_licenses[0]).
+    let mut held = Vec::new();
     for user in &users {
         let (status, body) = server
             .post(
@@ -79,7 +82,10 @@ async fn example(server: &Server) -> Example {
             )
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
+        held.push(body["license_id"].as_str().expect("license_id").to_string());
     }
+    let free = phone_licenses.iter().filter(|l| !held.contains(l)).cloned();
+    let phone_licenses: Vec<String> = held.iter().cloned().chain(free).collect();
     let (status, body) = server
         .put(
             &tenant.path("/prices/phone_system"),
