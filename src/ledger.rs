@@ -50,6 +50,27 @@ pub struct Written {
     /// The answer repeats an earlier command with the same `Idempotency-Key`; nothing was
     /// appended.
     pub replayed: bool,
+    /// With `preview_cost`: how the command moved this month's peak units and amount, for
+    /// every type its events touched.
+    pub cost: Option<std::collections::BTreeMap<events::TypeCode, CostDelta>>,
+}
+
+/// How one write moved a type's figures in the current billing month.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CostDelta {
+    pub peak_units_before: u64,
+    pub peak_units_after: u64,
+    /// Change of the month's amount, at the price in force at month end.
+    pub amount_minor_delta: i64,
+}
+
+/// How a command is run besides its content.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ExecOptions {
+    /// The command id of an `Idempotency-Key`.
+    pub keyed: Option<CommandId>,
+    /// Report how the write moved this month's bill.
+    pub preview_cost: bool,
 }
 
 /// Why a write failed.
@@ -199,6 +220,7 @@ struct Job {
     command_id: CommandId,
     /// The command id came from an `Idempotency-Key`.
     keyed: bool,
+    preview_cost: bool,
     reply: oneshot::Sender<Result<Written, ExecError>>,
 }
 
@@ -254,11 +276,25 @@ impl Ledger {
         request: Request,
         keyed: Option<CommandId>,
     ) -> Result<Written, ExecError> {
+        let options = ExecOptions {
+            keyed,
+            preview_cost: false,
+        };
+        self.execute_with(request, options).await
+    }
+
+    /// Run a command with [`ExecOptions`].
+    pub async fn execute_with(
+        &self,
+        request: Request,
+        options: ExecOptions,
+    ) -> Result<Written, ExecError> {
         let (reply, answer) = oneshot::channel();
         let job = Job {
             request,
-            command_id: keyed.unwrap_or_else(CommandId::new_random),
-            keyed: keyed.is_some(),
+            command_id: options.keyed.unwrap_or_else(CommandId::new_random),
+            keyed: options.keyed.is_some(),
+            preview_cost: options.preview_cost,
             reply,
         };
         self.queue.send(job).await.map_err(|_| ExecError::Closed)?;
@@ -317,8 +353,19 @@ fn commit_batch(shared: &Shared, jobs: Vec<Job>) {
         } else {
             Lookup::Fresh
         };
+        let tenant = job.request.tenant;
+        let before = job
+            .preview_cost
+            .then(|| world.billing.get(&tenant).map(|b| month_now(b, now)));
         let outcome = match lookup {
-            Lookup::Fresh => world.decide_into(&job.request, job.command_id, now, &mut encoded),
+            Lookup::Fresh => world
+                .decide_into(&job.request, job.command_id, now, &mut encoded)
+                .map(|mut done| {
+                    if let Some(before) = before {
+                        done.cost = Some(cost_delta(&world, tenant, now, before, &done.events));
+                    }
+                    done
+                }),
             Lookup::Mismatch => Err(ExecError::IdempotencyKeyReused),
             Lookup::Replay(record) => {
                 replay(shared.store.as_ref(), &encoded, job.request.tenant, record)
@@ -362,6 +409,61 @@ fn commit_batch(shared: &Shared, jobs: Vec<Job>) {
     }
 }
 
+/// A tenant's billing month containing `now` and its figures.
+fn month_now(
+    billing: &projections::Billing,
+    now: chrono::DateTime<Utc>,
+) -> (
+    projections::Month,
+    std::collections::BTreeMap<events::TypeCode, projections::TypeMonth>,
+) {
+    let month = projections::Month::of(now, billing.timezone);
+    (month, billing.month(month))
+}
+
+/// How `events` moved this month's peaks and amounts, per type they touched.
+fn cost_delta(
+    world: &World,
+    tenant: TenantId,
+    now: chrono::DateTime<Utc>,
+    before: Option<(
+        projections::Month,
+        std::collections::BTreeMap<events::TypeCode, projections::TypeMonth>,
+    )>,
+    produced: &[Event],
+) -> std::collections::BTreeMap<events::TypeCode, CostDelta> {
+    let mut out = std::collections::BTreeMap::new();
+    let Some(billing) = world.billing.get(&tenant) else {
+        return out;
+    };
+    let (month, after) = month_now(billing, now);
+    let before = before
+        .filter(|(m, _)| *m == month)
+        .map(|(_, figures)| figures)
+        .unwrap_or_default();
+    let end = month.end(billing.timezone);
+    for event in produced {
+        for t in projections::touches(event).types {
+            let peak = |figures: &std::collections::BTreeMap<
+                events::TypeCode,
+                projections::TypeMonth,
+            >| { figures.get(t).map_or(0, |f| f.peak_units) };
+            let (was, now_units) = (peak(&before), peak(&after));
+            let price = billing.price_at(t, end).unwrap_or(0);
+            let delta = (now_units as i64 - was as i64).saturating_mul(price);
+            out.insert(
+                t.clone(),
+                CostDelta {
+                    peak_units_before: was,
+                    peak_units_after: now_units,
+                    amount_minor_delta: delta,
+                },
+            );
+        }
+    }
+    out
+}
+
 /// The answer of an earlier keyed command, from its events (durable, or in this batch).
 fn replay(
     store: &dyn EventStore,
@@ -396,6 +498,7 @@ fn replay(
         version: record.version,
         events,
         replayed: true,
+        cost: None,
     })
 }
 
@@ -460,6 +563,7 @@ impl World {
             version,
             events: produced,
             replayed: false,
+            cost: None,
         })
     }
 }

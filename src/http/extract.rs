@@ -72,6 +72,8 @@ pub struct WriteMeta {
     pub reason: Option<String>,
     /// The key and the fingerprint of the request it came with.
     pub idempotency: Option<(String, [u8; 32])>,
+    /// `?preview_cost=true`: answer with how the write moved this month's bill.
+    pub preview_cost: bool,
 }
 
 /// blake3 of a keyed request's method, path and body, set by the `fingerprint` middleware.
@@ -140,10 +142,27 @@ impl<S: Send + Sync> FromRequestParts<S> for WriteMeta {
                 Some((key, fingerprint))
             }
         };
+        let preview_cost = match parts
+            .uri
+            .query()
+            .into_iter()
+            .flat_map(|q| q.split('&'))
+            .find_map(|pair| pair.strip_prefix("preview_cost="))
+        {
+            None => false,
+            Some("true") => true,
+            Some("false") => false,
+            Some(other) => {
+                return Err(ApiError::bad_request(format!(
+                    "preview_cost must be true or false, not `{other}`"
+                )))
+            }
+        };
         Ok(WriteMeta {
             expected_version,
             reason,
             idempotency,
+            preview_cost,
         })
     }
 }

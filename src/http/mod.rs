@@ -222,6 +222,7 @@ impl App {
         self.tenant_exists(tenant)?;
         auth.require(tenant, need)?;
         let keyed = meta.command_id(tenant);
+        let preview_cost = meta.preview_cost;
         let request = Request {
             tenant,
             actor: Actor {
@@ -232,7 +233,13 @@ impl App {
             command,
         };
         self.ledger
-            .execute_keyed(request, keyed)
+            .execute_with(
+                request,
+                crate::ledger::ExecOptions {
+                    keyed,
+                    preview_cost,
+                },
+            )
             .await
             .map_err(|e| match e {
                 ExecError::TenantNotFound => ApiError::not_found("tenant not found"),
@@ -269,6 +276,20 @@ impl App {
 /// A write's answer: `{"seq", "version", ...extra}` with the tenant's ETag.
 pub fn written(status: StatusCode, written: &Written, extra: Value) -> Response {
     let mut body = json!({"seq": written.seq, "version": written.version});
+    if let Some(cost) = &written.cost {
+        let types: serde_json::Map<String, Value> = cost
+            .iter()
+            .map(|(t, c)| {
+                let figures = json!({
+                    "peak_units_before": c.peak_units_before,
+                    "peak_units_after": c.peak_units_after,
+                    "amount_minor_delta": c.amount_minor_delta,
+                });
+                (t.0.clone(), figures)
+            })
+            .collect();
+        body["cost"] = Value::Object(types);
+    }
     if let (Some(body), Value::Object(extra)) = (body.as_object_mut(), extra) {
         body.extend(extra);
     }

@@ -11,6 +11,7 @@ mod groups;
 mod idempotency;
 mod imports;
 mod openapi;
+mod preview_cost;
 mod race;
 mod reminders;
 mod restart;
