@@ -38,6 +38,11 @@ pub const IMPORT_ROWS_MAX: usize = 200_000;
 pub const IMPORT_BASE_TYPE: &str = "phone_system";
 /// Longest reminder lead time in days.
 pub const REMINDER_DAYS_MAX: u32 = 366;
+/// Highest price of one licence unit, in minor units (ten million in major units): an invoice
+/// line stays exact in `i64` up to a billion units.
+pub const UNIT_PRICE_MINOR_MAX: i64 = 1_000_000_000;
+
+const _: () = assert!(UNIT_PRICE_MINOR_MAX as i128 * 1_000_000_000 <= i64::MAX as i128);
 
 const _: () = assert!(USERS_PER_BATCH_MAX as u64 <= PROVISION_QUANTITY_MAX as u64 * 10);
 
@@ -102,6 +107,11 @@ pub fn decide(state: &Tenant, command: &Command, ctx: &Context) -> Result<Vec<Ev
             known_type(state, license_type)?;
             if *unit_price_minor < 0 {
                 return Err(invalid("unit_price_minor must not be negative"));
+            }
+            if *unit_price_minor > UNIT_PRICE_MINOR_MAX {
+                return Err(invalid(format!(
+                    "unit_price_minor must be at most {UNIT_PRICE_MINOR_MAX}"
+                )));
             }
             if currency != &state.currency {
                 return Err(one(Violation::new(

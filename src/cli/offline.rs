@@ -1,5 +1,6 @@
 //! Commands that read the log without a server: replay, export, verify.
 
+use crate::http::imports::IMPORT_BYTES_MAX;
 use crate::ledger::World;
 use crate::store::sled_store::SledStore;
 use crate::store::{EncodedEvent, Error as StoreError, EventStore};
@@ -105,20 +106,43 @@ impl ChainCheck {
     }
 }
 
+/// Longest line of an export that `replay --from` reads, in bytes: the JSON of the largest
+/// envelope the store takes, with room to spare. A longer line is refused before it is held
+/// whole in memory.
+pub const EXPORT_LINE_BYTES_MAX: usize = 4 * events::event::ENVELOPE_BYTES_MAX as usize;
+
 /// Fold an export file (one JSON envelope per line) for one tenant, re-encoding every event
 /// and checking it against the exported hash and the chain.
 pub fn replay_billing_from_export(file: &Path, tenant: TenantId) -> Result<Billing, String> {
-    let reader = std::io::BufReader::new(
+    let mut reader = std::io::BufReader::new(
         std::fs::File::open(file).map_err(|e| format!("cannot open {}: {e}", file.display()))?,
     );
     let mut billing = Billing::default();
     let mut chain = ChainCheck::default();
-    for (index, line) in reader.lines().enumerate() {
-        let line = line.map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let mut buffer = Vec::new();
+    for index in 0.. {
+        buffer.clear();
+        let read = std::io::Read::take(&mut reader, EXPORT_LINE_BYTES_MAX as u64 + 1)
+            .read_until(b'\n', &mut buffer)
+            .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+        if read == 0 {
+            break;
+        }
+        let text = buffer.strip_suffix(b"\n").unwrap_or(&buffer);
+        let text = text.strip_suffix(b"\r").unwrap_or(text);
+        if text.len() > EXPORT_LINE_BYTES_MAX {
+            return Err(format!(
+                "line {} of {} is longer than {EXPORT_LINE_BYTES_MAX} bytes",
+                index + 1,
+                file.display()
+            ));
+        }
+        let line = std::str::from_utf8(text)
+            .map_err(|e| format!("line {} of {}: {e}", index + 1, file.display()))?;
         if line.trim().is_empty() {
             continue;
         }
-        let exported: ExportLine = serde_json::from_str(&line)
+        let exported: ExportLine = serde_json::from_str(line)
             .map_err(|e| format!("line {}: not an exported event: {e}", index + 1))?;
         if exported.envelope.tenant != tenant {
             continue;
@@ -161,8 +185,7 @@ pub fn replay_invoice(billing: &Billing, month: &str) -> Result<Vec<u8>, String>
 
 /// `ledger import`: print the report; a bad file exits non-zero with the report.
 pub fn import(args: &super::ImportArgs) -> Result<(), String> {
-    let bytes = std::fs::read(&args.file)
-        .map_err(|e| format!("cannot read {}: {e}", args.file.display()))?;
+    let bytes = read_import_file(&args.file)?;
     if let Some(base) = &args.url {
         return import_remote(args, base, &bytes);
     }
@@ -215,6 +238,25 @@ pub fn import(args: &super::ImportArgs) -> Result<(), String> {
         }
         Err(other) => Err(other.to_string()),
     }
+}
+
+/// The import file, refused whole past [`IMPORT_BYTES_MAX`] (the bound `POST /imports` has)
+/// without reading more than one byte beyond it.
+fn read_import_file(file: &Path) -> Result<Vec<u8>, String> {
+    let shown = file.display();
+    let opened = std::fs::File::open(file).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(opened, IMPORT_BYTES_MAX as u64 + 1),
+        &mut bytes,
+    )
+    .map_err(|e| format!("cannot read {shown}: {e}"))?;
+    if bytes.len() > IMPORT_BYTES_MAX {
+        return Err(format!(
+            "{shown} is larger than {IMPORT_BYTES_MAX} bytes; split the import"
+        ));
+    }
+    Ok(bytes)
 }
 
 fn import_remote(args: &super::ImportArgs, base: &str, bytes: &[u8]) -> Result<(), String> {

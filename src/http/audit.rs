@@ -31,6 +31,7 @@ pub struct EventsQuery {
     /// Events touching this licence type.
     license_type: Option<String>,
     /// Events of this kind, e.g. `license_assigned`.
+    #[param(max_length = 200)]
     kind: Option<String>,
     #[param(value_type = Option<uuid::Uuid>)]
     user_id: Option<UserId>,
@@ -45,6 +46,7 @@ pub struct EventsQuery {
     #[param(format = DateTime)]
     until: Option<String>,
     /// Sent by this actor (`root` or `key:<id>`).
+    #[param(max_length = 200)]
     actor: Option<String>,
 }
 
@@ -71,6 +73,8 @@ pub async fn events(
     AppQuery(query): AppQuery<EventsQuery>,
 ) -> Result<Response, ApiError> {
     let limit = page_limit(query.limit)?;
+    super::filter_text("kind", query.kind.as_deref())?;
+    super::filter_text("actor", query.actor.as_deref())?;
     let license_type = query.license_type.as_deref().map(parse_type).transpose()?;
     let since = query
         .since

@@ -41,6 +41,7 @@ pub async fn month(
     AppPath((tenant, month)): AppPath<(TenantId, String)>,
 ) -> Result<Response, ApiError> {
     let month = parse_month(&month)?;
+    auth.role_in(tenant)?;
     let world = app.ledger.read();
     let state = world
         .tenants
@@ -96,6 +97,7 @@ pub async fn invoice_of_month(
     AppPath((tenant, month)): AppPath<(TenantId, String)>,
 ) -> Result<Response, ApiError> {
     let month = parse_month(&month)?;
+    auth.role_in(tenant)?;
     let world = app.ledger.read();
     let state = world
         .tenants

@@ -420,6 +420,7 @@ pub struct ListQuery {
     #[param(value_type = Option<uuid::Uuid>)]
     user_id: Option<UserId>,
     /// Licences held by the user with this extension.
+    #[param(max_length = 200)]
     extension: Option<String>,
     #[param(value_type = Option<doc::LicenseStatusName>)]
     status: Option<String>,
@@ -453,6 +454,7 @@ pub async fn list(
     AppQuery(query): AppQuery<ListQuery>,
 ) -> Result<Response, ApiError> {
     let limit = page_limit(query.limit)?;
+    super::filter_text("extension", query.extension.as_deref())?;
     let license_type = query.license_type.as_deref().map(parse_type).transpose()?;
     let status = match query.status.as_deref() {
         None => None,

@@ -34,6 +34,12 @@ pub const REQUEST_BODY_BYTES_MAX: usize = 4 << 20;
 pub const PAGE_LIMIT_DEFAULT: usize = 100;
 /// Largest page size of lists.
 pub const PAGE_LIMIT_MAX: usize = 1000;
+/// Longest free-text filter of a list (`q`, `extension`, `kind`, `actor`), in bytes: as long
+/// as the longest name, so every stored name can be searched for.
+pub const FILTER_TEXT_BYTES_MAX: usize = 200;
+
+const _: () = assert!(events::decide::NAME_BYTES_MAX <= FILTER_TEXT_BYTES_MAX);
+const _: () = assert!(events::decide::EXTENSION_BYTES_MAX <= FILTER_TEXT_BYTES_MAX);
 
 /// Shared state of every handler.
 #[derive(Clone)]
@@ -219,6 +225,9 @@ impl App {
         meta: WriteMeta,
         command: Command,
     ) -> Result<Written, ApiError> {
+        // A key of another tenant is refused before the tenant is looked up, so its answer
+        // never tells whether a tenant exists.
+        auth.role_in(tenant)?;
         self.tenant_exists(tenant)?;
         auth.require(tenant, need)?;
         let keyed = meta.command_id(tenant);
@@ -263,6 +272,7 @@ impl App {
         need: Need,
         read: impl FnOnce(&Tenant) -> Result<R, ApiError>,
     ) -> Result<R, ApiError> {
+        auth.role_in(tenant)?;
         let world = self.ledger.read();
         let state = world
             .tenants
@@ -310,6 +320,16 @@ pub fn page(items: Vec<Value>, next: Option<String>, version: u64) -> Response {
         Json(json!({"items": items, "next": next})).into_response(),
         version,
     )
+}
+
+/// A free-text filter no longer than [`FILTER_TEXT_BYTES_MAX`], or a 400 naming it.
+pub fn filter_text(field: &str, text: Option<&str>) -> Result<(), ApiError> {
+    match text {
+        Some(text) if text.len() > FILTER_TEXT_BYTES_MAX => Err(ApiError::bad_request(format!(
+            "{field} is longer than {FILTER_TEXT_BYTES_MAX} bytes"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// Clamp a requested page size.

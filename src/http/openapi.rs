@@ -240,6 +240,8 @@ pub struct Violation {
 // The header bounds below are literals (utoipa takes no paths there); these keep them true.
 const _: () = assert!(crate::idempotency::IDEMPOTENCY_KEY_BYTES_MAX == 200);
 const _: () = assert!(super::extract::REASON_BYTES_MAX == 500);
+// So is `max_length` of the free-text filters (`q`, `extension`, `kind`, `actor`).
+const _: () = assert!(super::FILTER_TEXT_BYTES_MAX == 200);
 
 /// The headers every write accepts.
 #[derive(IntoParams)]

@@ -217,6 +217,7 @@ pub struct ListQuery {
     /// Users holding this licence type.
     license_type: Option<String>,
     /// Matches the name (any case), the extension or the number.
+    #[param(max_length = 200)]
     q: Option<String>,
     /// Users of this group.
     #[param(value_type = Option<uuid::Uuid>)]
@@ -252,6 +253,7 @@ pub async fn list(
     AppQuery(query): AppQuery<ListQuery>,
 ) -> Result<Response, ApiError> {
     let limit = page_limit(query.limit)?;
+    super::filter_text("q", query.q.as_deref())?;
     let license_type = query.license_type.as_deref().map(parse_type).transpose()?;
     let needle = query.q.as_deref().map(str::to_lowercase);
     app.read_tenant(tenant, &auth, Need::Read, |t| {

@@ -572,6 +572,7 @@ pub async fn preview(
     AppJson(body): AppJson<WhatIfBody>,
 ) -> Result<Response, ApiError> {
     let preview = parse(body)?;
+    auth.role_in(tenant)?;
     let snapshot = {
         let world = app.ledger.read();
         if !world.tenants.contains_key(&tenant) {

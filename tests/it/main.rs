@@ -10,6 +10,8 @@ mod crash;
 mod groups;
 mod idempotency;
 mod imports;
+mod isolation;
+mod limits;
 mod openapi;
 mod preview_cost;
 mod race;
