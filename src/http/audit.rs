@@ -1,7 +1,7 @@
 //! History and support: `/events` with filters and cursor paging, and entitlements with the
 //! check that blocks them.
 
-use super::auth::{allows, role_name, Auth, Need};
+use super::auth::{Auth, Need};
 use super::error::ApiError;
 use super::extract::{AppPath, AppQuery};
 use super::licenses::event_json;
@@ -196,18 +196,7 @@ pub async fn entitlement(
         )));
     }
     if at < now {
-        let role = auth.role_in(tenant)?;
-        if !allows(role, Need::Audit) {
-            return Err(ApiError::forbidden(format!(
-                "the {} role may not read past state",
-                role_name(role)
-            )));
-        }
-        let past = app
-            .ledger
-            .tenant_at(tenant, at)
-            .map_err(ApiError::internal)?
-            .unwrap_or_else(|| Tenant::empty(tenant));
+        let past = app.tenant_as_of(tenant, &auth, &[Need::Audit], at)?;
         return render_entitlement(&past, user, &license_type, at);
     }
     app.read_tenant(tenant, &auth, Need::Read, |t| {

@@ -1,11 +1,11 @@
 //! Groups, restrictions and group state.
 
-use super::auth::{allows, role_name, Auth, Need};
+use super::auth::{Auth, Need};
 use super::error::ApiError;
 use super::extract::{AppJson, AppPath, AppQuery, WriteMeta};
 use super::openapi as doc;
 use super::views::{instant, optional_instant, parse_instant, parse_type};
-use super::{page, page_limit, with_etag, written, App};
+use super::{page, page_after, page_limit, with_etag, written, App};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -274,19 +274,13 @@ pub async fn list(
 ) -> Result<Response, ApiError> {
     let limit = page_limit(query.limit)?;
     app.read_tenant(tenant, &auth, Need::Read, |t| {
-        let after = query
-            .after
-            .map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
-        let mut matching = t
-            .groups
-            .range((after, std::ops::Bound::Unbounded))
-            .map(|(_, g)| g)
-            .filter(|g| query.parent_id.is_none() || g.parent == query.parent_id);
-        let items: Vec<Value> = matching.by_ref().take(limit).map(group_json).collect();
-        let next = matching
-            .next()
-            .and(items.last())
-            .and_then(|i| i["id"].as_str().map(String::from));
+        let (items, next) = page_after(
+            &t.groups,
+            query.after,
+            limit,
+            |g| query.parent_id.is_none() || g.parent == query.parent_id,
+            group_json,
+        );
         Ok(page(items, next, t.version))
     })
 }
@@ -360,19 +354,7 @@ pub async fn state(
         .transpose()?
         .unwrap_or(now);
     if at < now {
-        app.read_tenant(tenant, &auth, Need::Read, |_| Ok(()))?;
-        let role = auth.role_in(tenant)?;
-        if !allows(role, Need::Audit) {
-            return Err(ApiError::forbidden(format!(
-                "the {} role may not read past state",
-                role_name(role)
-            )));
-        }
-        let past = app
-            .ledger
-            .tenant_at(tenant, at)
-            .map_err(ApiError::internal)?
-            .unwrap_or_else(|| Tenant::empty(tenant));
+        let past = app.tenant_as_of(tenant, &auth, &[Need::Audit], at)?;
         return render_state(&past, group, at);
     }
     app.read_tenant(tenant, &auth, Need::Read, |t| render_state(t, group, at))

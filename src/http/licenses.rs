@@ -6,7 +6,7 @@ use super::error::ApiError;
 use super::extract::{AppJson, AppPath, AppQuery, WriteMeta};
 use super::openapi as doc;
 use super::views::{instant, known_type, license_json, parse_type};
-use super::{page, page_limit, with_etag, written, App};
+use super::{page, page_after, page_limit, with_etag, written, App};
 use crate::ledger::Written;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -476,35 +476,22 @@ pub async fn list(
             (None, Some(ext)) => Some(t.extensions.get(ext).copied()),
             (None, None) => None,
         };
-        let after = query
-            .after
-            .map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
-        let mut matching = t
-            .licenses
-            .range((after, std::ops::Bound::Unbounded))
-            .map(|(_, l)| l)
-            .filter(|l| license_type.as_ref().is_none_or(|ty| &l.license_type == ty))
-            .filter(|l| status.is_none_or(|s| l.status() == s))
-            .filter(|l| match holder {
-                None => true,
-                Some(None) => false,
-                Some(Some(user)) => {
-                    let base_holder = l.base.and_then(|b| t.licenses.get(&b)).and_then(|b| b.user);
-                    l.user == Some(user) || base_holder == Some(user)
+        let keep = |l: &events::License| {
+            license_type.as_ref().is_none_or(|ty| &l.license_type == ty)
+                && status.is_none_or(|s| l.status() == s)
+                && match holder {
+                    None => true,
+                    Some(None) => false,
+                    Some(Some(user)) => {
+                        let base_holder =
+                            l.base.and_then(|b| t.licenses.get(&b)).and_then(|b| b.user);
+                        l.user == Some(user) || base_holder == Some(user)
+                    }
                 }
-            });
-        let items: Vec<Value> = matching
-            .by_ref()
-            .take(limit)
-            .map(|l| license_json(t, l))
-            .collect();
-        let next = if matching.next().is_some() {
-            items
-                .last()
-                .and_then(|i| i["id"].as_str().map(String::from))
-        } else {
-            None
         };
+        let (items, next) = page_after(&t.licenses, query.after, limit, keep, |l| {
+            license_json(t, l)
+        });
         Ok(page(items, next, t.version))
     })
 }

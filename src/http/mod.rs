@@ -264,6 +264,30 @@ impl App {
         }
     }
 
+    /// The tenant as it was at a past instant, for a caller holding one of `needs` (the
+    /// as-of queries: auditors, and billing for usage).
+    pub fn tenant_as_of(
+        &self,
+        tenant: TenantId,
+        auth: &Auth,
+        needs: &[Need],
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Tenant, ApiError> {
+        self.read_tenant(tenant, auth, Need::Read, |_| Ok(()))?;
+        let role = auth.role_in(tenant)?;
+        if !needs.iter().any(|need| auth::allows(role, *need)) {
+            return Err(ApiError::forbidden(format!(
+                "the {} role may not read past state",
+                auth::role_name(role)
+            )));
+        }
+        Ok(self
+            .ledger
+            .tenant_at(tenant, at)
+            .map_err(ApiError::internal)?
+            .unwrap_or_else(|| Tenant::empty(tenant)))
+    }
+
     /// Read the current state of a tenant after checking the role.
     pub fn read_tenant<R>(
         &self,
@@ -330,6 +354,27 @@ pub fn filter_text(field: &str, text: Option<&str>) -> Result<(), ApiError> {
         ))),
         _ => Ok(()),
     }
+}
+
+/// One page of `map` in key order after the cursor `after`: up to `limit` values that `keep`
+/// accepts, rendered, and the cursor of the next page (the last key shown) when more follow.
+pub fn page_after<K: Ord + Copy + std::fmt::Display, V>(
+    map: &std::collections::BTreeMap<K, V>,
+    after: Option<K>,
+    limit: usize,
+    keep: impl Fn(&V) -> bool,
+    render: impl Fn(&V) -> Value,
+) -> (Vec<Value>, Option<String>) {
+    let start = after.map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
+    let mut matching = map
+        .range((start, std::ops::Bound::Unbounded))
+        .filter(|(_, v)| keep(v));
+    let shown: Vec<(&K, &V)> = matching.by_ref().take(limit).collect();
+    let next = match (matching.next(), shown.last()) {
+        (Some(_), Some((key, _))) => Some(key.to_string()),
+        _ => None,
+    };
+    (shown.into_iter().map(|(_, v)| render(v)).collect(), next)
 }
 
 /// Clamp a requested page size.

@@ -489,19 +489,7 @@ pub async fn usage(
     };
     match at {
         Some(at) if at < now => {
-            let role = auth.role_in(tenant)?;
-            if !(super::auth::allows(role, Need::Audit) || super::auth::allows(role, Need::Bill)) {
-                return Err(ApiError::forbidden(format!(
-                    "the {} role may not read past state",
-                    role_name(role)
-                )));
-            }
-            app.read_tenant(tenant, &auth, Need::Read, |_| Ok(()))?;
-            let past = app
-                .ledger
-                .tenant_at(tenant, at)
-                .map_err(ApiError::internal)?
-                .unwrap_or_else(|| events::Tenant::empty(tenant));
+            let past = app.tenant_as_of(tenant, &auth, &[Need::Audit, Need::Bill], at)?;
             Ok(render(&past, at))
         }
         _ => app.read_tenant(tenant, &auth, Need::Read, |t| {

@@ -5,14 +5,14 @@ use super::error::ApiError;
 use super::extract::{AppJson, AppPath, AppQuery, WriteMeta};
 use super::openapi as doc;
 use super::views::{known_type, parse_type, user_json};
-use super::{page, page_limit, with_etag, written, App};
+use super::{page, page_after, page_limit, with_etag, written, App};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use events::{Command, GroupId, NewUser, TenantId, UserId};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[schema(as = CreateUserBody)]
@@ -260,36 +260,19 @@ pub async fn list(
         if let Some(code) = &license_type {
             known_type(t, code)?;
         }
-        let after = query
-            .after
-            .map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
-        let mut matching = t
-            .users
-            .range((after, std::ops::Bound::Unbounded))
-            .map(|(_, u)| u)
-            .filter(|u| !u.removed)
-            .filter(|u| query.group_id.is_none_or(|g| u.group == g))
-            .filter(|u| {
-                needle.as_deref().is_none_or(|q| {
+        let keep = |u: &events::state::User| {
+            !u.removed
+                && query.group_id.is_none_or(|g| u.group == g)
+                && needle.as_deref().is_none_or(|q| {
                     u.name.to_lowercase().contains(q)
                         || u.extension.as_deref().is_some_and(|e| e.contains(q))
                         || u.number.as_deref().is_some_and(|n| n.contains(q))
                 })
-            })
-            .filter(|u| {
-                license_type
+                && license_type
                     .as_ref()
                     .is_none_or(|ty| t.holdings(u.id).contains(ty))
-            });
-        let items: Vec<Value> = matching
-            .by_ref()
-            .take(limit)
-            .map(|u| user_json(t, u))
-            .collect();
-        let next = matching
-            .next()
-            .and(items.last())
-            .and_then(|i| i["id"].as_str().map(String::from));
+        };
+        let (items, next) = page_after(&t.users, query.after, limit, keep, |u| user_json(t, u));
         Ok(page(items, next, t.version))
     })
 }
