@@ -234,7 +234,7 @@ fn envelope(index: usize, event: Event) -> Envelope {
         version: n,
         recorded_at: instant(2024, 5, 15, 9, n as i64 * 1_000_001),
         actor: format!("key:{n}"),
-        reason: (n % 2 == 0).then(|| format!("ticket #{n}")),
+        reason: n.is_multiple_of(2).then(|| format!("ticket #{n}")),
         command_id: CommandId(Uuid::from_u128(0xc0de_0000 + u128::from(n))),
         prev_hash: EventHash(*blake3::hash(&n.to_le_bytes()).as_bytes()),
         event,
