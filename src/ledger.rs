@@ -88,6 +88,9 @@ pub enum ExecError {
     Closed,
     #[error("this Idempotency-Key was used with a different request")]
     IdempotencyKeyReused,
+    /// A storage failure stopped the writer: no write is taken until a restart, reads go on.
+    #[error("writes are stopped after a storage failure ({0}); reads still work; restart the ledger once the storage is sound")]
+    WritesStopped(String),
 }
 
 /// A key's identity once its token is checked.
@@ -229,6 +232,9 @@ struct Shared {
     store: Arc<dyn EventStore>,
     /// Batches appended since start.
     batches: std::sync::atomic::AtomicU64,
+    /// Why writes stopped, after a failed append: never retried and carried on, since what
+    /// reached the disk is unknown.
+    stopped: std::sync::Mutex<Option<String>>,
     checkpoints: Checkpoints,
 }
 
@@ -253,6 +259,7 @@ impl Ledger {
             world: RwLock::new(world),
             store,
             batches: std::sync::atomic::AtomicU64::new(0),
+            stopped: std::sync::Mutex::new(None),
             checkpoints: Checkpoints::default(),
         });
         let (queue, receiver) = mpsc::channel(QUEUE_DEPTH_MAX);
@@ -310,6 +317,11 @@ impl Ledger {
             .expect("the ledger state lock is poisoned")
     }
 
+    /// Why writes are stopped, if a storage failure stopped them.
+    pub fn writes_stopped(&self) -> Option<String> {
+        self.shared.stopped.lock().ok().and_then(|s| s.clone())
+    }
+
     /// Batches appended (group commits) since start.
     pub fn batches_committed(&self) -> u64 {
         self.shared
@@ -337,6 +349,19 @@ fn writer_loop(shared: &Shared, mut receiver: mpsc::Receiver<Job>) {
 }
 
 fn commit_batch(shared: &Shared, jobs: Vec<Job>) {
+    let stopped = shared
+        .stopped
+        .lock()
+        .map(|s| s.clone())
+        .unwrap_or_else(|p| p.into_inner().clone());
+    if let Some(reason) = stopped {
+        for job in jobs {
+            let _ = job
+                .reply
+                .send(Err(ExecError::WritesStopped(reason.clone())));
+        }
+        return;
+    }
     let mut world = shared
         .world
         .write()
@@ -386,8 +411,13 @@ fn commit_batch(shared: &Shared, jobs: Vec<Job>) {
         started.elapsed().as_secs_f64(),
     );
     if let Err(error) = appended {
-        tracing::error!(%error, "append failed; reloading the state from the log");
-        // The in-memory state holds events that are not durable: rebuild it from the log.
+        tracing::error!(%error, "append failed; writes stop, reads go on from the durable log");
+        let reason = error.to_string();
+        if let Ok(mut stopped) = shared.stopped.lock() {
+            *stopped = Some(reason.clone());
+        }
+        // The in-memory state holds events that may not be durable: rebuild it from the log,
+        // which shows only what was acknowledged as durable.
         match World::load(shared.store.as_ref()) {
             Ok(reloaded) => *world = reloaded,
             Err(reload) => {
@@ -397,7 +427,7 @@ fn commit_batch(shared: &Shared, jobs: Vec<Job>) {
         }
         drop(world);
         for (reply, outcome) in outcomes {
-            let failed = outcome.and(Err(ExecError::Storage(StoreError::Io(error.to_string()))));
+            let failed = outcome.and(Err(ExecError::WritesStopped(reason.clone())));
             let _ = reply.send(failed);
         }
         return;

@@ -214,6 +214,16 @@ impl From<ExecError> for ApiError {
             ),
             ExecError::Storage(e) => ApiError::internal(e),
             ExecError::Closed => ApiError::internal("the ledger writer stopped"),
+            ExecError::WritesStopped(reason) => ApiError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: "unavailable",
+                message: format!(
+                    "writes are stopped after a storage failure; a write in the failing batch \
+                     has an unknown outcome and must be checked after a restart; reads still \
+                     work ({reason})"
+                ),
+                details: Some(json!({"reason": "writes_stopped"})),
+            },
             ExecError::IdempotencyKeyReused => {
                 ApiError::conflict("this Idempotency-Key was already used with a different request")
                     .with_details(json!({"reason": "idempotency_key_reused"}))

@@ -7,6 +7,7 @@ mod bad_input;
 mod catalogue;
 mod cli;
 mod crash;
+mod faults;
 mod groups;
 mod idempotency;
 mod imports;
