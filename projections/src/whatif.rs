@@ -547,6 +547,9 @@ mod tests {
         }
     }
 
+    /// A violation's rule, group, limit and usage.
+    type Found = (Rule, Option<GroupId>, Option<u64>, Option<u64>);
+
     #[test]
     fn lowering_the_roots_limit_below_usage_lists_every_violation_and_blocks_nobody() {
         let example = example();
@@ -556,7 +559,7 @@ mod tests {
         }]);
         assert!(!preview.ok);
         assert!(preview.results[0].outcome.is_err());
-        let found: Vec<(Rule, Option<GroupId>, Option<u64>, Option<u64>)> = preview
+        let found: Vec<Found> = preview
             .violations
             .iter()
             .map(|v| {
