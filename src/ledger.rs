@@ -517,11 +517,7 @@ fn replay(
     }
     let mut events = Vec::with_capacity(found.len());
     for stored in found {
-        let envelope = Envelope::decode(&stored.bytes).map_err(|e| StoreError::Corrupt {
-            seq: stored.seq,
-            reason: e.to_string(),
-        })?;
-        events.push(envelope.event);
+        events.push(stored.decode()?.event);
     }
     Ok(Written {
         seq: record.last_seq,
@@ -669,13 +665,10 @@ impl Ledger {
         let mut made = Vec::new();
         let mut failure = None;
         self.store().scan_tenant(tenant, after, &mut |stored| {
-            let envelope = match Envelope::decode(&stored.bytes) {
+            let envelope = match stored.decode() {
                 Ok(envelope) => envelope,
                 Err(e) => {
-                    failure = Some(StoreError::Corrupt {
-                        seq: stored.seq,
-                        reason: e.to_string(),
-                    });
+                    failure = Some(e);
                     return false;
                 }
             };

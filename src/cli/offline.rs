@@ -3,7 +3,7 @@
 use crate::http::imports::IMPORT_BYTES_MAX;
 use crate::ledger::World;
 use crate::store::sled_store::SledStore;
-use crate::store::{EncodedEvent, Error as StoreError, EventStore};
+use crate::store::{Error as StoreError, EventStore};
 use events::{evolve, Envelope, EventHash, Tenant, TenantId};
 use projections::{invoice, invoice_bytes, Billing, Month};
 use serde_json::json;
@@ -26,13 +26,6 @@ pub fn open_store(data: &Path) -> Result<SledStore, String> {
     })
 }
 
-fn decode(stored: &EncodedEvent) -> Result<Envelope, StoreError> {
-    Envelope::decode(&stored.bytes).map_err(|e| StoreError::Corrupt {
-        seq: stored.seq,
-        reason: e.to_string(),
-    })
-}
-
 /// Fold one tenant's events of the whole log into billing, checking its hash chain.
 pub fn replay_billing(store: &dyn EventStore, tenant: TenantId) -> Result<Billing, String> {
     let mut billing = Billing::default();
@@ -42,7 +35,7 @@ pub fn replay_billing(store: &dyn EventStore, tenant: TenantId) -> Result<Billin
     store
         .scan_tenant(tenant, 0, &mut |stored| {
             progress.set_position(stored.seq);
-            let step = decode(&stored).and_then(|envelope| {
+            let step = stored.decode().and_then(|envelope| {
                 let hash = stored.hash();
                 chain.check(&envelope)?;
                 chain.last = hash;
@@ -305,7 +298,7 @@ pub fn export(
 ) -> Result<u64, String> {
     let mut selected = Vec::new();
     for stored in store.read_tenant(tenant).map_err(|e| e.to_string())? {
-        let envelope = decode(&stored).map_err(|e| e.to_string())?;
+        let envelope = stored.decode().map_err(|e| e.to_string())?;
         let before = since.is_some_and(|s| envelope.recorded_at < s);
         let after = until.is_some_and(|u| envelope.recorded_at >= u);
         if !before && !after {
@@ -373,7 +366,7 @@ pub fn verify(store: &dyn EventStore) -> Result<String, String> {
         let mut state = Tenant::empty(*tenant);
         let mut billing = Billing::default();
         for stored in store.read_tenant(*tenant).map_err(|e| e.to_string())? {
-            let envelope = decode(&stored).map_err(|e| e.to_string())?;
+            let envelope = stored.decode().map_err(|e| e.to_string())?;
             evolve(&mut state, &envelope.event, envelope.version);
             state.last_hash = stored.hash();
             billing.apply(&envelope, stored.hash());

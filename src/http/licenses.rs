@@ -532,7 +532,7 @@ pub async fn one(
             .map_err(ApiError::internal)?;
         let mut events = Vec::new();
         for stored in history {
-            let envelope = Envelope::decode(&stored.bytes).map_err(ApiError::internal)?;
+            let envelope = stored.decode().map_err(ApiError::internal)?;
             if mentions_license(&envelope.event, license) {
                 events.push(event_json(&envelope, &stored.hash().to_hex()));
             }

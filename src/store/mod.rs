@@ -18,6 +18,14 @@ impl EncodedEvent {
     pub fn hash(&self) -> EventHash {
         events::Envelope::hash_of(&self.bytes)
     }
+
+    /// The envelope inside; undecodable bytes are corruption at this sequence.
+    pub fn decode(&self) -> Result<events::Envelope, Error> {
+        events::Envelope::decode(&self.bytes).map_err(|e| Error::Corrupt {
+            seq: self.seq,
+            reason: e.to_string(),
+        })
+    }
 }
 
 /// Why the store failed. A storage error is never the client's fault.
