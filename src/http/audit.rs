@@ -29,6 +29,7 @@ pub struct EventsQuery {
     limit: Option<usize>,
     #[serde(rename = "type")]
     /// Events touching this licence type.
+    #[param(pattern = "^[a-z0-9_]{1,64}$")]
     license_type: Option<String>,
     /// Events of this kind, e.g. `license_assigned`.
     #[param(max_length = 200)]
@@ -73,6 +74,13 @@ pub async fn events(
     AppQuery(query): AppQuery<EventsQuery>,
 ) -> Result<Response, ApiError> {
     let limit = page_limit(query.limit)?;
+    // The document gives `after` as int64, like every sequence; a larger one is not a sequence.
+    if query.after.is_some_and(|after| after > i64::MAX as u64) {
+        return Err(ApiError::bad_request(format!(
+            "after must be at most {}",
+            i64::MAX
+        )));
+    }
     super::filter_text("kind", query.kind.as_deref())?;
     super::filter_text("actor", query.actor.as_deref())?;
     let license_type = query.license_type.as_deref().map(parse_type).transpose()?;

@@ -415,6 +415,7 @@ pub async fn assign_by_type(
 pub struct ListQuery {
     #[serde(rename = "type")]
     /// Licences of this type.
+    #[param(pattern = "^[a-z0-9_]{1,64}$")]
     license_type: Option<String>,
     /// Licences held by this user (add-ons through their base).
     #[param(value_type = Option<uuid::Uuid>)]

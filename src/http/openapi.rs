@@ -249,7 +249,7 @@ const _: () = assert!(super::FILTER_TEXT_BYTES_MAX == 200);
 pub struct WriteHeaders {
     /// The tenant version the write expects (a plain number or the quoted `ETag`); 409 if the
     /// tenant is at another version.
-    #[param(rename = "If-Match", value_type = String, required = false)]
+    #[param(rename = "If-Match", value_type = String, required = false, pattern = r#"^(W/)?"?[0-9]{1,19}"?$"#)]
     pub if_match: Option<String>,
     /// The same key with the same request returns the first answer and appends nothing; with
     /// another request it is a 409.

@@ -215,6 +215,7 @@ pub async fn delete(
 pub struct ListQuery {
     #[serde(rename = "type")]
     /// Users holding this licence type.
+    #[param(pattern = "^[a-z0-9_]{1,64}$")]
     license_type: Option<String>,
     /// Matches the name (any case), the extension or the number.
     #[param(max_length = 200)]

@@ -187,7 +187,10 @@ pub fn decode_record(first_seq: u64, record: &[u8]) -> Result<Vec<EncodedEvent>,
     let mut events = Vec::with_capacity(count.min(body.len() / 28 + 1));
     let mut rest = body;
     for index in 0..count {
-        let expected_seq = first_seq + index as u64;
+        // A corrupt key can put `first_seq` near u64::MAX: refuse, never overflow.
+        let expected_seq = first_seq
+            .checked_add(index as u64)
+            .ok_or_else(|| corrupt("sequence beyond u64::MAX"))?;
         if rest.len() < 28 {
             return Err(corrupt("record body truncated"));
         }
