@@ -6,10 +6,12 @@
 #
 # Installs cargo-fuzz if missing. cargo fuzz needs nightly compiler flags (-Zsanitizer, …);
 # RUSTC_BOOTSTRAP=1 lets the stable toolchain accept them. Targets are built with debug
-# assertions and overflow checks, so arithmetic on hostile input fails loudly. The growing corpus is kept in
-# fuzz/corpus/<target> (not committed); seeds in fuzz/seeds/<target> and the golden events
-# are read as extra corpora. A finding is saved under fuzz/artifacts/<target>/ — keep it as a
-# regression test (events/tests/fuzz_regressions.rs or tests/it/fuzz_regressions.rs).
+# assertions and overflow checks, so arithmetic on hostile input fails loudly.
+#
+# The growing corpus is kept in fuzz/corpus/<target> (not committed); seeds in
+# fuzz/seeds/<target>, earlier findings in fuzz/regressions/<target> and the golden events are
+# read as extra corpora. A finding is saved under fuzz/artifacts/<target>/: fix it, copy it to
+# fuzz/regressions/<target>/ and replay it in tests/it/fuzz_regressions.rs.
 set -euo pipefail
 
 seconds="${1:-60}"
@@ -36,6 +38,7 @@ failed=()
 for target in $targets; do
     corpora=("corpus/$target")
     [ -d "seeds/$target" ] && corpora+=("seeds/$target")
+    [ -d "regressions/$target" ] && corpora+=("regressions/$target")
     [ "$target" = decode_envelope ] && corpora+=("$root/events/tests/golden/v1")
     extra=()
     [ -f "dicts/$target.dict" ] && extra+=(-dict="dicts/$target.dict")
