@@ -8,7 +8,7 @@
 //! event that is not yet durable.
 
 use crate::idempotency::Lookup;
-use crate::store::{EncodedEvent, Error as StoreError, EventStore};
+use crate::store::{EncodedEvent, Error as StoreError, EventRef, EventStore};
 use chrono::Utc;
 use events::{
     decide, evolve, Command, CommandId, Context, Envelope, Event, EventHash, KeyId, Rejection,
@@ -111,6 +111,9 @@ pub struct World {
     pub idempotency: crate::idempotency::Index,
     /// Billing figures per tenant, folded from the same events.
     pub billing: HashMap<TenantId, projections::Billing>,
+    /// Per tenant, its version after the last event of each `recorded_at` (one entry per
+    /// group commit that touched it): which version an as-of instant means, by binary search.
+    pub timelines: HashMap<TenantId, Vec<(chrono::DateTime<Utc>, u64)>>,
     /// Sequence of the last event folded.
     pub head: u64,
     /// The latest `recorded_at` folded: the writer never stamps an earlier one, so months
@@ -131,7 +134,7 @@ impl World {
     ) -> Result<World, StoreError> {
         let mut world = World::default();
         let mut failure = None;
-        store.scan(0, &mut |stored| match world.fold_stored(&stored) {
+        store.scan_ref(0, &mut |stored| match world.fold_stored(stored) {
             Ok(()) => {
                 progress(stored.seq);
                 true
@@ -147,7 +150,7 @@ impl World {
         }
     }
 
-    fn fold_stored(&mut self, stored: &EncodedEvent) -> Result<(), StoreError> {
+    fn fold_stored(&mut self, stored: EventRef<'_>) -> Result<(), StoreError> {
         let corrupt = |reason: String| StoreError::Corrupt {
             seq: stored.seq,
             reason,
@@ -155,7 +158,7 @@ impl World {
         if stored.seq != self.head + 1 {
             return Err(corrupt(format!("expected sequence {}", self.head + 1)));
         }
-        let envelope = Envelope::decode(&stored.bytes).map_err(|e| corrupt(e.to_string()))?;
+        let envelope = Envelope::decode(stored.bytes).map_err(|e| corrupt(e.to_string()))?;
         if envelope.seq != stored.seq || envelope.tenant != stored.tenant {
             return Err(corrupt("envelope disagrees with its record".into()));
         }
@@ -172,7 +175,7 @@ impl World {
         if envelope.prev_hash != tenant.last_hash {
             return Err(corrupt("hash chain broken".into()));
         }
-        self.apply(&envelope, stored.hash());
+        self.apply(&envelope, Envelope::hash_of(stored.bytes));
         Ok(())
     }
 
@@ -205,6 +208,13 @@ impl World {
             }
             _ => {}
         }
+        let line = self.timelines.entry(envelope.tenant).or_default();
+        match line.last_mut() {
+            Some((recorded_at, version)) if *recorded_at == envelope.recorded_at => {
+                *version = envelope.version;
+            }
+            _ => line.push((envelope.recorded_at, envelope.version)),
+        }
         self.idempotency.observe(envelope);
         self.billing
             .entry(envelope.tenant)
@@ -235,7 +245,7 @@ struct Shared {
     /// Why writes stopped, after a failed append: never retried and carried on, since what
     /// reached the disk is unknown.
     stopped: std::sync::Mutex<Option<String>>,
-    checkpoints: Checkpoints,
+    past_states: PastStates,
 }
 
 /// Handle to the running ledger; cheap to clone.
@@ -260,7 +270,7 @@ impl Ledger {
             store,
             batches: std::sync::atomic::AtomicU64::new(0),
             stopped: std::sync::Mutex::new(None),
-            checkpoints: Checkpoints::default(),
+            past_states: PastStates::default(),
         });
         let (queue, receiver) = mpsc::channel(QUEUE_DEPTH_MAX);
         let writer = Arc::clone(&shared);
@@ -594,103 +604,175 @@ impl World {
     }
 }
 
-/// Tenant events between two as-of checkpoints.
-pub const CHECKPOINT_EVENTS: u64 = 20_000;
-/// Checkpoints kept per tenant; past it every other one is dropped.
-pub const CHECKPOINTS_PER_TENANT_MAX: usize = 32;
+/// Tenant events between two as-of checkpoints left by a fold.
+pub const CHECKPOINT_EVENTS: u64 = 5_000;
+/// Licences and users held by all past states kept for as-of queries together (each state
+/// weighs its licences plus its users plus one); past it the least recently used go first.
+pub const PAST_STATES_WEIGHT_MAX: u64 = 4_000_000;
+/// Past states kept at most, whatever their weight.
+pub const PAST_STATES_MAX: usize = 256;
 
-/// A tenant's state after the event `seq`, recorded at `recorded_at`.
-#[derive(Clone)]
-struct Checkpoint {
+/// A tenant's state at one version of its stream.
+struct PastState {
+    tenant: TenantId,
+    version: u64,
+    /// Global sequence of the tenant's event number `version`.
     seq: u64,
-    recorded_at: chrono::DateTime<Utc>,
     state: Arc<Tenant>,
+    weight: u64,
+    last_used: u64,
 }
 
-/// As-of checkpoints, made by as-of queries themselves as they fold a tenant's stream.
+/// Tenant states at past versions: the answers of earlier as-of queries (a repeated query, or
+/// another view of the same instant, is a lookup) and the checkpoints their folds left behind
+/// (a query at a nearby instant folds from the nearest one). Bounded by
+/// [`PAST_STATES_WEIGHT_MAX`].
 #[derive(Default)]
-pub struct Checkpoints {
-    by_tenant: std::sync::Mutex<HashMap<TenantId, Vec<Checkpoint>>>,
+pub struct PastStates {
+    inner: std::sync::Mutex<PastStatesInner>,
 }
 
-impl Checkpoints {
-    fn latest_at_or_before(
+#[derive(Default)]
+struct PastStatesInner {
+    states: Vec<PastState>,
+    weight: u64,
+    tick: u64,
+}
+
+fn weight_of(state: &Tenant) -> u64 {
+    state.licenses.len() as u64 + state.users.len() as u64 + 1
+}
+
+impl PastStates {
+    /// The kept state of `tenant` with the highest version at or below `version`.
+    fn nearest_at_or_below(
         &self,
         tenant: TenantId,
-        at: chrono::DateTime<Utc>,
-    ) -> Option<Checkpoint> {
-        let map = self.by_tenant.lock().ok()?;
-        map.get(&tenant)?
-            .iter()
-            .rev()
-            .find(|c| c.recorded_at <= at)
-            .cloned()
+        version: u64,
+    ) -> Option<(u64, u64, Arc<Tenant>)> {
+        let mut inner = self.inner.lock().ok()?;
+        inner.tick += 1;
+        let tick = inner.tick;
+        let best = inner
+            .states
+            .iter_mut()
+            .filter(|p| p.tenant == tenant && p.version <= version)
+            .max_by_key(|p| p.version)?;
+        best.last_used = tick;
+        Some((best.version, best.seq, Arc::clone(&best.state)))
     }
 
-    fn keep(&self, tenant: TenantId, made: Vec<Checkpoint>) {
-        if made.is_empty() {
-            return;
-        }
-        let Ok(mut map) = self.by_tenant.lock() else {
+    fn keep(&self, tenant: TenantId, version: u64, seq: u64, state: Arc<Tenant>) {
+        let Ok(mut inner) = self.inner.lock() else {
             return;
         };
-        let list = map.entry(tenant).or_default();
-        list.extend(made);
-        list.sort_by_key(|c| c.seq);
-        list.dedup_by_key(|c| c.seq);
-        while list.len() > CHECKPOINTS_PER_TENANT_MAX {
-            let mut index = 0;
-            list.retain(|_| {
-                index += 1;
-                index % 2 == 0
-            });
+        if inner
+            .states
+            .iter()
+            .any(|p| p.tenant == tenant && p.version == version)
+        {
+            return;
         }
+        let weight = weight_of(&state);
+        if weight > PAST_STATES_WEIGHT_MAX {
+            return;
+        }
+        inner.tick += 1;
+        let last_used = inner.tick;
+        inner.weight += weight;
+        inner.states.push(PastState {
+            tenant,
+            version,
+            seq,
+            state,
+            weight,
+            last_used,
+        });
+        while inner.weight > PAST_STATES_WEIGHT_MAX || inner.states.len() > PAST_STATES_MAX {
+            let Some(oldest) = (0..inner.states.len()).min_by_key(|&i| inner.states[i].last_used)
+            else {
+                break;
+            };
+            let gone = inner.states.swap_remove(oldest);
+            inner.weight -= gone.weight;
+        }
+    }
+}
+
+impl World {
+    /// The version `tenant` had at `at`: the number of its events recorded at or before it.
+    pub fn version_at(&self, tenant: TenantId, at: chrono::DateTime<Utc>) -> u64 {
+        let Some(line) = self.timelines.get(&tenant) else {
+            return 0;
+        };
+        let after = line.partition_point(|(recorded_at, _)| *recorded_at <= at);
+        after.checked_sub(1).map_or(0, |i| line[i].1)
     }
 }
 
 impl Ledger {
-    /// The tenant as it was at `at`: every event recorded at or before it. Folds from the
-    /// nearest checkpoint at or before `at` (none: from scratch), leaving a checkpoint every
-    /// [`CHECKPOINT_EVENTS`] events for later queries. `None` if the tenant did not exist yet.
-    pub fn tenant_at(
+    /// Run `read` on the tenant as it was at `at`: every event recorded at or before it (the
+    /// empty state if the tenant did not exist yet). When nothing happened to the tenant since
+    /// `at`, that is the live state, read in place. Otherwise the state is a kept past state
+    /// (see [`PastStates`]) or is folded from the nearest one at or below the version wanted,
+    /// leaving checkpoints every [`CHECKPOINT_EVENTS`] events for later queries.
+    pub fn with_tenant_at<R>(
         &self,
         tenant: TenantId,
         at: chrono::DateTime<Utc>,
-    ) -> Result<Option<Tenant>, StoreError> {
-        let start = self.shared.checkpoints.latest_at_or_before(tenant, at);
-        let (mut state, after) = match &start {
-            Some(c) => (Tenant::clone(&c.state), c.seq),
+        read: impl FnOnce(&Tenant) -> R,
+    ) -> Result<R, StoreError> {
+        let wanted = {
+            let world = self.read();
+            let wanted = world.version_at(tenant, at);
+            match world.tenants.get(&tenant) {
+                Some(live) if live.version == wanted => return Ok(read(live)),
+                _ => wanted,
+            }
+        };
+        if wanted == 0 {
+            return Ok(read(&Tenant::empty(tenant)));
+        }
+        let past = self.tenant_at_version(tenant, wanted)?;
+        Ok(read(&past))
+    }
+
+    /// The tenant's state after its event number `version`.
+    fn tenant_at_version(&self, tenant: TenantId, version: u64) -> Result<Arc<Tenant>, StoreError> {
+        let past = &self.shared.past_states;
+        let (mut state, mut after_seq) = match past.nearest_at_or_below(tenant, version) {
+            Some((found, _, state)) if found == version => return Ok(state),
+            Some((_, seq, state)) => (Tenant::clone(&state), seq),
             None => (Tenant::empty(tenant), 0),
         };
-        let mut made = Vec::new();
         let mut failure = None;
-        self.store().scan_tenant(tenant, after, &mut |stored| {
-            let envelope = match stored.decode() {
-                Ok(envelope) => envelope,
-                Err(e) => {
-                    failure = Some(e);
+        if state.version < version {
+            self.store().scan_tenant(tenant, after_seq, &mut |stored| {
+                let envelope = match stored.decode() {
+                    Ok(envelope) => envelope,
+                    Err(e) => {
+                        failure = Some(e);
+                        return false;
+                    }
+                };
+                evolve(&mut state, &envelope.event, envelope.version);
+                state.last_hash = stored.hash();
+                after_seq = stored.seq;
+                if envelope.version >= version {
                     return false;
                 }
-            };
-            if envelope.recorded_at > at {
-                return false;
-            }
-            evolve(&mut state, &envelope.event, envelope.version);
-            state.last_hash = stored.hash();
-            if envelope.version % CHECKPOINT_EVENTS == 0 {
-                made.push(Checkpoint {
-                    seq: stored.seq,
-                    recorded_at: envelope.recorded_at,
-                    state: Arc::new(state.clone()),
-                });
-            }
-            true
-        })?;
+                if envelope.version % CHECKPOINT_EVENTS == 0 {
+                    past.keep(tenant, envelope.version, after_seq, Arc::new(state.clone()));
+                }
+                true
+            })?;
+        }
         if let Some(e) = failure {
             return Err(e);
         }
-        self.shared.checkpoints.keep(tenant, made);
-        Ok((state.version > 0).then_some(state))
+        let state = Arc::new(state);
+        past.keep(tenant, version, after_seq, Arc::clone(&state));
+        Ok(state)
     }
 }
 
@@ -783,10 +865,23 @@ mod tests {
             [3, 5, 2, 4, 1, 5, 0].map(|h| start + Duration::hours(h) + Duration::minutes(30));
         for at in instants {
             let expected = naive_tenant_at(store.as_ref(), tenant, at);
-            let got = ledger.tenant_at(tenant, at).unwrap().unwrap();
+            let got = ledger.with_tenant_at(tenant, at, Tenant::clone).unwrap();
             assert_eq!(got, expected, "as of {at}");
         }
-        let kept = ledger.shared.checkpoints.by_tenant.lock().unwrap()[&tenant].len();
-        assert!(kept >= 2, "queries left checkpoints behind ({kept})");
+        let kept = ledger.shared.past_states.inner.lock().unwrap().states.len();
+        assert!(kept >= 2, "queries left past states behind ({kept})");
+        // Nothing happened since the last batch: the live state answers.
+        let later = start + Duration::hours(9);
+        let live = ledger.read().tenants[&tenant].clone();
+        assert_eq!(
+            ledger.with_tenant_at(tenant, later, Tenant::clone).unwrap(),
+            live
+        );
+        // Before the tenant existed: the empty state.
+        let before = start - Duration::hours(1);
+        let empty = ledger
+            .with_tenant_at(tenant, before, Tenant::clone)
+            .unwrap();
+        assert_eq!(empty.version, 0);
     }
 }

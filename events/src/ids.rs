@@ -1,6 +1,7 @@
 //! Typed identifiers. Swapping a `UserId` for a `LicenseId` is a compile error.
 
 use serde::{Deserialize, Serialize};
+use smol_str::SmolStr;
 use std::fmt;
 use uuid::Uuid;
 
@@ -65,7 +66,7 @@ id_type!(
 /// The code of a licence type in the catalogue, such as `phone_system` or `call_recording`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct TypeCode(pub String);
+pub struct TypeCode(SmolStr);
 
 /// Longest licence type code accepted.
 pub const TYPE_CODE_BYTES_MAX: usize = 64;
@@ -78,7 +79,7 @@ impl TypeCode {
             && text
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-        valid.then(|| TypeCode(text.to_string()))
+        valid.then(|| TypeCode(SmolStr::new(text)))
     }
 
     /// The code as text.
@@ -95,6 +96,6 @@ impl fmt::Display for TypeCode {
 
 impl From<&str> for TypeCode {
     fn from(text: &str) -> Self {
-        TypeCode(text.to_string())
+        TypeCode(SmolStr::new(text))
     }
 }

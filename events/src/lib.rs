@@ -9,6 +9,7 @@ pub mod command;
 pub mod decide;
 pub mod event;
 pub mod ids;
+pub mod index;
 pub mod rejection;
 pub mod state;
 pub mod time;
@@ -20,5 +21,6 @@ pub use event::{
     Envelope, Event, EventHash, Reminder, ReminderFrequency, Restriction, Retention, Role,
 };
 pub use ids::{CommandId, GroupId, KeyId, LicenseId, TenantId, TypeCode, UserId};
+pub use index::IdMap;
 pub use rejection::{Rejection, RejectionClass, RowError, Rule, Violation};
 pub use state::{evolve, License, LicenseStatus, Tenant};

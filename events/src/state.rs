@@ -4,6 +4,7 @@
 use crate::catalogue::{Catalogue, Kind};
 use crate::event::{Event, EventHash, Restriction, Retention, Role};
 use crate::ids::{GroupId, KeyId, LicenseId, TenantId, TypeCode, UserId};
+use crate::index::IdMap;
 use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -123,13 +124,13 @@ pub struct Tenant {
     /// Hash of the tenant's last event.
     pub last_hash: EventHash,
     pub catalogue: Catalogue,
-    pub licenses: BTreeMap<LicenseId, License>,
+    pub licenses: IdMap<LicenseId, License>,
     /// Free licences per type (a base: unassigned; an add-on: unattached).
     pub free: BTreeMap<TypeCode, BTreeSet<LicenseId>>,
     /// Licences not terminated, per type.
     pub owned: BTreeMap<TypeCode, u64>,
     pub groups: BTreeMap<GroupId, Group>,
-    pub users: BTreeMap<UserId, User>,
+    pub users: IdMap<UserId, User>,
     /// Extension of every user not removed.
     pub extensions: BTreeMap<String, UserId>,
     pub retention: Retention,
@@ -152,11 +153,11 @@ impl Tenant {
             version: 0,
             last_hash: EventHash::default(),
             catalogue: Catalogue::new(),
-            licenses: BTreeMap::new(),
+            licenses: IdMap::new(),
             free: BTreeMap::new(),
             owned: BTreeMap::new(),
             groups: BTreeMap::new(),
-            users: BTreeMap::new(),
+            users: IdMap::new(),
             extensions: BTreeMap::new(),
             retention: Retention::default(),
             prices: BTreeMap::new(),

@@ -54,7 +54,7 @@ fn key(n: u128) -> KeyId {
 }
 
 fn code(text: &str) -> TypeCode {
-    TypeCode(text.to_string())
+    TypeCode::from(text)
 }
 
 /// An instant with microseconds, the precision the log stores.

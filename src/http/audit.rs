@@ -204,8 +204,9 @@ pub async fn entitlement(
         )));
     }
     if at < now {
-        let past = app.tenant_as_of(tenant, &auth, &[Need::Audit], at)?;
-        return render_entitlement(&past, user, &license_type, at);
+        return app.tenant_as_of(tenant, &auth, &[Need::Audit], at, |past| {
+            render_entitlement(past, user, &license_type, at)
+        });
     }
     app.read_tenant(tenant, &auth, Need::Read, |t| {
         render_entitlement(t, user, &license_type, at)

@@ -62,7 +62,7 @@ pub async fn month(
                 "peak_assigned": f.peak_assigned,
                 "units_at_end": f.units_at_end,
             });
-            (t.0, figures)
+            (t.to_string(), figures)
         })
         .collect();
     let body = json!({

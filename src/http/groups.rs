@@ -275,8 +275,7 @@ pub async fn list(
     let limit = page_limit(query.limit)?;
     app.read_tenant(tenant, &auth, Need::Read, |t| {
         let (items, next) = page_after(
-            &t.groups,
-            query.after,
+            super::btree_after(&t.groups, query.after),
             limit,
             |g| query.parent_id.is_none() || g.parent == query.parent_id,
             group_json,
@@ -354,8 +353,9 @@ pub async fn state(
         .transpose()?
         .unwrap_or(now);
     if at < now {
-        let past = app.tenant_as_of(tenant, &auth, &[Need::Audit], at)?;
-        return render_state(&past, group, at);
+        return app.tenant_as_of(tenant, &auth, &[Need::Audit], at, |past| {
+            render_state(past, group, at)
+        });
     }
     app.read_tenant(tenant, &auth, Need::Read, |t| render_state(t, group, at))
 }
@@ -372,7 +372,7 @@ fn render_state(
         .iter()
         .map(|(code, s)| {
             (
-                code.0.clone(),
+                code.to_string(),
                 json!({
                     "limit": s.limit, "used": s.used, "remaining": s.remaining,
                     "effective_remaining": s.effective_remaining, "limited_by": s.limited_by,

@@ -490,7 +490,7 @@ pub async fn list(
                     }
                 }
         };
-        let (items, next) = page_after(&t.licenses, query.after, limit, keep, |l| {
+        let (items, next) = page_after(t.licenses.iter_after(query.after), limit, keep, |l| {
             license_json(t, l)
         });
         Ok(page(items, next, t.version))

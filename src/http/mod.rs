@@ -266,13 +266,14 @@ impl App {
 
     /// The tenant as it was at a past instant, for a caller holding one of `needs` (the
     /// as-of queries: auditors, and billing for usage).
-    pub fn tenant_as_of(
+    pub fn tenant_as_of<R>(
         &self,
         tenant: TenantId,
         auth: &Auth,
         needs: &[Need],
         at: chrono::DateTime<chrono::Utc>,
-    ) -> Result<Tenant, ApiError> {
+        read: impl FnOnce(&Tenant) -> Result<R, ApiError>,
+    ) -> Result<R, ApiError> {
         self.read_tenant(tenant, auth, Need::Read, |_| Ok(()))?;
         let role = auth.role_in(tenant)?;
         if !needs.iter().any(|need| auth::allows(role, *need)) {
@@ -281,11 +282,9 @@ impl App {
                 auth::role_name(role)
             )));
         }
-        Ok(self
-            .ledger
-            .tenant_at(tenant, at)
+        self.ledger
+            .with_tenant_at(tenant, at, read)
             .map_err(ApiError::internal)?
-            .unwrap_or_else(|| Tenant::empty(tenant)))
     }
 
     /// Read the current state of a tenant after checking the role.
@@ -319,7 +318,7 @@ pub fn written(status: StatusCode, written: &Written, extra: Value) -> Response 
                     "peak_units_after": c.peak_units_after,
                     "amount_minor_delta": c.amount_minor_delta,
                 });
-                (t.0.clone(), figures)
+                (t.to_string(), figures)
             })
             .collect();
         body["cost"] = Value::Object(types);
@@ -358,23 +357,28 @@ pub fn filter_text(field: &str, text: Option<&str>) -> Result<(), ApiError> {
 
 /// One page of `map` in key order after the cursor `after`: up to `limit` values that `keep`
 /// accepts, rendered, and the cursor of the next page (the last key shown) when more follow.
-pub fn page_after<K: Ord + Copy + std::fmt::Display, V>(
-    map: &std::collections::BTreeMap<K, V>,
-    after: Option<K>,
+pub fn page_after<'a, K: Copy + std::fmt::Display + 'a, V: 'a>(
+    entries: impl Iterator<Item = (&'a K, &'a V)>,
     limit: usize,
     keep: impl Fn(&V) -> bool,
     render: impl Fn(&V) -> Value,
 ) -> (Vec<Value>, Option<String>) {
-    let start = after.map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
-    let mut matching = map
-        .range((start, std::ops::Bound::Unbounded))
-        .filter(|(_, v)| keep(v));
+    let mut matching = entries.filter(|(_, v)| keep(v));
     let shown: Vec<(&K, &V)> = matching.by_ref().take(limit).collect();
     let next = match (matching.next(), shown.last()) {
         (Some(_), Some((key, _))) => Some(key.to_string()),
         _ => None,
     };
     (shown.into_iter().map(|(_, v)| render(v)).collect(), next)
+}
+
+/// The entries of an ordered map with keys strictly after `after` (all, for `None`).
+pub fn btree_after<K: Ord + Copy, V>(
+    map: &std::collections::BTreeMap<K, V>,
+    after: Option<K>,
+) -> std::collections::btree_map::Range<'_, K, V> {
+    let start = after.map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
+    map.range((start, std::ops::Bound::Unbounded))
 }
 
 /// Clamp a requested page size.

@@ -480,7 +480,7 @@ pub async fn usage(
     let render = |t: &events::Tenant, at: DateTime<Utc>| {
         let types: serde_json::Map<String, Value> = projections::usage(t)
             .into_iter()
-            .map(|(code, u)| (code.0, json!(u)))
+            .map(|(code, u)| (code.to_string(), json!(u)))
             .collect();
         with_etag(
             Json(json!({"at": super::views::instant(at), "types": types})).into_response(),
@@ -489,8 +489,9 @@ pub async fn usage(
     };
     match at {
         Some(at) if at < now => {
-            let past = app.tenant_as_of(tenant, &auth, &[Need::Audit, Need::Bill], at)?;
-            Ok(render(&past, at))
+            app.tenant_as_of(tenant, &auth, &[Need::Audit, Need::Bill], at, |past| {
+                Ok(render(past, at))
+            })
         }
         _ => app.read_tenant(tenant, &auth, Need::Read, |t| {
             Ok(render(t, at.unwrap_or(now)))

@@ -273,7 +273,9 @@ pub async fn list(
                     .as_ref()
                     .is_none_or(|ty| t.holdings(u.id).contains(ty))
         };
-        let (items, next) = page_after(&t.users, query.after, limit, keep, |u| user_json(t, u));
+        let (items, next) = page_after(t.users.iter_after(query.after), limit, keep, |u| {
+            user_json(t, u)
+        });
         Ok(page(items, next, t.version))
     })
 }

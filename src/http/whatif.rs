@@ -523,7 +523,7 @@ fn report_json(tenant: &Tenant, billing: &Billing, report: &WhatIf, names: &[&st
         .iter()
         .map(|(t, d)| {
             (
-                t.0.clone(),
+                t.to_string(),
                 json!({
                     "peak_units_before": d.peak_units_before,
                     "peak_units_after": d.peak_units_after,

@@ -28,6 +28,26 @@ impl EncodedEvent {
     }
 }
 
+/// One stored event borrowed from the record that holds it: what a scan visits without
+/// copying the event's bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EventRef<'a> {
+    pub seq: u64,
+    pub tenant: TenantId,
+    pub bytes: &'a [u8],
+}
+
+impl EventRef<'_> {
+    /// An owned copy.
+    pub fn to_owned_event(&self) -> EncodedEvent {
+        EncodedEvent {
+            seq: self.seq,
+            tenant: self.tenant,
+            bytes: self.bytes.to_vec(),
+        }
+    }
+}
+
 /// Why the store failed. A storage error is never the client's fault.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -50,6 +70,22 @@ pub trait EventStore: Send + Sync + 'static {
     /// Visit every event with `seq > after`, in order, until `visit` returns `false`. Only
     /// durable events, up to `head()`, are visited: never one of an append still under way.
     fn scan(&self, after: u64, visit: &mut dyn FnMut(EncodedEvent) -> bool) -> Result<(), Error>;
+
+    /// Like [`EventStore::scan`], lending each event's bytes instead of copying them: the
+    /// replay path. Backends that keep records in memory-friendly form override it.
+    fn scan_ref(
+        &self,
+        after: u64,
+        visit: &mut dyn FnMut(EventRef<'_>) -> bool,
+    ) -> Result<(), Error> {
+        self.scan(after, &mut |event| {
+            visit(EventRef {
+                seq: event.seq,
+                tenant: event.tenant,
+                bytes: &event.bytes,
+            })
+        })
+    }
 
     /// Visit the events of one tenant with `seq > after`, in order, until `visit` returns
     /// `false`. Durable events only, as `scan`.

@@ -9,7 +9,7 @@
 //! `count` times `[seq u64 LE][tenant 16 bytes][len u32 LE][encoded envelope]`. The checksum
 //! catches torn or flipped records before any event inside is trusted.
 
-use super::{EncodedEvent, Error, EventStore};
+use super::{EncodedEvent, Error, EventRef, EventStore};
 use events::TenantId;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -168,6 +168,23 @@ pub fn encode_record(batch: &[EncodedEvent]) -> Vec<u8> {
 
 /// Decode and check one record whose key says it starts at `first_seq`.
 pub fn decode_record(first_seq: u64, record: &[u8]) -> Result<Vec<EncodedEvent>, Error> {
+    let mut events = Vec::new();
+    visit_record(first_seq, record, &mut |event| {
+        events.push(event.to_owned_event());
+        true
+    })?;
+    Ok(events)
+}
+
+/// Check one record whose key says it starts at `first_seq`, then lend each event in it to
+/// `visit` in order until it returns `false`. The checksum is checked before any event is
+/// lent, so `visit` never sees bytes of a damaged record. Returns whether `visit` asked for
+/// more.
+pub fn visit_record(
+    first_seq: u64,
+    record: &[u8],
+    visit: &mut dyn FnMut(EventRef<'_>) -> bool,
+) -> Result<bool, Error> {
     let corrupt = |reason: &str| Error::Corrupt {
         seq: first_seq,
         reason: reason.to_string(),
@@ -184,13 +201,17 @@ pub fn decode_record(first_seq: u64, record: &[u8]) -> Result<Vec<EncodedEvent>,
     if blake3::hash(body).as_bytes() != checksum {
         return Err(corrupt("record checksum mismatch"));
     }
-    let mut events = Vec::with_capacity(count.min(body.len() / 28 + 1));
-    let mut rest = body;
+    // Split the whole record before lending anything: a damaged layout is reported as such
+    // even when `visit` would have stopped early.
+    let mut spans: Vec<(u64, TenantId, std::ops::Range<usize>)> =
+        Vec::with_capacity(count.min(body.len() / 28 + 1));
+    let mut offset = 0usize;
     for index in 0..count {
         // A corrupt key can put `first_seq` near u64::MAX: refuse, never overflow.
         let expected_seq = first_seq
             .checked_add(index as u64)
             .ok_or_else(|| corrupt("sequence beyond u64::MAX"))?;
+        let rest = &body[offset..];
         if rest.len() < 28 {
             return Err(corrupt("record body truncated"));
         }
@@ -209,17 +230,24 @@ pub fn decode_record(first_seq: u64, record: &[u8]) -> Result<Vec<EncodedEvent>,
                 reason: "event length out of bounds".into(),
             });
         }
-        events.push(EncodedEvent {
-            seq,
-            tenant: TenantId(tenant),
-            bytes: rest[28..28 + len].to_vec(),
-        });
-        rest = &rest[28 + len..];
+        let start = offset + 28;
+        spans.push((seq, TenantId(tenant), start..start + len));
+        offset = start + len;
     }
-    if !rest.is_empty() {
+    if offset != body.len() {
         return Err(corrupt("trailing bytes after the last event"));
     }
-    Ok(events)
+    for (seq, tenant, range) in spans {
+        let event = EventRef {
+            seq,
+            tenant,
+            bytes: &body[range],
+        };
+        if !visit(event) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 impl EventStore for SledStore {
@@ -259,6 +287,14 @@ impl EventStore for SledStore {
     }
 
     fn scan(&self, after: u64, visit: &mut dyn FnMut(EncodedEvent) -> bool) -> Result<(), Error> {
+        self.scan_ref(after, &mut |event| visit(event.to_owned_event()))
+    }
+
+    fn scan_ref(
+        &self,
+        after: u64,
+        visit: &mut dyn FnMut(EventRef<'_>) -> bool,
+    ) -> Result<(), Error> {
         // sled shows a batch to readers as soon as it is applied, before the flush: stop at the
         // durable head so that nobody reads an event a crash could still take back.
         let durable = self.head.load(Ordering::Acquire);
@@ -283,10 +319,14 @@ impl EventStore for SledStore {
             if first > durable {
                 break;
             }
-            for event in decode_record(first, &value)? {
-                if event.seq > durable || (event.seq > after && !visit(event)) {
-                    return Ok(());
+            let more = visit_record(first, &value, &mut |event| {
+                if event.seq > durable {
+                    return false;
                 }
+                event.seq <= after || visit(event)
+            })?;
+            if !more {
+                return Ok(());
             }
         }
         Ok(())
@@ -327,13 +367,14 @@ impl EventStore for SledStore {
                     seq: first,
                     reason: "tenant index names a missing record".into(),
                 })?;
-            for event in decode_record(first, &record)? {
+            let more = visit_record(first, &record, &mut |event| {
                 if event.seq > durable {
-                    return Ok(());
+                    return false;
                 }
-                if event.tenant == tenant && event.seq > after && !visit(event) {
-                    return Ok(());
-                }
+                event.tenant != tenant || event.seq <= after || visit(event.to_owned_event())
+            })?;
+            if !more {
+                return Ok(());
             }
         }
         Ok(())
