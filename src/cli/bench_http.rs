@@ -23,7 +23,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::runtime::Runtime;
 use tokio::sync::oneshot;
-use tools::load::{measure_at_capacity, AssignUnassignChurn, LoadConfig, LoadReport, Pace};
+use tools::load::{
+    measure_at_capacity, AssignUnassignChurn, CapacityReport, LoadConfig, LoadReport, Pace,
+};
 use tools::postgres::{self, Cluster, ReferenceTenant};
 use uuid::Uuid;
 
@@ -38,24 +40,22 @@ const BENCH_ROOT_TOKEN: &str = "bench-root-token";
 /// How long a server may take to close its connections once told to stop.
 const SERVER_STOP_WAIT: Duration = Duration::from_secs(5);
 
-/// One server's figures: the closed-loop probe and the open-loop run at a share of it.
-struct Measured {
-    probe: LoadReport,
-    run: LoadReport,
-}
+/// One server's figures.
+struct Measured(CapacityReport);
 
 impl Measured {
-    fn figure(&self) -> String {
-        format!(
-            "{} (offered {:.0}/s; closed-loop probe {:.0}/s)",
-            self.run.summary(),
-            self.offered(),
-            self.probe.successes_per_second()
-        )
+    fn run(&self) -> &LoadReport {
+        &self.0.run
     }
 
-    fn offered(&self) -> f64 {
-        self.run.answered as f64 / self.run.elapsed.as_secs_f64().max(1e-9)
+    fn figure(&self) -> String {
+        format!(
+            "{} (offered {:.0}/s{}; closed-loop probe {:.0}/s)",
+            self.0.run.summary(),
+            self.0.offered_per_second,
+            if self.0.kept_up { "" } else { ", fell behind" },
+            self.0.probe.successes_per_second()
+        )
     }
 }
 
@@ -94,7 +94,7 @@ fn measure(
     runtime.block_on(async {
         let (address, stop) = serve(router).await?;
         let workloads = AssignUnassignChurn::split(prefix, pairs, args.connections);
-        let (probe, run) = measure_at_capacity(
+        let report = measure_at_capacity(
             &load_config(address, args),
             Duration::from_secs(args.http_probe_seconds),
             args.http_load_percent,
@@ -102,7 +102,7 @@ fn measure(
         )
         .await;
         stop.stop().await;
-        Ok(Measured { probe, run })
+        Ok(Measured(report))
     })
 }
 
@@ -155,8 +155,13 @@ fn ledger_and_bare(
         postgres_figures(runtime, scratch, &tenant, &prefix, &pairs, args)
     };
     let method = format!(
-        "open loop at {:.0} % of a {} s closed-loop probe, {} s, {} connections",
-        args.http_load_percent, args.http_probe_seconds, args.http_seconds, args.connections
+        "open loop, Poisson arrivals, latency from the scheduled send, at {:.0} % of a {} s \
+         closed-loop probe (stepping down ×{} until it keeps up), {} s, {} connections",
+        args.http_load_percent,
+        args.http_probe_seconds,
+        tools::load::LOAD_STEP_FACTOR,
+        args.http_seconds,
+        args.connections
     );
     Ok(vec![
         versus_postgres(&ledger_figures, &postgres_reference, &method),
@@ -169,9 +174,9 @@ fn versus_postgres(ledger: &Measured, postgres: &Result<Measured, String>, metho
         format!("assign/unassign over HTTP, ledger vs a CRUD service on PostgreSQL ({method})");
     match postgres {
         Ok(postgres) => {
-            let ledger_p99 = ledger.run.percentile(0.99);
-            let postgres_p99 = postgres.run.percentile(0.99);
-            let rate = postgres.run.successes_per_second();
+            let ledger_p99 = ledger.run().percentile(0.99);
+            let postgres_p99 = postgres.run().percentile(0.99);
+            let rate = postgres.run().successes_per_second();
             Row {
                 scenario,
                 figure: ledger.figure(),
@@ -183,7 +188,7 @@ fn versus_postgres(ledger: &Measured, postgres: &Result<Measured, String>, metho
                 ratio: format!(
                     "{}; p99 {} than PostgreSQL's",
                     if rate > 0.0 {
-                        format!("{:.1}×", ledger.run.successes_per_second() / rate)
+                        format!("{:.1}×", ledger.run().successes_per_second() / rate)
                     } else {
                         "— (PostgreSQL answered nothing)".into()
                     },
@@ -205,7 +210,7 @@ fn versus_postgres(ledger: &Measured, postgres: &Result<Measured, String>, metho
 }
 
 fn versus_bare(ledger: &Measured, bare: &Measured, method: &str) -> Row {
-    let bare_rate = bare.run.successes_per_second();
+    let bare_rate = bare.run().successes_per_second();
     Row {
         scenario: format!("HTTP assign/unassign, ledger vs a bare axum endpoint ({method})"),
         figure: ledger.figure(),
@@ -213,7 +218,7 @@ fn versus_bare(ledger: &Measured, bare: &Measured, method: &str) -> Row {
         ratio: if bare_rate > 0.0 {
             format!(
                 "{:.0} % of bare",
-                100.0 * ledger.run.successes_per_second() / bare_rate
+                100.0 * ledger.run().successes_per_second() / bare_rate
             )
         } else {
             "— (bare answered nothing)".into()

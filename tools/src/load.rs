@@ -195,29 +195,64 @@ pub async fn drive<W: Workload>(config: &LoadConfig, workloads: Vec<W>) -> (Load
     (report, workloads)
 }
 
-/// A closed-loop probe of `probe` to find capacity, then an open-loop run of `config.duration`
-/// at `load_percent` of it. Returns the probe's and the open-loop run's reports.
+/// Open-loop attempts of [`measure_at_capacity`] at most, each at a lower rate.
+pub const LOAD_STEPS_MAX: usize = 3;
+/// Each further attempt runs at this share of the previous one's rate.
+pub const LOAD_STEP_FACTOR: f64 = 0.8;
+
+/// What [`measure_at_capacity`] found.
+#[derive(Clone, Debug)]
+pub struct CapacityReport {
+    /// The closed-loop probe.
+    pub probe: LoadReport,
+    /// The last open-loop run.
+    pub run: LoadReport,
+    /// The rate the last run offered, in requests per second.
+    pub offered_per_second: f64,
+    /// Whether the last run kept up with its rate (else every attempt fell behind).
+    pub kept_up: bool,
+}
+
+/// A closed-loop probe of `probe` to find capacity, then open-loop runs of `config.duration`:
+/// the first at `load_percent` of the probed rate, each further one (at most
+/// [`LOAD_STEPS_MAX`] in all) at [`LOAD_STEP_FACTOR`] of the previous rate, until one keeps up
+/// (answers at least 95 % of what it offered, and drains within a second of the end).
 pub async fn measure_at_capacity<W: Workload>(
     config: &LoadConfig,
     probe: Duration,
     load_percent: f64,
     workloads: Vec<W>,
-) -> (LoadReport, LoadReport) {
+) -> CapacityReport {
     let probe_config = LoadConfig {
         duration: probe,
         pace: Pace::ClosedLoop,
         ..config.clone()
     };
-    let (probed, workloads) = drive(&probe_config, workloads).await;
-    let capacity = probed.successes_per_second().max(1.0);
-    let open_config = LoadConfig {
-        pace: Pace::OpenLoop {
-            requests_per_second: capacity * load_percent / 100.0,
-        },
-        ..config.clone()
-    };
-    let (measured, _) = drive(&open_config, workloads).await;
-    (probed, measured)
+    let (probed, mut workloads) = drive(&probe_config, workloads).await;
+    let mut rate = probed.successes_per_second().max(1.0) * load_percent / 100.0;
+    let mut step = 0;
+    loop {
+        let open_config = LoadConfig {
+            pace: Pace::OpenLoop {
+                requests_per_second: rate,
+            },
+            ..config.clone()
+        };
+        let (run, returned) = drive(&open_config, workloads).await;
+        workloads = returned;
+        step += 1;
+        let kept_up = run.successes_per_second() >= 0.95 * rate
+            && run.elapsed <= config.duration + Duration::from_secs(1);
+        if kept_up || step >= LOAD_STEPS_MAX {
+            return CapacityReport {
+                probe: probed,
+                run,
+                offered_per_second: rate,
+                kept_up,
+            };
+        }
+        rate *= LOAD_STEP_FACTOR;
+    }
 }
 
 struct Connection {
@@ -241,7 +276,7 @@ impl Connection {
         let give_up = deadline + DRAIN_GRACE;
         let mut sender: Option<SendRequest<Full<Bytes>>> = None;
         let mut failed_connects = 0u32;
-        let mut sent = 0u64;
+        let mut attempted = 0u64;
         let mut scheduled = match self.rate_per_connection {
             Some(rate) => self.next_moment(self.started, rate),
             None => self.started,
@@ -250,8 +285,9 @@ impl Connection {
             && self
                 .config
                 .requests_per_connection_max
-                .is_none_or(|max| sent < max)
+                .is_none_or(|max| attempted < max)
         {
+            attempted += 1;
             if self.rate_per_connection.is_some() {
                 tokio::time::sleep_until(scheduled).await;
             }
@@ -263,7 +299,6 @@ impl Connection {
                     None => Instant::now(),
                 };
                 let outgoing = workload.next_request();
-                sent += 1;
                 match self.send(&mut sender, &mut failed_connects, outgoing).await {
                     Some(status) => {
                         let now = Instant::now();
