@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tools::{layout, tenant_mix, Churn, Step};
+use tools::{layout, tenant_mix, Churn, Layout, Step};
 
 /// `ledger bench`.
 #[derive(clap::Args, Debug)]
@@ -33,13 +33,30 @@ pub struct BenchArgs {
     /// Scratch directory for the stores (a temporary one by default).
     #[arg(long)]
     pub scratch: Option<PathBuf>,
+    /// Seconds of open-loop load on each HTTP server (ledger, bare axum, PostgreSQL); 0 skips
+    /// the HTTP rows.
+    #[arg(long, default_value_t = 10)]
+    pub http_seconds: u64,
+    /// Seconds of the closed-loop probe that finds each HTTP server's capacity.
+    #[arg(long, default_value_t = 3)]
+    pub http_probe_seconds: u64,
+    /// Open-loop rate as a percentage of the probed capacity.
+    #[arg(long, default_value_t = 90.0)]
+    pub http_load_percent: f64,
+    /// Keep-alive HTTP/1.1 connections of the load driver.
+    #[arg(long, default_value_t = 64)]
+    pub connections: usize,
+    /// Skip the PostgreSQL reference (its cell then says so).
+    #[arg(long)]
+    pub no_postgres: bool,
 }
 
-struct Row {
-    scenario: String,
-    figure: String,
-    reference: String,
-    ratio: String,
+/// One line of the table.
+pub(crate) struct Row {
+    pub(crate) scenario: String,
+    pub(crate) figure: String,
+    pub(crate) reference: String,
+    pub(crate) ratio: String,
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -101,6 +118,13 @@ pub fn run(args: BenchArgs, command_line: &str) -> Result<(), String> {
     rows.extend(log_scenarios(&scratch.join("log"), args.events)?);
     eprintln!("importing {} rows …", args.import_rows);
     rows.push(import_scenario(&scratch.join("import"), args.import_rows)?);
+    if args.http_seconds > 0 {
+        rows.extend(super::bench_http::http_rows(
+            &runtime,
+            &scratch.join("http"),
+            &args,
+        ));
+    }
     let table = render(&rows, command_line);
     println!("{table}");
     std::fs::write(&args.out, &table)
@@ -151,9 +175,16 @@ fn render(rows: &[Row], command_line: &str) -> String {
 
 /// Set up one large tenant in `ledger`, returning its users.
 async fn setup_tenant(ledger: &Ledger, users: usize) -> Result<(TenantId, Vec<UserId>), String> {
+    let plan = setup_layout(ledger, users).await?;
+    Ok((plan.tenant, plan.users))
+}
+
+/// Set up one large tenant (seeded group tree, restrictions, users) in `ledger`, returning the
+/// layout whose commands made it.
+pub(crate) async fn setup_layout(ledger: &Ledger, users: usize) -> Result<Layout, String> {
     let shape = &tenant_mix(7, 1, 0, users)[0];
     let plan = layout(shape, 11);
-    for command in plan.setup {
+    for command in plan.setup.iter().cloned() {
         let request = Request {
             tenant: plan.tenant,
             actor: actor(),
@@ -162,7 +193,7 @@ async fn setup_tenant(ledger: &Ledger, users: usize) -> Result<(TenantId, Vec<Us
         };
         ledger.execute(request).await.map_err(|e| e.to_string())?;
     }
-    Ok((plan.tenant, plan.users))
+    Ok(plan)
 }
 
 /// The commands of one churn step for a writer that tracks its users' licences.

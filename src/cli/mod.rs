@@ -1,6 +1,7 @@
 //! The command line (clap): `ledger serve`, `replay`, `export`, `verify`.
 
 pub mod bench;
+pub mod bench_http;
 pub mod offline;
 pub mod whatif;
 

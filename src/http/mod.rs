@@ -228,7 +228,9 @@ impl App {
         // A key of another tenant is refused before the tenant is looked up, so its answer
         // never tells whether a tenant exists.
         auth.role_in(tenant)?;
-        self.tenant_exists(tenant)?;
+        // Whether the tenant exists is left to the writer (`ExecError::TenantNotFound`): taking
+        // the state's read lock here would park this runtime thread for as long as the writer
+        // holds the write lock, which is the whole of every flush.
         auth.require(tenant, need)?;
         let keyed = meta.command_id(tenant);
         let preview_cost = meta.preview_cost;
@@ -251,17 +253,11 @@ impl App {
             )
             .await
             .map_err(|e| match e {
-                ExecError::TenantNotFound => ApiError::not_found("tenant not found"),
+                ExecError::TenantNotFound => {
+                    ApiError::not_found(format!("tenant {tenant} not found"))
+                }
                 other => other.into(),
             })
-    }
-
-    fn tenant_exists(&self, tenant: TenantId) -> Result<(), ApiError> {
-        if self.ledger.read().tenants.contains_key(&tenant) {
-            Ok(())
-        } else {
-            Err(ApiError::not_found(format!("tenant {tenant} not found")))
-        }
     }
 
     /// The tenant as it was at a past instant, for a caller holding one of `needs` (the

@@ -14,6 +14,7 @@ mod idempotency;
 mod imports;
 mod isolation;
 mod limits;
+mod load;
 mod openapi;
 mod preview_cost;
 mod race;

@@ -7,6 +7,9 @@ use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
+pub mod load;
+pub mod postgres;
+
 /// The shape of one generated tenant.
 #[derive(Clone, Debug)]
 pub struct TenantShape {

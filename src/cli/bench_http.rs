@@ -1,0 +1,298 @@
+//! The HTTP rows of `ledger bench`: assign / unassign churn over loopback HTTP against the real
+//! router, against a bare axum endpoint served the same way, and against a CRUD service on
+//! PostgreSQL, all driven by the same open-loop load driver (`tools::load`) in this process.
+//!
+//! Method: each server first gets a closed-loop probe (every connection sends its next request
+//! as soon as the answer came) to find its capacity, then an open-loop run at a share of that
+//! capacity (Poisson arrivals at a fixed rate, latency measured from the scheduled moment).
+//! Every connection owns its own licence–user pairs, so no two requests conflict; only 2xx
+//! counts as a success.
+
+use super::bench::{setup_layout, BenchArgs, Row};
+use crate::http::auth::token_hash;
+use crate::http::{app, App};
+use crate::ledger::Ledger;
+use crate::store::sled_store::SledStore;
+use axum::routing::post;
+use axum::{Json, Router};
+use events::TypeCode;
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::runtime::Runtime;
+use tokio::sync::oneshot;
+use tools::load::{
+    measure_at_capacity, AssignUnassignChurn, CapacityReport, LoadConfig, LoadReport, Pace,
+};
+use tools::postgres::{self, Cluster, ReferenceTenant};
+use uuid::Uuid;
+
+/// Users of the tenant the HTTP scenarios churn on (the same size as the append scenario's).
+const HTTP_TENANT_USERS: usize = 20_000;
+/// Licence–user pairs each connection owns.
+const PAIRS_PER_CONNECTION: usize = 16;
+/// Seed of the load driver's arrival process.
+const LOAD_SEED: u64 = 5;
+/// The bearer token of the ledger under load (a bench-only root token).
+const BENCH_ROOT_TOKEN: &str = "bench-root-token";
+/// How long a server may take to close its connections once told to stop.
+const SERVER_STOP_WAIT: Duration = Duration::from_secs(5);
+
+/// One server's figures.
+struct Measured(CapacityReport);
+
+impl Measured {
+    fn run(&self) -> &LoadReport {
+        &self.0.run
+    }
+
+    fn figure(&self) -> String {
+        format!(
+            "{} (offered {:.0}/s{}; closed-loop probe {:.0}/s)",
+            self.0.run.summary(),
+            self.0.offered_per_second,
+            if self.0.kept_up { "" } else { ", fell behind" },
+            self.0.probe.successes_per_second()
+        )
+    }
+}
+
+/// The HTTP rows, each with its reference and the ratio. Never fails: a reference that cannot
+/// be measured says why in its cell.
+pub(crate) fn http_rows(runtime: &Runtime, scratch: &Path, args: &BenchArgs) -> Vec<Row> {
+    match ledger_and_bare(runtime, scratch, args) {
+        Ok(rows) => rows,
+        Err(reason) => vec![Row {
+            scenario: "assign/unassign over HTTP".into(),
+            figure: format!("failed: {reason}"),
+            reference: "—".into(),
+            ratio: "—".into(),
+        }],
+    }
+}
+
+fn load_config(address: SocketAddr, args: &BenchArgs) -> LoadConfig {
+    LoadConfig {
+        address,
+        duration: Duration::from_secs(args.http_seconds),
+        pace: Pace::ClosedLoop,
+        seed: LOAD_SEED,
+        headers: vec![("authorization".into(), format!("Bearer {BENCH_ROOT_TOKEN}"))],
+        requests_per_connection_max: None,
+    }
+}
+
+fn measure(
+    runtime: &Runtime,
+    router: Router,
+    prefix: &str,
+    pairs: &[(Uuid, Uuid)],
+    args: &BenchArgs,
+) -> Result<Measured, String> {
+    runtime.block_on(async {
+        let (address, stop) = serve(router).await?;
+        let workloads = AssignUnassignChurn::split(prefix, pairs, args.connections);
+        let report = measure_at_capacity(
+            &load_config(address, args),
+            Duration::from_secs(args.http_probe_seconds),
+            args.http_load_percent,
+            workloads,
+        )
+        .await;
+        stop.stop().await;
+        Ok(Measured(report))
+    })
+}
+
+fn ledger_and_bare(
+    runtime: &Runtime,
+    scratch: &Path,
+    args: &BenchArgs,
+) -> Result<Vec<Row>, String> {
+    let store = Arc::new(SledStore::open(&scratch.join("ledger")).map_err(|e| e.to_string())?);
+    let ledger = Ledger::start(store).map_err(|e| e.to_string())?;
+    let layout = runtime.block_on(setup_layout(&ledger, HTTP_TENANT_USERS))?;
+    let (pairs, licenses) = {
+        let world = ledger.read();
+        let tenant = world
+            .tenants
+            .get(&layout.tenant)
+            .ok_or("the bench tenant is missing")?;
+        let free = tenant
+            .free
+            .get(&TypeCode::from("phone_system"))
+            .ok_or("the bench tenant has no phone_system licences")?;
+        let pairs: Vec<(Uuid, Uuid)> = free
+            .iter()
+            .zip(&layout.users)
+            .take(args.connections.max(1) * PAIRS_PER_CONNECTION)
+            .map(|(license, user)| (license.0, user.0))
+            .collect();
+        let licenses: Vec<(Uuid, String)> = tenant
+            .licenses
+            .values()
+            .filter(|l| !l.terminated)
+            .map(|l| (l.id.0, l.license_type.to_string()))
+            .collect();
+        (pairs, licenses)
+    };
+    let prefix = format!("/v1/tenants/{}", layout.tenant);
+    let state = App {
+        ledger,
+        root_token_hash: token_hash(BENCH_ROOT_TOKEN),
+    };
+    eprintln!("HTTP: ledger router, {} connections …", args.connections);
+    let ledger_figures = measure(runtime, app(state), &prefix, &pairs, args)?;
+    eprintln!("HTTP: bare axum endpoint …");
+    let bare_figures = measure(runtime, bare_router(), &prefix, &pairs, args)?;
+    let postgres_reference = if args.no_postgres {
+        Err("skipped: --no-postgres".to_string())
+    } else {
+        eprintln!("HTTP: CRUD service on PostgreSQL …");
+        let tenant = ReferenceTenant::from_setup(&layout.setup, licenses);
+        postgres_figures(runtime, scratch, &tenant, &prefix, &pairs, args)
+    };
+    let method = format!(
+        "open loop, Poisson arrivals, latency from the scheduled send, at {:.0} % of a {} s \
+         closed-loop probe (stepping down ×{} until it keeps up), {} s, {} connections",
+        args.http_load_percent,
+        args.http_probe_seconds,
+        tools::load::LOAD_STEP_FACTOR,
+        args.http_seconds,
+        args.connections
+    );
+    Ok(vec![
+        versus_postgres(&ledger_figures, &postgres_reference, &method),
+        versus_bare(&ledger_figures, &bare_figures, &method),
+    ])
+}
+
+fn versus_postgres(ledger: &Measured, postgres: &Result<Measured, String>, method: &str) -> Row {
+    let scenario =
+        format!("assign/unassign over HTTP, ledger vs a CRUD service on PostgreSQL ({method})");
+    match postgres {
+        Ok(postgres) => {
+            let ledger_p99 = ledger.run().percentile(0.99);
+            let postgres_p99 = postgres.run().percentile(0.99);
+            let rate = postgres.run().successes_per_second();
+            Row {
+                scenario,
+                figure: ledger.figure(),
+                reference: format!(
+                    "PostgreSQL, one transaction per command, row locks on the licence and \
+                     every ancestor's counter, audit row, synchronous_commit on: {}",
+                    postgres.figure()
+                ),
+                ratio: format!(
+                    "{}; p99 {} than PostgreSQL's",
+                    if rate > 0.0 {
+                        format!("{:.1}×", ledger.run().successes_per_second() / rate)
+                    } else {
+                        "— (PostgreSQL answered nothing)".into()
+                    },
+                    if ledger_p99 < postgres_p99 {
+                        "lower"
+                    } else {
+                        "not lower"
+                    }
+                ),
+            }
+        }
+        Err(reason) => Row {
+            scenario,
+            figure: ledger.figure(),
+            reference: reason.clone(),
+            ratio: "—".into(),
+        },
+    }
+}
+
+fn versus_bare(ledger: &Measured, bare: &Measured, method: &str) -> Row {
+    let bare_rate = bare.run().successes_per_second();
+    Row {
+        scenario: format!("HTTP assign/unassign, ledger vs a bare axum endpoint ({method})"),
+        figure: ledger.figure(),
+        reference: format!("bare axum endpoint, same requests: {}", bare.figure()),
+        ratio: if bare_rate > 0.0 {
+            format!(
+                "{:.0} % of bare",
+                100.0 * ledger.run().successes_per_second() / bare_rate
+            )
+        } else {
+            "— (bare answered nothing)".into()
+        },
+    }
+}
+
+/// The same routes as the ledger's assign / unassign, answering a small JSON at once.
+fn bare_router() -> Router {
+    async fn bare(Json(body): Json<Value>) -> Json<Value> {
+        std::hint::black_box(body);
+        Json(json!({"seq": 0, "version": 0}))
+    }
+    Router::new()
+        .route("/v1/tenants/{t}/licenses/{id}/assign", post(bare))
+        .route("/v1/tenants/{t}/licenses/{id}/unassign", post(bare))
+}
+
+fn postgres_figures(
+    runtime: &Runtime,
+    scratch: &Path,
+    tenant: &ReferenceTenant,
+    prefix: &str,
+    pairs: &[(Uuid, Uuid)],
+    args: &BenchArgs,
+) -> Result<Measured, String> {
+    let bin = postgres::find_server_binaries().map_err(|reason| format!("skipped: {reason}"))?;
+    let cluster = Cluster::start(&bin, &scratch.join("postgres"))
+        .map_err(|reason| format!("failed: {reason}"))?;
+    let router = runtime
+        .block_on(async {
+            let client = postgres::connect(&cluster.connection_string()).await?;
+            postgres::load_tenant(&client, tenant).await?;
+            let pool = postgres::Pool::open(&cluster.connection_string(), args.connections).await?;
+            Ok::<_, String>(postgres::router(pool))
+        })
+        .map_err(|reason| format!("failed: {reason}"))?;
+    let measured =
+        measure(runtime, router, prefix, pairs, args).map_err(|r| format!("failed: {r}"));
+    drop(cluster);
+    measured
+}
+
+/// A server on 127.0.0.1 and the way to stop it.
+struct Serving {
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Serving {
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let abort = self.task.abort_handle();
+        if tokio::time::timeout(SERVER_STOP_WAIT, self.task)
+            .await
+            .is_err()
+        {
+            abort.abort();
+        }
+    }
+}
+
+async fn serve(router: Router) -> Result<(SocketAddr, Serving), String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| format!("cannot listen on loopback: {e}"))?;
+    let address = listener.local_addr().map_err(|e| e.to_string())?;
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, router)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    Ok((address, Serving { stop, task }))
+}
