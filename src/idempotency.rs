@@ -64,7 +64,7 @@ pub fn chosen_id(tenant: TenantId, key: Option<&str>, purpose: &str) -> Uuid {
 }
 
 /// The events a keyed command produced.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Record {
     pub command_id: CommandId,
     pub first_seq: u64,
@@ -86,7 +86,7 @@ pub enum Lookup {
 }
 
 /// Keyed commands of the last [`IDEMPOTENCY_WINDOW_HOURS`], per tenant and key.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Index {
     records: HashMap<(TenantId, Slot), Record>,
     inserted_since_prune: usize,

@@ -94,7 +94,7 @@ pub enum ExecError {
 }
 
 /// A key's identity once its token is checked.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct KeyGrant {
     pub tenant: TenantId,
     pub key: KeyId,
@@ -102,7 +102,8 @@ pub struct KeyGrant {
 }
 
 /// Every tenant's state and the key index, as folded from the log.
-#[derive(Default, Debug, PartialEq)]
+/// Serialisable for start-up snapshots ([`crate::store::snapshot`]).
+#[derive(Default, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct World {
     pub tenants: HashMap<TenantId, Tenant>,
     /// Token hash → live key.
@@ -148,6 +149,90 @@ impl World {
             Some(e) => Err(e),
             None => Ok(world),
         }
+    }
+
+    /// Start from `snapshot` (see [`crate::store::snapshot`]) and fold the events after it,
+    /// with every check of [`World::load`]. Refused, naming why, when the snapshot does not
+    /// belong to this log: it is beyond the log's head, or the log's event at its sequence
+    /// does not hash to the chain head the snapshot holds for that event's tenant.
+    pub fn load_after_snapshot(
+        store: &dyn EventStore,
+        snapshot: World,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<World, String> {
+        let head = snapshot.head;
+        if head > store.head() {
+            return Err(format!(
+                "the snapshot is at sequence {head}, beyond the log's {}",
+                store.head()
+            ));
+        }
+        if head > 0 {
+            let mut found = None;
+            store
+                .scan_ref(head - 1, &mut |event| {
+                    found = Some((event.tenant, Envelope::hash_of(event.bytes)));
+                    false
+                })
+                .map_err(|e| e.to_string())?;
+            let chained = found.and_then(|(tenant, hash)| {
+                let held = snapshot.tenants.get(&tenant)?.last_hash;
+                Some(held == hash)
+            });
+            if chained != Some(true) {
+                return Err(format!(
+                    "the snapshot does not match the log's event at sequence {head}"
+                ));
+            }
+        }
+        let mut world = snapshot;
+        let mut failure = None;
+        store
+            .scan_ref(head, &mut |stored| match world.fold_stored(stored) {
+                Ok(()) => {
+                    progress(stored.seq);
+                    true
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    false
+                }
+            })
+            .map_err(|e| e.to_string())?;
+        match failure {
+            Some(e) => Err(e.to_string()),
+            None => Ok(world),
+        }
+    }
+
+    /// The state on start: from the snapshot in `dir` when it is sound and belongs to this
+    /// log, otherwise (logged) from a full replay. Also says the sequence of the snapshot
+    /// used (0: none).
+    pub fn load_from_dir(
+        store: &dyn EventStore,
+        dir: &std::path::Path,
+    ) -> Result<(World, u64), StoreError> {
+        match crate::store::snapshot::read(dir) {
+            Ok(Some(snapshot)) => {
+                let at = snapshot.head;
+                match World::load_after_snapshot(store, snapshot, &mut |_| {}) {
+                    Ok(world) => {
+                        tracing::info!(
+                            snapshot = at,
+                            head = world.head,
+                            "state read from the snapshot and the log after it"
+                        );
+                        return Ok((world, at));
+                    }
+                    Err(reason) => {
+                        tracing::warn!(%reason, "snapshot not used; replaying the whole log")
+                    }
+                }
+            }
+            Ok(None) => {}
+            Err(reason) => tracing::warn!(%reason, "snapshot not used; replaying the whole log"),
+        }
+        Ok((World::load(store)?, 0))
     }
 
     fn fold_stored(&mut self, stored: EventRef<'_>) -> Result<(), StoreError> {
@@ -246,7 +331,23 @@ struct Shared {
     /// reached the disk is unknown.
     stopped: std::sync::Mutex<Option<String>>,
     past_states: PastStates,
+    snapshots: Option<SnapshotPolicy>,
+    /// Sequence of the last snapshot written (or found on start).
+    snapshot_head: std::sync::atomic::AtomicU64,
+    snapshot_running: std::sync::atomic::AtomicBool,
 }
+
+/// Where and how often the writer snapshots the state.
+#[derive(Clone, Debug)]
+pub struct SnapshotPolicy {
+    /// The data directory (the snapshot file lives beside the log).
+    pub dir: std::path::PathBuf,
+    /// Events appended between two snapshots.
+    pub every_events: u64,
+}
+
+/// Default of [`SnapshotPolicy::every_events`].
+pub const SNAPSHOT_EVERY_EVENTS_DEFAULT: u64 = 1_000_000;
 
 /// Handle to the running ledger; cheap to clone.
 #[derive(Clone)]
@@ -256,10 +357,23 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    /// Rebuild the state from `store` and start the writer thread.
+    /// Rebuild the state from `store` and start the writer thread, without snapshots.
     pub fn start(store: Arc<dyn EventStore>) -> Result<Ledger, StoreError> {
+        Ledger::start_with(store, None)
+    }
+
+    /// Like [`Ledger::start`], reading the state from the snapshot in the policy's directory
+    /// when it is sound, and writing a new one whenever the log has grown by the policy's
+    /// number of events since the last (and once on start when the log has outgrown it).
+    pub fn start_with(
+        store: Arc<dyn EventStore>,
+        snapshots: Option<SnapshotPolicy>,
+    ) -> Result<Ledger, StoreError> {
         let _ = crate::metrics::handle();
-        let world = World::load(store.as_ref())?;
+        let (world, snapshot_head) = match &snapshots {
+            Some(policy) => World::load_from_dir(store.as_ref(), &policy.dir)?,
+            None => (World::load(store.as_ref())?, 0),
+        };
         tracing::info!(
             head = world.head,
             tenants = world.tenants.len(),
@@ -271,12 +385,15 @@ impl Ledger {
             batches: std::sync::atomic::AtomicU64::new(0),
             stopped: std::sync::Mutex::new(None),
             past_states: PastStates::default(),
+            snapshots,
+            snapshot_head: std::sync::atomic::AtomicU64::new(snapshot_head),
+            snapshot_running: std::sync::atomic::AtomicBool::new(false),
         });
         let (queue, receiver) = mpsc::channel(QUEUE_DEPTH_MAX);
         let writer = Arc::clone(&shared);
         std::thread::Builder::new()
             .name("ledger-writer".into())
-            .spawn(move || writer_loop(&writer, receiver))
+            .spawn(move || writer_loop(writer, receiver))
             .map_err(|e| StoreError::Io(e.to_string()))?;
         Ok(Ledger { shared, queue })
     }
@@ -345,7 +462,8 @@ impl Ledger {
     }
 }
 
-fn writer_loop(shared: &Shared, mut receiver: mpsc::Receiver<Job>) {
+fn writer_loop(shared: Arc<Shared>, mut receiver: mpsc::Receiver<Job>) {
+    maybe_snapshot(&shared);
     while let Some(first) = receiver.blocking_recv() {
         let mut jobs = vec![first];
         while jobs.len() < JOBS_PER_BATCH_MAX {
@@ -354,7 +472,55 @@ fn writer_loop(shared: &Shared, mut receiver: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        commit_batch(shared, jobs);
+        commit_batch(&shared, jobs);
+        maybe_snapshot(&shared);
+    }
+}
+
+/// Start a snapshot in the background when the log has grown enough since the last one. The
+/// snapshot thread serialises the state under the read lock (readers go on; the writer waits
+/// for it, as for any reader), then writes and fsyncs the file outside it.
+fn maybe_snapshot(shared: &Arc<Shared>) {
+    use std::sync::atomic::Ordering;
+    let Some(policy) = shared.snapshots.clone() else {
+        return;
+    };
+    let head = shared.store.head();
+    let last = shared.snapshot_head.load(Ordering::Acquire);
+    if head < last.saturating_add(policy.every_events.max(1)) {
+        return;
+    }
+    if shared.snapshot_running.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let snapshotter = Arc::clone(shared);
+    let spawned = std::thread::Builder::new()
+        .name("ledger-snapshot".into())
+        .spawn(move || {
+            let started = std::time::Instant::now();
+            let encoded = match snapshotter.world.read() {
+                Ok(world) => crate::store::snapshot::encode(&world).map(|b| (world.head, b)),
+                Err(_) => Err("the state lock is poisoned".into()),
+            };
+            let written = encoded.and_then(|(head, bytes)| {
+                crate::store::snapshot::write(&policy.dir, &bytes).map(|()| (head, bytes.len()))
+            });
+            match written {
+                Ok((head, bytes)) => {
+                    snapshotter.snapshot_head.store(head, Ordering::Release);
+                    tracing::info!(
+                        head,
+                        bytes,
+                        seconds = started.elapsed().as_secs_f64(),
+                        "snapshot written"
+                    );
+                }
+                Err(reason) => tracing::warn!(%reason, "snapshot not written; the log is intact"),
+            }
+            snapshotter.snapshot_running.store(false, Ordering::Release);
+        });
+    if spawned.is_err() {
+        shared.snapshot_running.store(false, Ordering::Release);
     }
 }
 

@@ -130,6 +130,31 @@ impl<K: Ord + Hash + Copy, V> FromIterator<(K, V)> for IdMap<K, V> {
     }
 }
 
+/// Serialised as its entries in id order, for snapshots.
+impl<K: Ord + Hash + Copy + serde::Serialize, V: serde::Serialize> serde::Serialize
+    for IdMap<K, V>
+{
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = serializer.serialize_seq(Some(self.len()))?;
+        for entry in self.iter() {
+            seq.serialize_element(&entry)?;
+        }
+        seq.end()
+    }
+}
+
+impl<'de, K, V> serde::Deserialize<'de> for IdMap<K, V>
+where
+    K: Ord + Hash + Copy + serde::Deserialize<'de>,
+    V: serde::Deserialize<'de>,
+{
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let entries: Vec<(K, V)> = serde::Deserialize::deserialize(deserializer)?;
+        Ok(entries.into_iter().collect())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,6 +6,7 @@ use crate::event::{Event, EventHash, Restriction, Retention, Role};
 use crate::ids::{GroupId, KeyId, LicenseId, TenantId, TypeCode, UserId};
 use crate::index::IdMap;
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Whether a licence can be handed out, is in use, or is gone for good.
@@ -28,7 +29,7 @@ impl LicenseStatus {
 }
 
 /// One licence instance.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct License {
     pub id: LicenseId,
     pub license_type: TypeCode,
@@ -58,7 +59,7 @@ impl License {
 }
 
 /// A group of the tenant's tree.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Group {
     pub id: GroupId,
     pub name: String,
@@ -82,7 +83,7 @@ impl Group {
 }
 
 /// A user of the tenant.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct User {
     pub id: UserId,
     pub name: String,
@@ -95,7 +96,7 @@ pub struct User {
 }
 
 /// An API key (the token itself is never stored, only its hash).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiKey {
     pub id: KeyId,
     pub name: String,
@@ -105,7 +106,7 @@ pub struct ApiKey {
 }
 
 /// A price in force from an instant on.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Price {
     pub unit_price_minor: i64,
     pub currency: String,
@@ -113,7 +114,7 @@ pub struct Price {
 }
 
 /// Everything known about one tenant at a version of its stream.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tenant {
     pub id: TenantId,
     pub name: String,

@@ -10,14 +10,14 @@
 use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
 use events::{Envelope, Event, EventHash, Retention, TypeCode};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// The type whose units scale with recording retention.
 pub const CALL_RECORDING: &str = "call_recording";
 
 /// A calendar month, `YYYY-MM`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Month {
     pub year: i32,
     pub month: u32,
@@ -91,7 +91,7 @@ impl std::fmt::Display for Month {
 }
 
 /// The figures of one type in one month.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TypeMonth {
     pub peak_units: u64,
     pub peak_at: DateTime<Utc>,
@@ -102,12 +102,11 @@ pub struct TypeMonth {
     pub peak_assigned: u64,
     pub units_at_end: u64,
     /// The level at the month's end, carried into months without events of their own.
-    #[serde(skip)]
     pub carried: Carried,
 }
 
 /// The event and assigned count behind the units at a month's end.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Carried {
     pub seq: u64,
     pub actor: String,
@@ -115,13 +114,13 @@ pub struct Carried {
 }
 
 /// The last event a month's figures include.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Through {
     pub seq: u64,
     pub hash: EventHash,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct Level {
     owned: u64,
     assigned: u64,
@@ -140,7 +139,7 @@ impl Level {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct PriceEntry {
     recorded_at: DateTime<Utc>,
     effective_from: DateTime<Utc>,
@@ -148,7 +147,8 @@ struct PriceEntry {
 }
 
 /// The billing fold of one tenant.
-#[derive(Clone, Debug, PartialEq)]
+/// Serialisable for start-up snapshots, which hold it beside the state it was folded with.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Billing {
     pub timezone: Tz,
     pub currency: String,

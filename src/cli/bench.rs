@@ -337,7 +337,10 @@ fn raw_sled_append(dir: &Path, events: &[EncodedEvent], batch_size: usize) -> Re
 fn build_log(store: &SledStore, target: u64) -> Result<(World, Tenants), String> {
     let mut world = World::default();
     let mut encoded = Vec::new();
-    let now = Utc::now();
+    // The churn is spread over time, as in life (10 ms a step), so that as-of queries at past
+    // instants have history to fold; the setup happens at the start.
+    let start = events::time::truncate_to_micros(Utc::now()) - chrono::Duration::days(7);
+    let now = start;
     let mut tenants = Vec::new();
     let large_users = ((target / 20) as usize).clamp(1_000, 100_000);
     for (index, shape) in tenant_mix(3, 3, 200, large_users).iter().enumerate() {
@@ -370,6 +373,7 @@ fn build_log(store: &SledStore, target: u64) -> Result<(World, Tenants), String>
             round % 3
         };
         round += 1;
+        let now = start + chrono::Duration::milliseconds(10 * round as i64);
         let (tenant, churn, held) = &mut churns[index];
         let step = churn.next_step();
         let mut produced = Vec::new();
@@ -457,12 +461,40 @@ fn log_scenarios(dir: &Path, target: u64) -> Result<Vec<Row>, String> {
     let started = Instant::now();
     let store = Arc::new(SledStore::open(dir).map_err(|e| e.to_string())?);
     let ledger = Ledger::start(store.clone()).map_err(|e| e.to_string())?;
+    let full_replay = started.elapsed().as_secs_f64();
     rows.push(Row {
-        scenario: format!("start-up on a {events}-event log"),
-        figure: format!("{:.2} s until ready", started.elapsed().as_secs_f64()),
+        scenario: format!("start-up on a {events}-event log, no snapshot (full replay)"),
+        figure: format!("{full_replay:.2} s until ready"),
         reference: "—".into(),
         ratio: "—".into(),
     });
+    // What a server that snapshots leaves behind: the state at the head in a snapshot file.
+    let started = Instant::now();
+    let bytes = crate::store::snapshot::encode(&ledger.read())?;
+    crate::store::snapshot::write(dir, &bytes)?;
+    let written = started.elapsed().as_secs_f64();
+    // What `Ledger::start_with` does before it spawns the writer (the store stays open: the
+    // running ledger holds sled's lock).
+    let started = Instant::now();
+    let (resumed, used) = World::load_from_dir(store.as_ref(), dir).map_err(|e| e.to_string())?;
+    let from_snapshot = started.elapsed().as_secs_f64();
+    if used != resumed.head || resumed.head != events {
+        return Err(format!(
+            "the snapshot was not used (snapshot {used}, head {})",
+            resumed.head
+        ));
+    }
+    drop(resumed);
+    rows.push(Row {
+        scenario: format!("start-up on a {events}-event log from its snapshot"),
+        figure: format!(
+            "{from_snapshot:.2} s until ready (snapshot {:.0} MB, written in {written:.2} s)",
+            bytes.len() as f64 / 1e6
+        ),
+        reference: format!("full replay: {full_replay:.2} s"),
+        ratio: format!("{:.1}× faster", full_replay / from_snapshot.max(1e-9)),
+    });
+    let _ = std::fs::remove_file(dir.join(crate::store::snapshot::SNAPSHOT_FILE));
     let started = Instant::now();
     let billing = super::offline::replay_billing(store.as_ref(), tenant)?;
     let month = projections::Month::of(Utc::now(), billing.timezone);
@@ -617,10 +649,46 @@ fn query_rows(ledger: &Ledger, tenant: TenantId, user: UserId, group: events::Gr
             ));
         }),
     );
+    let (first, last) = {
+        let world = ledger.read();
+        let line = &world.timelines[&tenant];
+        (line[0].0, line[line.len() - 1].0)
+    };
     add(
-        "as-of usage (full replay of the tenant)",
-        time_many(5, || {
-            std::hint::black_box(ledger.with_tenant_at(tenant, now, |t| t.version).ok());
+        "as-of usage, an instant after the tenant's last event (the live state)",
+        time_many(2000, || {
+            let answer = ledger.with_tenant_at(tenant, last, |t| projections::usage(t).len());
+            std::hint::black_box(answer.ok());
+        }),
+    );
+    // Distinct past instants spread over the tenant's history: each one folds from the
+    // nearest past state kept, as an auditor's first question about an instant does.
+    let span = (last - first).num_milliseconds().max(1);
+    let instants: Vec<_> = (0..40)
+        .map(|i| first + chrono::Duration::milliseconds(span * (i * 37 % 40 + 1) / 41))
+        .collect();
+    let mut next = instants.iter().cycle();
+    add(
+        "as-of usage, 40 distinct past instants (first question about each)",
+        time_many(instants.len(), || {
+            let at = *next.next().expect("cycle");
+            let answer = ledger.with_tenant_at(tenant, at, |t| projections::usage(t).len());
+            std::hint::black_box(answer.ok());
+        }),
+    );
+    let mut again = instants[..8].iter().cycle();
+    add(
+        "as-of usage + group state + explain, 8 past instants asked about again and again",
+        time_many(2000, || {
+            let at = *again.next().expect("cycle");
+            let answer = ledger.with_tenant_at(tenant, at, |t| {
+                (
+                    projections::usage(t).len(),
+                    projections::group_state(t, group, at).is_some(),
+                    projections::entitlement(t, user, &phone, at).is_some_and(|e| e.allowed),
+                )
+            });
+            std::hint::black_box(answer.ok());
         }),
     );
     rows

@@ -135,6 +135,10 @@ pub struct ServeArgs {
     /// Seconds between looks for due expiry reminders to deliver to webhooks.
     #[arg(long, default_value_t = 60)]
     pub reminder_interval_secs: u64,
+    /// Events appended between two start-up snapshots (0: never write one; an existing
+    /// snapshot is still used on start).
+    #[arg(long, default_value_t = crate::ledger::SNAPSHOT_EVERY_EVENTS_DEFAULT)]
+    pub snapshot_every: u64,
 }
 
 /// Run the parsed command line; the error is printed by `main`.
@@ -172,7 +176,7 @@ pub fn run(cli: Cli) -> Result<(), String> {
         CliCommand::WhatIf(args) => whatif::run(args),
         CliCommand::Verify(args) => {
             let store = offline::open_store(&args.data)?;
-            let report = offline::verify(&store)?;
+            let report = offline::verify(&store, Some(&args.data))?;
             println!("{report}");
             Ok(())
         }
@@ -197,7 +201,16 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     };
     let store = SledStore::open(&args.data)
         .map_err(|e| format!("cannot open the store in {}: {e}", args.data.display()))?;
-    let ledger = Ledger::start(Arc::new(store)).map_err(|e| format!("cannot start: {e}"))?;
+    let snapshots = crate::ledger::SnapshotPolicy {
+        dir: args.data.clone(),
+        every_events: if args.snapshot_every == 0 {
+            u64::MAX
+        } else {
+            args.snapshot_every
+        },
+    };
+    let ledger = Ledger::start_with(Arc::new(store), Some(snapshots))
+        .map_err(|e| format!("cannot start: {e}"))?;
     let state = App {
         ledger,
         root_token_hash: crate::http::auth::token_hash(&root_token),

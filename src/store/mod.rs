@@ -2,6 +2,7 @@
 //! is the embedded default. The only code that imports sled.
 
 pub mod sled_store;
+pub mod snapshot;
 
 use events::{EventHash, TenantId};
 
