@@ -51,6 +51,9 @@ pub const KEYS_PER_TENANT_MAX: usize = 10_000;
 /// Licences one tenant may ever provision: terminated ones stay in its history and its state.
 pub const LICENSES_PER_TENANT_MAX: usize = 10_000_000;
 
+// The bounds leave room for the largest tenants the product serves: 100 000 users and a
+// million licences.
+const _: () = assert!(USERS_PER_TENANT_MAX >= 100_000 && LICENSES_PER_TENANT_MAX >= 1_000_000);
 const _: () = assert!(USERS_PER_BATCH_MAX <= USERS_PER_TENANT_MAX);
 const _: () = assert!(PROVISION_QUANTITY_MAX as usize <= LICENSES_PER_TENANT_MAX);
 

@@ -815,10 +815,13 @@ fn check_gets(
     })
 }
 
+/// Whether a user (by id) is a member of a group, in [`check_counts`].
+type Member<'a> = dyn Fn(&str) -> bool + 'a;
+
 /// Usage and group states agree with the licences.
 fn check_counts(setup: &Setup, api: &Api, state: &State) -> Result<(), Problem> {
     let t = format!("/v1/tenants/{}", setup.tenant);
-    let assigned_of = |code: &str, member: &dyn Fn(&str) -> bool| {
+    let assigned_of = |code: &str, member: &Member| {
         state
             .licenses
             .values()
@@ -844,7 +847,7 @@ fn check_counts(setup: &Setup, api: &Api, state: &State) -> Result<(), Problem> 
         );
     }
     let everyone = |_: &str| true;
-    let groups: [(&String, u64, &dyn Fn(&str) -> bool); 2] = [
+    let groups: [(&String, u64, &Member); 2] = [
         (&setup.parent, PARENT_PHONE_LIMIT, &everyone),
         (&setup.child, CHILD_PHONE_LIMIT, &in_child),
     ];
