@@ -42,6 +42,70 @@ pub const REMINDER_DAYS_MAX: u32 = 366;
 /// line stays exact in `i64` up to a billion units.
 pub const UNIT_PRICE_MINOR_MAX: i64 = 1_000_000_000;
 
+/// Users one tenant may ever create: removed users stay in its history and its state.
+pub const USERS_PER_TENANT_MAX: usize = 1_000_000;
+/// Groups of one tenant (groups are never deleted).
+pub const GROUPS_PER_TENANT_MAX: usize = 100_000;
+/// Keys of one tenant that are not revoked.
+pub const KEYS_PER_TENANT_MAX: usize = 10_000;
+/// Licences one tenant may ever provision: terminated ones stay in its history and its state.
+pub const LICENSES_PER_TENANT_MAX: usize = 10_000_000;
+
+// The bounds leave room for the largest tenants the product serves: 100 000 users and a
+// million licences.
+const _: () = assert!(USERS_PER_TENANT_MAX >= 100_000 && LICENSES_PER_TENANT_MAX >= 1_000_000);
+const _: () = assert!(USERS_PER_BATCH_MAX <= USERS_PER_TENANT_MAX);
+const _: () = assert!(PROVISION_QUANTITY_MAX as usize <= LICENSES_PER_TENANT_MAX);
+
+/// A per-tenant total bounded by one of the `*_PER_TENANT_MAX` constants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TenantTotal {
+    Users,
+    Groups,
+    Keys,
+    Licenses,
+}
+
+impl TenantTotal {
+    /// The bound of this total.
+    pub fn max(self) -> usize {
+        match self {
+            TenantTotal::Users => USERS_PER_TENANT_MAX,
+            TenantTotal::Groups => GROUPS_PER_TENANT_MAX,
+            TenantTotal::Keys => KEYS_PER_TENANT_MAX,
+            TenantTotal::Licenses => LICENSES_PER_TENANT_MAX,
+        }
+    }
+
+    fn noun(self) -> &'static str {
+        match self {
+            TenantTotal::Users => "users",
+            TenantTotal::Groups => "groups",
+            TenantTotal::Keys => "live keys",
+            TenantTotal::Licenses => "licences",
+        }
+    }
+}
+
+/// Whether adding `adding` to a tenant's `current` total stays within its bound; past it, the
+/// `tenant_limit_reached` violation (a 422) naming the bound (`limit`) and the total (`used`).
+pub fn check_tenant_total(
+    total: TenantTotal,
+    current: usize,
+    adding: usize,
+) -> Result<(), Violation> {
+    let max = total.max();
+    if current.saturating_add(adding) <= max {
+        return Ok(());
+    }
+    let noun = total.noun();
+    Err(Violation::new(
+        Rule::TenantLimitReached,
+        format!("a tenant holds at most {max} {noun}; it has {current}, and this adds {adding}"),
+    )
+    .counts(max as u64, current as u64))
+}
+
 const _: () = assert!(UNIT_PRICE_MINOR_MAX as i128 * 1_000_000_000 <= i64::MAX as i128);
 
 const _: () = assert!(USERS_PER_BATCH_MAX as u64 <= PROVISION_QUANTITY_MAX as u64 * 10);
@@ -136,6 +200,8 @@ pub fn decide(state: &Tenant, command: &Command, ctx: &Context) -> Result<Vec<Ev
             if state.keys.contains_key(key) {
                 return Err(Rejection::KeyAlreadyExists(*key));
             }
+            let live_keys = state.keys.values().filter(|k| !k.revoked).count();
+            check_tenant_total(TenantTotal::Keys, live_keys, 1).map_err(one)?;
             Ok(vec![Event::ApiKeyIssued {
                 key: *key,
                 name: name.clone(),
@@ -335,6 +401,12 @@ fn provision(
             "quantity must be between 1 and {PROVISION_QUANTITY_MAX}"
         )));
     }
+    check_tenant_total(
+        TenantTotal::Licenses,
+        state.licenses.len(),
+        quantity as usize,
+    )
+    .map_err(|violation| one(violation.of_type(license_type)))?;
     Ok(vec![Event::LicensesProvisioned {
         license_type: license_type.clone(),
         ids: derived_license_ids(ctx, quantity),
@@ -860,6 +932,7 @@ fn create_group(
     if state.groups.contains_key(&group) {
         return Err(Rejection::GroupAlreadyExists(group));
     }
+    check_tenant_total(TenantTotal::Groups, state.groups.len(), 1).map_err(one)?;
     if let Some(p) = parent {
         group_exists(state, p)?;
         if depth(state, p) + 1 > GROUP_DEPTH_MAX {
@@ -1547,6 +1620,7 @@ fn create_users(state: &Tenant, users: &[NewUser]) -> Result<Vec<Event>, Rejecti
     if !errors.is_empty() {
         return Err(Rejection::BatchRejected(errors));
     }
+    check_tenant_total(TenantTotal::Users, state.users.len(), users.len()).map_err(one)?;
     Ok(users
         .iter()
         .map(|u| Event::UserCreated {

@@ -30,6 +30,7 @@ pub enum Rule {
     RequiresCycle,
     KindChangeInUse,
     AssignmentInvalidated,
+    TenantLimitReached,
 }
 
 impl Rule {
@@ -61,6 +62,7 @@ impl Rule {
             Rule::RequiresCycle => "requires_cycle",
             Rule::KindChangeInUse => "kind_change_in_use",
             Rule::AssignmentInvalidated => "assignment_invalidated",
+            Rule::TenantLimitReached => "tenant_limit_reached",
         }
     }
 }

@@ -3,7 +3,10 @@
 
 mod support;
 
-use events::decide::{derived_license_ids, GROUP_DEPTH_MAX, PROVISION_QUANTITY_MAX};
+use events::decide::{
+    check_tenant_total, derived_license_ids, TenantTotal, GROUPS_PER_TENANT_MAX, GROUP_DEPTH_MAX,
+    KEYS_PER_TENANT_MAX, LICENSES_PER_TENANT_MAX, PROVISION_QUANTITY_MAX, USERS_PER_TENANT_MAX,
+};
 use events::{
     Command, Event, GroupId, KeyId, LicenseId, LicenseStatus, NewUser, Rejection, RejectionClass,
     Restriction, Retention, Role, Rule, TypeCode, UserId,
@@ -2037,4 +2040,85 @@ fn revoke_an_unknown_key_is_not_found() {
     with(&[])
         .when(Command::RevokeKey { key: KEY })
         .then_reject(Rejection::KeyNotFound(KEY));
+}
+
+// ---- Per-tenant totals ----
+
+/// Every per-tenant total with its bound.
+const TENANT_TOTALS: [(TenantTotal, usize); 4] = [
+    (TenantTotal::Users, USERS_PER_TENANT_MAX),
+    (TenantTotal::Groups, GROUPS_PER_TENANT_MAX),
+    (TenantTotal::Keys, KEYS_PER_TENANT_MAX),
+    (TenantTotal::Licenses, LICENSES_PER_TENANT_MAX),
+];
+
+#[test]
+fn each_tenant_total_reaches_its_bound_and_refuses_one_more() {
+    for (total, max) in TENANT_TOTALS {
+        assert_eq!(total.max(), max);
+        assert_eq!(check_tenant_total(total, max - 1, 1), Ok(()), "{total:?}");
+        assert_eq!(check_tenant_total(total, max - 10, 10), Ok(()), "{total:?}");
+        let refused = check_tenant_total(total, max, 1).expect_err("one past the bound");
+        assert_eq!(refused.rule, Rule::TenantLimitReached, "{total:?}");
+        assert_eq!(
+            (refused.limit, refused.used),
+            (Some(max as u64), Some(max as u64))
+        );
+        assert!(refused.message.contains(&max.to_string()), "{refused:?}");
+        let batch = check_tenant_total(total, max - 10, 11).expect_err("a batch past the bound");
+        assert_eq!(batch.used, Some(max as u64 - 10), "{total:?}");
+    }
+}
+
+fn key_numbered(n: usize) -> Event {
+    Event::ApiKeyIssued {
+        key: KeyId(Uuid::from_u128(0x4100_0000 + n as u128)),
+        name: format!("key {n}"),
+        role: Role::Viewer,
+        token_hash: [1; 32],
+    }
+}
+
+fn one_more_key() -> Command {
+    Command::IssueKey {
+        key: KeyId(Uuid::from_u128(0x4200_0001)),
+        name: "one more".into(),
+        role: Role::Viewer,
+        token_hash: [2; 32],
+    }
+}
+
+#[test]
+fn issue_key_refuses_one_past_the_live_keys_bound_and_revoking_one_makes_room() {
+    let keys: Vec<Event> = (0..KEYS_PER_TENANT_MAX - 1).map(key_numbered).collect();
+    let at_bound = with(&keys).when(issue_key()).then_accepted();
+    let refused = given_state(at_bound.clone())
+        .when(one_more_key())
+        .then_violations(&[violation(Rule::TenantLimitReached)
+            .counts(KEYS_PER_TENANT_MAX as u64, KEYS_PER_TENANT_MAX as u64)]);
+    assert!(refused[0].message.contains("live keys"), "{refused:?}");
+    let revoked = given_state(at_bound)
+        .when(Command::RevokeKey { key: KEY })
+        .then_accepted();
+    given_state(revoked).when(one_more_key()).then_accepted();
+}
+
+#[test]
+fn create_group_refuses_one_past_the_groups_bound() {
+    let mut state = with(&[]).state;
+    let groups: Vec<Event> = (state.groups.len()..GROUPS_PER_TENANT_MAX - 1)
+        .map(|n| group_created(group(0x10_0000 + n as u128), "branch", None))
+        .collect();
+    fold(&mut state, &groups);
+    let create = |n: u128| Command::CreateGroup {
+        group: group(0x20_0000 + n),
+        name: "one more".into(),
+        parent: None,
+    };
+    let at_bound = given_state(state).when(create(1)).then_accepted();
+    assert_eq!(at_bound.groups.len(), GROUPS_PER_TENANT_MAX);
+    given_state(at_bound)
+        .when(create(2))
+        .then_violations(&[violation(Rule::TenantLimitReached)
+            .counts(GROUPS_PER_TENANT_MAX as u64, GROUPS_PER_TENANT_MAX as u64)]);
 }

@@ -400,10 +400,12 @@ fn verify_snapshot(store: &dyn EventStore, dir: &Path, replayed: &World) -> Resu
     let snapshot = match crate::store::snapshot::read(dir) {
         Ok(None) => return Ok(Value::Null),
         Ok(Some(snapshot)) => snapshot,
-        Err(reason) => return Err(format!(
+        Err(reason) => {
+            return Err(format!(
             "snapshot: {reason} (the server would replay the whole log; delete {} to silence this)",
             dir.join(crate::store::snapshot::SNAPSHOT_FILE).display()
-        )),
+        ))
+        }
     };
     let at = snapshot.head;
     let resumed = World::load_after_snapshot(store, snapshot, &mut |_| {})

@@ -119,17 +119,28 @@ pub fn app(state: App) -> Router {
         .with_state(state)
 }
 
-/// Liveness, with the global sequence of the last event.
+/// Liveness, with the global sequence of the last event and whether writes are taken: after a
+/// storage failure stopped the writer, `writes` is `stopped` and `writes_stopped_reason` says
+/// why (reads go on, so `status` stays `ok`).
 #[utoipa::path(
     get,
     path = "/healthz",
     operation_id = "healthz",
     tag = "operations",
     security(()),
-    responses((status = 200, description = "The server is up.", body = openapi::Health)),
+    responses((status = 200, description = "The server is up; `writes` says whether it takes writes.", body = openapi::Health)),
 )]
 async fn healthz(State(app): State<App>) -> Json<Value> {
-    Json(json!({"status": "ok", "seq": app.ledger.read().head}))
+    let seq = app.ledger.read().head;
+    Json(match app.ledger.writes_stopped() {
+        None => json!({"status": "ok", "seq": seq, "writes": "ok"}),
+        Some(reason) => json!({
+            "status": "ok",
+            "seq": seq,
+            "writes": "stopped",
+            "writes_stopped_reason": reason,
+        }),
+    })
 }
 
 /// Prometheus metrics.

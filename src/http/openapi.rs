@@ -419,12 +419,25 @@ pub struct ReminderBody {
 
 // ---- Answers ------------------------------------------------------------------------------
 
-/// `{"status": "ok", "seq"}`.
+/// `{"status": "ok", "seq", "writes"}`, plus `writes_stopped_reason` once writes are stopped.
 #[derive(ToSchema)]
 pub struct Health {
     pub status: String,
     /// The global sequence of the last event.
     pub seq: u64,
+    /// `ok` while writes are taken; `stopped` after a storage failure stopped them (until a
+    /// restart).
+    pub writes: WritesState,
+    /// Why writes are stopped; present only when `writes` is `stopped`.
+    pub writes_stopped_reason: Option<String>,
+}
+
+/// Whether the server takes writes.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum WritesState {
+    Ok,
+    Stopped,
 }
 
 /// The answer of a write: the global sequence of its last event and the tenant's version.

@@ -1250,7 +1250,7 @@ async fn healthz_reports_ok_and_the_global_sequence_without_auth() {
     let server = Server::start();
     let (status, body) = server.call(Method::GET, "/healthz", None, None).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(body, json!({"status": "ok", "seq": 0}));
+    assert_eq!(body, json!({"status": "ok", "seq": 0, "writes": "ok"}));
     let tenant = server.tenant().await;
     let (status, written) = server
         .post(
@@ -1261,7 +1261,10 @@ async fn healthz_reports_ok_and_the_global_sequence_without_auth() {
         .await;
     assert_eq!(status, StatusCode::CREATED);
     let (_, body) = server.call(Method::GET, "/healthz", None, None).await;
-    assert_eq!(body, json!({"status": "ok", "seq": written["seq"]}));
+    assert_eq!(
+        body,
+        json!({"status": "ok", "seq": written["seq"], "writes": "ok"})
+    );
     // 25 tenant events, 5 keys, 1 provisioning.
     assert_eq!(body["seq"], EVENTS_OF_A_NEW_TENANT + 5 + 1);
 }

@@ -2,7 +2,7 @@
 //! the store or from an export; `verify` passes a sound log and names the sequence where a
 //! damaged one breaks.
 
-use crate::crash::{Server, ROOT_TOKEN};
+use crate::crash::{start, ROOT_TOKEN};
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -26,7 +26,7 @@ fn post(agent: &ureq::Agent, url: &str, body: serde_json::Value) -> serde_json::
 
 /// A tenant with priced licences, served by a real process that is then killed.
 fn tenant_log(data: &Path) -> (String, String, Vec<u8>) {
-    let mut server = Server::start(data);
+    let mut server = start(data);
     let agent = ureq::agent();
     let tenant = post(
         &agent,
@@ -62,7 +62,7 @@ fn tenant_log(data: &Path) -> (String, String, Vec<u8>) {
         &mut invoice,
     )
     .expect("invoice bytes");
-    server.sigkill();
+    server.sigkill().expect("SIGKILL the server");
     (tenant, month, invoice)
 }
 

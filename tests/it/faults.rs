@@ -92,6 +92,30 @@ async fn call(
     (reply.status, reply.body)
 }
 
+/// `GET /healthz` (no token): 200 and its body.
+async fn health(router: &Router) -> Value {
+    let reply = send(
+        router.clone(),
+        build(Method::GET, "/healthz", None, None, &[]),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    reply.body
+}
+
+/// `/healthz` reports stopped writes with a reason mentioning `cause`; its body.
+async fn assert_health_says_writes_stopped(router: &Router, cause: &str) -> Value {
+    let stopped = health(router).await;
+    assert_eq!(stopped["writes"], "stopped", "{stopped}");
+    assert!(
+        stopped["writes_stopped_reason"]
+            .as_str()
+            .is_some_and(|reason| reason.contains(cause)),
+        "{stopped}"
+    );
+    stopped
+}
+
 async fn owned_phones(router: &Router, tenant: &str) -> Value {
     let (status, usage) = call(
         router,
@@ -143,6 +167,9 @@ async fn a_full_disk_stops_writes_keeps_reads_and_loses_nothing_acknowledged() {
     let (router, ledger, store) = open(dir.path());
     let tenant = a_tenant_with_three_phones(&router).await;
     let provision = format!("/v1/tenants/{tenant}/licenses");
+    let healthy = health(&router).await;
+    assert_eq!(healthy["writes"], "ok", "{healthy}");
+    assert!(healthy.get("writes_stopped_reason").is_none(), "{healthy}");
     store.set(Fault::BeforeWrite(
         "No space left on device (os error 28)".into(),
     ));
@@ -172,11 +199,16 @@ async fn a_full_disk_stops_writes_keeps_reads_and_loses_nothing_acknowledged() {
     .await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(ledger.writes_stopped().is_some());
+    // `/healthz` says so, and keeps `status` and `seq` as they were.
+    let stopped = assert_health_says_writes_stopped(&router, "No space left").await;
+    assert_eq!(stopped["status"], "ok", "{stopped}");
+    assert_eq!(stopped["seq"], healthy["seq"], "{stopped}");
     // Reads are served from the durable log.
     assert_eq!(owned_phones(&router, &tenant).await, 3);
     drop((router, ledger, store));
     let (router, _ledger, _store) = reopen(dir.path()).await;
     assert_eq!(owned_phones(&router, &tenant).await, 3);
+    assert_eq!(health(&router).await["writes"], "ok");
     let (status, body) = call(
         &router,
         Method::POST,
@@ -219,6 +251,7 @@ async fn a_failed_flush_is_fatal_for_the_writer_and_its_batch_is_checked_after_a
         StatusCode::SERVICE_UNAVAILABLE,
         "never retried and carried on"
     );
+    assert_health_says_writes_stopped(&router, "fsync failed").await;
     drop((router, ledger, store));
     let (router, _ledger, _store) = reopen(dir.path()).await;
     // The acknowledged three are there, and the batch whose flush reported a failure had

@@ -1216,8 +1216,8 @@ fn ledger_command(args: &[&str]) -> std::process::Output {
 /// A store with a tenant, a user named Ada and one free phone_system licence, written by a
 /// real server that is then killed. Returns the tenant id.
 fn cli_store(data: &std::path::Path) -> String {
-    use crate::crash::{Server as Process, ROOT_TOKEN as PROCESS_TOKEN};
-    let mut server = Process::start(data);
+    use crate::crash::{start, ROOT_TOKEN as PROCESS_TOKEN};
+    let mut server = start(data);
     let agent = ureq::agent();
     let post = |path: &str, body: Value| -> Value {
         agent
@@ -1242,7 +1242,7 @@ fn cli_store(data: &std::path::Path) -> String {
         &format!("{base}/licenses"),
         json!({"type": "phone_system", "quantity": 1}),
     );
-    server.sigkill();
+    server.sigkill().expect("SIGKILL the server");
     tenant
 }
 

@@ -1,5 +1,8 @@
 //! Data generation for benchmarks: a realistic tenant mix as commands, and churn on it.
-//! Deterministic for a seed, so two runs measure the same work.
+//! Deterministic for a seed, so two runs measure the same work. [`crash`] holds the crash
+//! trials of the real binary (run by `crash-trials` and by `tests/it/crash.rs`).
+
+pub mod crash;
 
 use events::{Command, GroupId, NewUser, Restriction, TenantId, TypeCode, UserId};
 use rand::rngs::StdRng;
