@@ -324,6 +324,10 @@ struct Job {
 
 struct Shared {
     world: RwLock<World>,
+    /// The key index of the durable log, apart from `world`: every request authenticates
+    /// through it, and the writer holds `world` through each flush. Published after the flush
+    /// of a batch that issued or revoked a key.
+    keys: RwLock<HashMap<[u8; 32], KeyGrant>>,
     store: Arc<dyn EventStore>,
     /// Batches appended since start.
     batches: std::sync::atomic::AtomicU64,
@@ -380,6 +384,7 @@ impl Ledger {
             "state rebuilt from the log"
         );
         let shared = Arc::new(Shared {
+            keys: RwLock::new(world.keys.clone()),
             world: RwLock::new(world),
             store,
             batches: std::sync::atomic::AtomicU64::new(0),
@@ -442,6 +447,12 @@ impl Ledger {
             .world
             .read()
             .expect("the ledger state lock is poisoned")
+    }
+
+    /// The live key whose token hashes to `hash`. Never waits for a flush in progress.
+    pub fn grant(&self, hash: &[u8; 32]) -> Option<KeyGrant> {
+        let keys = self.shared.keys.read().unwrap_or_else(|p| p.into_inner());
+        keys.get(hash).copied()
     }
 
     /// Why writes are stopped, if a storage failure stopped them.
@@ -595,7 +606,10 @@ fn commit_batch(shared: &Shared, jobs: Vec<Job>) {
         // The in-memory state holds events that may not be durable: rebuild it from the log,
         // which shows only what was acknowledged as durable.
         match World::load(shared.store.as_ref()) {
-            Ok(reloaded) => *world = reloaded,
+            Ok(reloaded) => {
+                *world = reloaded;
+                publish_keys(shared, &world);
+            }
             Err(reload) => {
                 tracing::error!(%reload, "cannot reload the state; stopping");
                 std::process::exit(70);
@@ -608,11 +622,31 @@ fn commit_batch(shared: &Shared, jobs: Vec<Job>) {
         }
         return;
     }
+    let keys_changed = outcomes.iter().any(|(_, outcome)| {
+        outcome.as_ref().is_ok_and(|written| {
+            !written.replayed
+                && written.events.iter().any(|event| {
+                    matches!(
+                        event,
+                        Event::ApiKeyIssued { .. } | Event::ApiKeyRevoked { .. }
+                    )
+                })
+        })
+    });
+    if keys_changed {
+        publish_keys(shared, &world);
+    }
     drop(world);
     for (reply, outcome) in outcomes {
         // The caller may have gone away; its write is durable all the same.
         let _ = reply.send(outcome);
     }
+}
+
+/// Make the key index of `world` (durable by now) the one requests authenticate with.
+fn publish_keys(shared: &Shared, world: &World) {
+    let mut keys = shared.keys.write().unwrap_or_else(|p| p.into_inner());
+    keys.clone_from(&world.keys);
 }
 
 /// A tenant's billing month containing `now` and its figures.
@@ -772,11 +806,20 @@ impl World {
 
 /// Tenant events between two as-of checkpoints left by a fold.
 pub const CHECKPOINT_EVENTS: u64 = 5_000;
-/// Licences and users held by all past states kept for as-of queries together (each state
-/// weighs its licences plus its users plus one); past it the least recently used go first.
+/// Licences and users held by the kept answers of as-of queries together (each state weighs
+/// its licences plus its users plus one); past it the least recently used go first. The
+/// checkpoints folds leave behind have a budget of their own, so a fold through a long stretch
+/// of history never evicts the answers an auditor is still looking at.
 pub const PAST_STATES_WEIGHT_MAX: u64 = 4_000_000;
-/// Past states kept at most, whatever their weight.
+/// Past states of each kind (answers, checkpoints) kept at most, whatever their weight.
 pub const PAST_STATES_MAX: usize = 256;
+
+/// Why a past state is kept: it answered a query, or a fold passed through it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kept {
+    Answer,
+    Checkpoint,
+}
 
 /// A tenant's state at one version of its stream.
 struct PastState {
@@ -787,22 +830,38 @@ struct PastState {
     state: Arc<Tenant>,
     weight: u64,
     last_used: u64,
+    kind: Kept,
 }
 
 /// Tenant states at past versions: the answers of earlier as-of queries (a repeated query, or
 /// another view of the same instant, is a lookup) and the checkpoints their folds left behind
-/// (a query at a nearby instant folds from the nearest one). Bounded by
-/// [`PAST_STATES_WEIGHT_MAX`].
-#[derive(Default)]
+/// (a query at a nearby instant folds from the nearest one). Each kind is bounded by
+/// [`PAST_STATES_WEIGHT_MAX`] and [`PAST_STATES_MAX`] on its own.
 pub struct PastStates {
     inner: std::sync::Mutex<PastStatesInner>,
+    weight_max: u64,
+    count_max: usize,
+}
+
+impl Default for PastStates {
+    fn default() -> Self {
+        PastStates::with_limits(PAST_STATES_WEIGHT_MAX, PAST_STATES_MAX)
+    }
 }
 
 #[derive(Default)]
 struct PastStatesInner {
     states: Vec<PastState>,
-    weight: u64,
     tick: u64,
+}
+
+impl PastStatesInner {
+    fn weight_of_kind(&self, kind: Kept) -> (u64, usize) {
+        self.states
+            .iter()
+            .filter(|p| p.kind == kind)
+            .fold((0, 0), |(weight, count), p| (weight + p.weight, count + 1))
+    }
 }
 
 fn weight_of(state: &Tenant) -> u64 {
@@ -810,6 +869,15 @@ fn weight_of(state: &Tenant) -> u64 {
 }
 
 impl PastStates {
+    /// Past states bounded per kind by a total weight and a count.
+    fn with_limits(weight_max: u64, count_max: usize) -> PastStates {
+        PastStates {
+            inner: std::sync::Mutex::default(),
+            weight_max,
+            count_max,
+        }
+    }
+
     /// The kept state of `tenant` with the highest version at or below `version`.
     fn nearest_at_or_below(
         &self,
@@ -823,44 +891,56 @@ impl PastStates {
             .states
             .iter_mut()
             .filter(|p| p.tenant == tenant && p.version <= version)
-            .max_by_key(|p| p.version)?;
+            .max_by_key(|p| (p.version, p.kind == Kept::Answer))?;
         best.last_used = tick;
         Some((best.version, best.seq, Arc::clone(&best.state)))
     }
 
-    fn keep(&self, tenant: TenantId, version: u64, seq: u64, state: Arc<Tenant>) {
+    fn keep(&self, tenant: TenantId, version: u64, seq: u64, state: Arc<Tenant>, kind: Kept) {
         let Ok(mut inner) = self.inner.lock() else {
             return;
         };
-        if inner
-            .states
-            .iter()
-            .any(|p| p.tenant == tenant && p.version == version)
-        {
-            return;
-        }
-        let weight = weight_of(&state);
-        if weight > PAST_STATES_WEIGHT_MAX {
-            return;
-        }
         inner.tick += 1;
-        let last_used = inner.tick;
-        inner.weight += weight;
-        inner.states.push(PastState {
-            tenant,
-            version,
-            seq,
-            state,
-            weight,
-            last_used,
-        });
-        while inner.weight > PAST_STATES_WEIGHT_MAX || inner.states.len() > PAST_STATES_MAX {
-            let Some(oldest) = (0..inner.states.len()).min_by_key(|&i| inner.states[i].last_used)
+        let tick = inner.tick;
+        if let Some(found) = inner
+            .states
+            .iter_mut()
+            .find(|p| p.tenant == tenant && p.version == version)
+        {
+            // A checkpoint that turns out to be an answer moves to the answers' budget.
+            found.last_used = tick;
+            if kind == Kept::Answer {
+                found.kind = Kept::Answer;
+            } else {
+                return;
+            }
+        } else {
+            let weight = weight_of(&state);
+            if weight > self.weight_max {
+                return;
+            }
+            inner.states.push(PastState {
+                tenant,
+                version,
+                seq,
+                state,
+                weight,
+                last_used: tick,
+                kind,
+            });
+        }
+        loop {
+            let (weight, count) = inner.weight_of_kind(kind);
+            if weight <= self.weight_max && count <= self.count_max {
+                break;
+            }
+            let Some(oldest) = (0..inner.states.len())
+                .filter(|&i| inner.states[i].kind == kind)
+                .min_by_key(|&i| inner.states[i].last_used)
             else {
                 break;
             };
-            let gone = inner.states.swap_remove(oldest);
-            inner.weight -= gone.weight;
+            inner.states.swap_remove(oldest);
         }
     }
 }
@@ -907,7 +987,10 @@ impl Ledger {
     fn tenant_at_version(&self, tenant: TenantId, version: u64) -> Result<Arc<Tenant>, StoreError> {
         let past = &self.shared.past_states;
         let (mut state, mut after_seq) = match past.nearest_at_or_below(tenant, version) {
-            Some((found, _, state)) if found == version => return Ok(state),
+            Some((found, seq, state)) if found == version => {
+                past.keep(tenant, version, seq, Arc::clone(&state), Kept::Answer);
+                return Ok(state);
+            }
             Some((_, seq, state)) => (Tenant::clone(&state), seq),
             None => (Tenant::empty(tenant), 0),
         };
@@ -928,7 +1011,13 @@ impl Ledger {
                     return false;
                 }
                 if envelope.version % CHECKPOINT_EVENTS == 0 {
-                    past.keep(tenant, envelope.version, after_seq, Arc::new(state.clone()));
+                    past.keep(
+                        tenant,
+                        envelope.version,
+                        after_seq,
+                        Arc::new(state.clone()),
+                        Kept::Checkpoint,
+                    );
                 }
                 true
             })?;
@@ -937,7 +1026,7 @@ impl Ledger {
             return Err(e);
         }
         let state = Arc::new(state);
-        past.keep(tenant, version, after_seq, Arc::clone(&state));
+        past.keep(tenant, version, after_seq, Arc::clone(&state), Kept::Answer);
         Ok(state)
     }
 }
@@ -964,6 +1053,38 @@ mod tests {
             state.last_hash = stored.hash();
         }
         state
+    }
+
+    #[test]
+    fn checkpoints_of_a_long_fold_never_evict_kept_answers() {
+        let tenant = TenantId::new_random();
+        let past = PastStates::with_limits(10, 3);
+        let at = |version| {
+            let mut state = Tenant::empty(tenant);
+            state.version = version;
+            Arc::new(state)
+        };
+        past.keep(tenant, 7, 7, at(7), Kept::Answer);
+        past.keep(tenant, 40, 40, at(40), Kept::Answer);
+        for version in (100..10_000).step_by(100) {
+            past.keep(tenant, version, version, at(version), Kept::Checkpoint);
+        }
+        for answer in [7, 40] {
+            let found = past.nearest_at_or_below(tenant, answer).map(|(v, _, _)| v);
+            assert_eq!(found, Some(answer), "the answer at {answer} was evicted");
+        }
+        // The checkpoints keep to their own bound: only the three most recent are left.
+        assert_eq!(past.nearest_at_or_below(tenant, 9_600).map(|(v, ..)| v), Some(40));
+        assert_eq!(past.nearest_at_or_below(tenant, 9_750).map(|(v, ..)| v), Some(9_700));
+        // A fourth answer evicts the least recently used answer, not a checkpoint.
+        past.keep(tenant, 50, 50, at(50), Kept::Answer);
+        past.keep(tenant, 60, 60, at(60), Kept::Answer);
+        assert_eq!(past.nearest_at_or_below(tenant, 9_900).map(|(v, ..)| v), Some(9_900));
+        let left: Vec<u64> = [7, 40, 50, 60]
+            .into_iter()
+            .filter(|&v| past.nearest_at_or_below(tenant, v).map(|(f, ..)| f) == Some(v))
+            .collect();
+        assert_eq!(left.len(), 3, "answers kept: {left:?}");
     }
 
     #[test]

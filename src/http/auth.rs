@@ -118,7 +118,7 @@ impl FromRequestParts<App> for Auth {
         if blake3::Hash::from(hash) == blake3::Hash::from(app.root_token_hash) {
             return Ok(Auth::Root);
         }
-        let grant = app.ledger.read().keys.get(&hash).copied();
+        let grant = app.ledger.grant(&hash);
         grant
             .map(Auth::Key)
             .ok_or_else(|| ApiError::unauthorized("unknown or revoked token"))
