@@ -1074,12 +1074,21 @@ mod tests {
             assert_eq!(found, Some(answer), "the answer at {answer} was evicted");
         }
         // The checkpoints keep to their own bound: only the three most recent are left.
-        assert_eq!(past.nearest_at_or_below(tenant, 9_600).map(|(v, ..)| v), Some(40));
-        assert_eq!(past.nearest_at_or_below(tenant, 9_750).map(|(v, ..)| v), Some(9_700));
+        assert_eq!(
+            past.nearest_at_or_below(tenant, 9_600).map(|(v, ..)| v),
+            Some(40)
+        );
+        assert_eq!(
+            past.nearest_at_or_below(tenant, 9_750).map(|(v, ..)| v),
+            Some(9_700)
+        );
         // A fourth answer evicts the least recently used answer, not a checkpoint.
         past.keep(tenant, 50, 50, at(50), Kept::Answer);
         past.keep(tenant, 60, 60, at(60), Kept::Answer);
-        assert_eq!(past.nearest_at_or_below(tenant, 9_900).map(|(v, ..)| v), Some(9_900));
+        assert_eq!(
+            past.nearest_at_or_below(tenant, 9_900).map(|(v, ..)| v),
+            Some(9_900)
+        );
         let left: Vec<u64> = [7, 40, 50, 60]
             .into_iter()
             .filter(|&v| past.nearest_at_or_below(tenant, v).map(|(f, ..)| f) == Some(v))
