@@ -101,6 +101,30 @@ pub struct KeyGrant {
     pub role: Role,
 }
 
+/// Events decoded per chunk handed from the log reader to the folder on load.
+const DECODED_CHUNK_EVENTS: usize = 1024;
+/// Chunks the log reader may decode ahead of the folder.
+const DECODED_CHUNKS_AHEAD: usize = 16;
+
+/// One stored event, decoded and hashed, on its way to [`World::fold_log`].
+struct Decoded {
+    seq: u64,
+    tenant: TenantId,
+    envelope: Result<Envelope, String>,
+    hash: EventHash,
+}
+
+impl Decoded {
+    fn of(stored: EventRef<'_>) -> Decoded {
+        Decoded {
+            seq: stored.seq,
+            tenant: stored.tenant,
+            envelope: Envelope::decode(stored.bytes).map_err(|e| e.to_string()),
+            hash: Envelope::hash_of(stored.bytes),
+        }
+    }
+}
+
 /// Every tenant's state and the key index, as folded from the log.
 /// Serialisable for start-up snapshots ([`crate::store::snapshot`]).
 #[derive(Default, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -134,21 +158,58 @@ impl World {
         progress: &mut dyn FnMut(u64),
     ) -> Result<World, StoreError> {
         let mut world = World::default();
-        let mut failure = None;
-        store.scan_ref(0, &mut |stored| match world.fold_stored(stored) {
-            Ok(()) => {
-                progress(stored.seq);
-                true
+        world.fold_log(store, 0, progress)?;
+        Ok(world)
+    }
+
+    /// Fold every event after sequence `after`, with every check of [`World::load`]. Two
+    /// threads share the work: one reads records and decodes and hashes their events, in
+    /// chunks, while this one folds the chunk before.
+    fn fold_log(
+        &mut self,
+        store: &dyn EventStore,
+        after: u64,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<(), StoreError> {
+        let (chunks, received) =
+            std::sync::mpsc::sync_channel::<Vec<Decoded>>(DECODED_CHUNKS_AHEAD);
+        std::thread::scope(|scope| {
+            let reader = scope.spawn(move || {
+                let mut chunk = Vec::with_capacity(DECODED_CHUNK_EVENTS);
+                let scanned = store.scan_ref(after, &mut |stored| {
+                    chunk.push(Decoded::of(stored));
+                    if chunk.len() < DECODED_CHUNK_EVENTS {
+                        return true;
+                    }
+                    let full =
+                        std::mem::replace(&mut chunk, Vec::with_capacity(DECODED_CHUNK_EVENTS));
+                    // The folder stopped (a corrupt event): stop reading.
+                    chunks.send(full).is_ok()
+                });
+                if !chunk.is_empty() {
+                    let _ = chunks.send(chunk);
+                }
+                scanned
+            });
+            let mut failure = None;
+            'chunks: for chunk in received {
+                for decoded in chunk {
+                    let seq = decoded.seq;
+                    if let Err(e) = self.fold_decoded(decoded) {
+                        failure = Some(e);
+                        break 'chunks;
+                    }
+                    progress(seq);
+                }
             }
-            Err(e) => {
-                failure = Some(e);
-                false
+            let scanned = reader
+                .join()
+                .unwrap_or_else(|_| Err(StoreError::Io("the log reader panicked".into())));
+            match failure {
+                Some(e) => Err(e),
+                None => scanned,
             }
-        })?;
-        match failure {
-            Some(e) => Err(e),
-            None => Ok(world),
-        }
+        })
     }
 
     /// Start from `snapshot` (see [`crate::store::snapshot`]) and fold the events after it,
@@ -186,23 +247,10 @@ impl World {
             }
         }
         let mut world = snapshot;
-        let mut failure = None;
-        store
-            .scan_ref(head, &mut |stored| match world.fold_stored(stored) {
-                Ok(()) => {
-                    progress(stored.seq);
-                    true
-                }
-                Err(e) => {
-                    failure = Some(e);
-                    false
-                }
-            })
+        world
+            .fold_log(store, head, progress)
             .map_err(|e| e.to_string())?;
-        match failure {
-            Some(e) => Err(e.to_string()),
-            None => Ok(world),
-        }
+        Ok(world)
     }
 
     /// The state on start: from the snapshot in `dir` when it is sound and belongs to this
@@ -235,7 +283,7 @@ impl World {
         Ok((World::load(store)?, 0))
     }
 
-    fn fold_stored(&mut self, stored: EventRef<'_>) -> Result<(), StoreError> {
+    fn fold_decoded(&mut self, stored: Decoded) -> Result<(), StoreError> {
         let corrupt = |reason: String| StoreError::Corrupt {
             seq: stored.seq,
             reason,
@@ -243,7 +291,7 @@ impl World {
         if stored.seq != self.head + 1 {
             return Err(corrupt(format!("expected sequence {}", self.head + 1)));
         }
-        let envelope = Envelope::decode(stored.bytes).map_err(|e| corrupt(e.to_string()))?;
+        let envelope = stored.envelope.map_err(corrupt)?;
         if envelope.seq != stored.seq || envelope.tenant != stored.tenant {
             return Err(corrupt("envelope disagrees with its record".into()));
         }
@@ -260,7 +308,7 @@ impl World {
         if envelope.prev_hash != tenant.last_hash {
             return Err(corrupt("hash chain broken".into()));
         }
-        self.apply(&envelope, Envelope::hash_of(stored.bytes));
+        self.apply(&envelope, stored.hash);
         Ok(())
     }
 
