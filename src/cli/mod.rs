@@ -179,7 +179,7 @@ pub fn run(cli: Cli) -> Result<(), String> {
             bench::run(args, &command_line)
         }
         CliCommand::BenchLoad(args) => {
-            let report = bench_memory::load_and_report(&args.data)?;
+            let report = bench_memory::load_and_report(&args.data, args.scan_only)?;
             let line = serde_json::to_string(&report).map_err(|e| e.to_string())?;
             println!("{line}");
             Ok(())

@@ -1,6 +1,6 @@
 //! `ledger bench --only memory` on a small tenant: the memory row is in the table, with a peak
-//! RSS measured by the child process that is plausible beside the empty store's. Not timed:
-//! the figure is only checked to be there and sane.
+//! RSS measured by the child process that is plausible beside its references (the empty store,
+//! the scan that folds nothing). Not timed: the figures are only checked to be there and sane.
 
 use std::process::Command;
 
@@ -46,8 +46,11 @@ fn memory_row_reports_the_peak_rss_of_a_full_replay_beside_an_empty_store() {
     let cells: Vec<&str> = row.split('|').map(str::trim).collect();
     let peak = number_after(cells[2], "peak RSS").expect("a peak RSS figure");
     let empty = number_after(cells[3], "empty store:").expect("the empty store's figure");
+    let scanned = number_after(cells[3], "folding nothing:").expect("the scan's figure");
     let share = number_after(cells[4], "").expect("a share of the target");
-    assert!(empty >= 1.0 && empty <= peak, "{row}");
+    // Rounded to whole MiB, and a process's RSS wobbles a little from run to run.
+    assert!(empty >= 1.0 && empty <= peak + 1.0, "{row}");
+    assert!(scanned >= 1.0 && scanned <= peak + 1.0, "{row}");
     assert!(peak < 1024.0, "{row}");
     assert!(share > 0.0 && share < 1.0, "{row}");
 }
