@@ -12,7 +12,7 @@ fn main() {
     // The bench drives the router with many thousands of requests: a log line each would be
     // measured along with them, so it logs warnings only unless RUST_LOG says otherwise.
     let default_level = match cli.command {
-        ledger::cli::CliCommand::Bench(_) => "warn",
+        ledger::cli::CliCommand::Bench(_) | ledger::cli::CliCommand::BenchLoad(_) => "warn",
         _ => "info",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

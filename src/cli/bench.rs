@@ -49,6 +49,36 @@ pub struct BenchArgs {
     /// Skip the PostgreSQL reference (its cell then says so).
     #[arg(long)]
     pub no_postgres: bool,
+    /// Users of the tenant whose projections' peak memory is measured; 0 skips the memory row.
+    #[arg(long, default_value_t = 100_000)]
+    pub memory_users: usize,
+    /// Licences of that tenant (about 90 % of them assigned).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub memory_licences: u32,
+    /// Run only these scenarios (comma-separated); all of them by default.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub only: Vec<Scenario>,
+}
+
+/// A group of rows `--only` can pick.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scenario {
+    /// Durable append through the ledger beside raw sled.
+    Append,
+    /// Replay, disk per event, start-up, invoice and queries over one built log.
+    Log,
+    /// Bulk import.
+    Import,
+    /// The HTTP rows.
+    Http,
+    /// Peak memory of the projections of one large tenant.
+    Memory,
+}
+
+impl BenchArgs {
+    fn runs(&self, scenario: Scenario) -> bool {
+        self.only.is_empty() || self.only.contains(&scenario)
+    }
 }
 
 /// One line of the table.
@@ -90,7 +120,7 @@ type Held = HashMap<UserId, (LicenseId, Vec<LicenseId>)>;
 /// Each generated tenant and its users.
 type Tenants = Vec<(TenantId, Vec<UserId>)>;
 
-fn actor() -> Actor {
+pub(crate) fn actor() -> Actor {
     Actor {
         id: "bench".into(),
         reason: None,
@@ -112,18 +142,35 @@ pub fn run(args: BenchArgs, command_line: &str) -> Result<(), String> {
         .build()
         .map_err(|e| e.to_string())?;
     let mut rows = Vec::new();
-    eprintln!("append: {} writers for {} s …", args.writers, args.seconds);
-    rows.extend(runtime.block_on(append_scenario(&scratch.join("append"), &args))?);
-    eprintln!("building a log of {} events …", args.events);
-    rows.extend(log_scenarios(&scratch.join("log"), args.events)?);
-    eprintln!("importing {} rows …", args.import_rows);
-    rows.push(import_scenario(&scratch.join("import"), args.import_rows)?);
-    if args.http_seconds > 0 {
+    if args.runs(Scenario::Append) {
+        eprintln!("append: {} writers for {} s …", args.writers, args.seconds);
+        rows.extend(runtime.block_on(append_scenario(&scratch.join("append"), &args))?);
+    }
+    if args.runs(Scenario::Log) {
+        eprintln!("building a log of {} events …", args.events);
+        rows.extend(log_scenarios(&scratch.join("log"), args.events)?);
+    }
+    if args.runs(Scenario::Import) {
+        eprintln!("importing {} rows …", args.import_rows);
+        rows.push(import_scenario(&scratch.join("import"), args.import_rows)?);
+    }
+    if args.runs(Scenario::Http) && args.http_seconds > 0 {
         rows.extend(super::bench_http::http_rows(
             &runtime,
             &scratch.join("http"),
             &args,
         ));
+    }
+    if args.runs(Scenario::Memory) && args.memory_users > 0 {
+        eprintln!(
+            "memory: {} users, {} licences …",
+            args.memory_users, args.memory_licences
+        );
+        rows.push(super::bench_memory::memory_row(
+            &scratch.join("memory"),
+            args.memory_users,
+            args.memory_licences,
+        )?);
     }
     let table = render(&rows, command_line);
     println!("{table}");
@@ -397,7 +444,7 @@ fn build_log(store: &SledStore, target: u64) -> Result<(World, Tenants), String>
     Ok((world, tenants))
 }
 
-fn flush_if_large(
+pub(crate) fn flush_if_large(
     store: &SledStore,
     encoded: &mut Vec<EncodedEvent>,
     threshold: usize,

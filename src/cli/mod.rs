@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod bench_http;
+pub mod bench_memory;
 pub mod offline;
 pub mod whatif;
 
@@ -45,9 +46,13 @@ pub enum CliCommand {
     Import(ImportArgs),
     /// Write a tenant's events as JSON lines or CSV to stdout.
     Export(ExportArgs),
-    /// Measure append, replay, start-up, invoice and query speed beside their references, and
-    /// write the table to BENCH.md.
+    /// Measure append, replay, start-up, invoice and query speed and the projections' peak
+    /// memory beside their references, and write the table to BENCH.md.
     Bench(bench::BenchArgs),
+    /// The child process of the bench's memory row: replay the whole log and print the peak
+    /// RSS as JSON.
+    #[command(hide = true)]
+    BenchLoad(bench_memory::BenchLoadArgs),
     /// Check sequences, checksums and hash chains, and that every projection rebuilt from each
     /// tenant's stream equals the global replay. Exits non-zero naming the first bad sequence.
     Verify(VerifyArgs),
@@ -172,6 +177,12 @@ pub fn run(cli: Cli) -> Result<(), String> {
         CliCommand::Bench(args) => {
             let command_line = std::env::args().collect::<Vec<_>>().join(" ");
             bench::run(args, &command_line)
+        }
+        CliCommand::BenchLoad(args) => {
+            let report = bench_memory::load_and_report(&args.data, args.scan_only)?;
+            let line = serde_json::to_string(&report).map_err(|e| e.to_string())?;
+            println!("{line}");
+            Ok(())
         }
         CliCommand::WhatIf(args) => whatif::run(args),
         CliCommand::Verify(args) => {
