@@ -35,8 +35,11 @@ const HTTP_TENANT_USERS: usize = 20_000;
 const PAIRS_PER_CONNECTION: usize = 16;
 /// Seed of the load driver's arrival process.
 const LOAD_SEED: u64 = 5;
-/// The bearer token of the ledger under load (a bench-only root token).
+/// The root token of the ledger under load (bench only; it sets the tenant up).
 const BENCH_ROOT_TOKEN: &str = "bench-root-token";
+/// The bearer token the load is sent with: an operator key of the bench tenant, looked up in
+/// the key index like any client's.
+const BENCH_OPERATOR_TOKEN: &str = "bench-operator-token";
 /// How long a server may take to close its connections once told to stop.
 const SERVER_STOP_WAIT: Duration = Duration::from_secs(5);
 
@@ -79,7 +82,10 @@ fn load_config(address: SocketAddr, args: &BenchArgs) -> LoadConfig {
         duration: Duration::from_secs(args.http_seconds),
         pace: Pace::ClosedLoop,
         seed: LOAD_SEED,
-        headers: vec![("authorization".into(), format!("Bearer {BENCH_ROOT_TOKEN}"))],
+        headers: vec![(
+            "authorization".into(),
+            format!("Bearer {BENCH_OPERATOR_TOKEN}"),
+        )],
         requests_per_connection_max: None,
     }
 }
@@ -114,6 +120,23 @@ fn ledger_and_bare(
     let store = Arc::new(SledStore::open(&scratch.join("ledger")).map_err(|e| e.to_string())?);
     let ledger = Ledger::start(store).map_err(|e| e.to_string())?;
     let layout = runtime.block_on(setup_layout(&ledger, HTTP_TENANT_USERS))?;
+    let operator_key = crate::ledger::Request {
+        tenant: layout.tenant,
+        actor: crate::ledger::Actor {
+            id: "bench".into(),
+            reason: None,
+        },
+        expected_version: None,
+        command: events::Command::IssueKey {
+            key: events::KeyId::new_random(),
+            name: "bench load".into(),
+            role: events::Role::Operator,
+            token_hash: token_hash(BENCH_OPERATOR_TOKEN),
+        },
+    };
+    runtime
+        .block_on(ledger.execute(operator_key))
+        .map_err(|e| e.to_string())?;
     let (pairs, licenses) = {
         let world = ledger.read();
         let tenant = world
