@@ -139,6 +139,9 @@ pub struct World {
     /// Per tenant, its version after the last event of each `recorded_at` (one entry per
     /// group commit that touched it): which version an as-of instant means, by binary search.
     pub timelines: HashMap<TenantId, Vec<(chrono::DateTime<Utc>, u64)>>,
+    /// Per tenant, its usage at every instant its events were recorded: `usage?at=` without
+    /// folding a past state.
+    pub usage_history: HashMap<TenantId, projections::UsageHistory>,
     /// Sequence of the last event folded.
     pub head: u64,
     /// The latest `recorded_at` folded: the writer never stamps an earlier one, so months
@@ -320,6 +323,10 @@ impl World {
             .or_insert_with(|| Tenant::empty(envelope.tenant));
         evolve(tenant, &envelope.event, envelope.version);
         tenant.last_hash = hash;
+        self.usage_history
+            .entry(envelope.tenant)
+            .or_default()
+            .apply(envelope.recorded_at, &envelope.event, tenant);
         match &envelope.event {
             Event::ApiKeyIssued {
                 key,
@@ -994,6 +1001,23 @@ impl PastStates {
 }
 
 impl World {
+    /// The tenant's usage after every event recorded at or before `at`, and its version then.
+    pub fn usage_at(
+        &self,
+        tenant: TenantId,
+        at: chrono::DateTime<Utc>,
+    ) -> (
+        u64,
+        std::collections::BTreeMap<events::TypeCode, projections::TypeUsage>,
+    ) {
+        let usage = self
+            .usage_history
+            .get(&tenant)
+            .map(|history| history.at(at))
+            .unwrap_or_default();
+        (self.version_at(tenant, at), usage)
+    }
+
     /// The version `tenant` had at `at`: the number of its events recorded at or before it.
     pub fn version_at(&self, tenant: TenantId, at: chrono::DateTime<Utc>) -> u64 {
         let Some(line) = self.timelines.get(&tenant) else {

@@ -5,7 +5,7 @@ pub mod group_state;
 pub mod usage;
 
 pub use group_state::{group_state, GroupState, TypeState, WindowBlock};
-pub use usage::{usage, TypeUsage};
+pub use usage::{usage, TypeUsage, UsageHistory};
 pub mod billing;
 pub use billing::{invoice, invoice_bytes, Billing, Invoice, Month, TypeMonth};
 pub mod explain;

@@ -1,6 +1,8 @@
 //! Owned, assigned and free licences per type.
 
-use events::{Tenant, TypeCode};
+use crate::audit::touches;
+use chrono::{DateTime, Utc};
+use events::{Event, Tenant, TypeCode};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -29,4 +31,71 @@ pub fn usage(tenant: &Tenant) -> BTreeMap<TypeCode, TypeUsage> {
             (t.clone(), usage)
         })
         .collect()
+}
+
+/// Usage of one type from an instant on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, Serialize)]
+struct UsagePoint {
+    at: DateTime<Utc>,
+    owned: u64,
+    assigned: u64,
+}
+
+/// [`usage`] at every instant the tenant's events were recorded: what `usage?at=` answers
+/// from, by binary search, without folding the tenant's past state. One point per type an
+/// event changed, merged per instant (a group commit records all its events at one instant),
+/// so it grows with the tenant's commits, never with its licences.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Deserialize, Serialize)]
+pub struct UsageHistory {
+    types: BTreeMap<TypeCode, Vec<UsagePoint>>,
+}
+
+impl UsageHistory {
+    /// Note the usage of every type `event` names, as `state` holds it after the event,
+    /// recorded at `recorded_at` (never earlier than the event before).
+    pub fn apply(&mut self, recorded_at: DateTime<Utc>, event: &Event, state: &Tenant) {
+        for t in touches(event).types {
+            let Some(&owned) = state.owned.get(t) else {
+                continue;
+            };
+            let point = UsagePoint {
+                at: recorded_at,
+                owned,
+                assigned: state.assigned_count(t),
+            };
+            let line = self.types.entry(t.clone()).or_default();
+            match line.last_mut() {
+                Some(last) if last.at == recorded_at => *last = point,
+                Some(last) if last.owned == owned && last.assigned == point.assigned => {}
+                _ => line.push(point),
+            }
+        }
+    }
+
+    /// The tenant's [`usage`] after every event recorded at or before `at`.
+    pub fn at(&self, at: DateTime<Utc>) -> BTreeMap<TypeCode, TypeUsage> {
+        self.types
+            .iter()
+            .filter_map(|(t, line)| {
+                let after = line.partition_point(|p| p.at <= at);
+                let point = line.get(after.checked_sub(1)?)?;
+                let usage = TypeUsage {
+                    owned: point.owned,
+                    assigned: point.assigned,
+                    free: point.owned - point.assigned,
+                };
+                Some((t.clone(), usage))
+            })
+            .collect()
+    }
+
+    /// Points kept, over every type.
+    pub fn len(&self) -> usize {
+        self.types.values().map(Vec::len).sum()
+    }
+
+    /// Whether nothing was noted yet.
+    pub fn is_empty(&self) -> bool {
+        self.types.is_empty()
+    }
 }

@@ -19,6 +19,7 @@ use events::{
     Reminder, ReminderFrequency, Restriction, Retention, Rule, Tenant, TenantId, TypeCode, UserId,
 };
 use projections::billing::{Billing, Month, CALL_RECORDING};
+use projections::{usage, TypeUsage, UsageHistory};
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 use uuid::Uuid;
@@ -1077,6 +1078,41 @@ proptest! {
     fn billing_peak_is_the_highest_unit_count_seen_in_the_month(session in session(BROAD)) {
         peaks_match_what_was_seen(&session)?;
     }
+
+    /// `usage?at=` answered from the usage history equals the usage of the state folded up to
+    /// that instant: at every instant an event was recorded (the last event of the instant
+    /// counts) and just before it.
+    #[test]
+    fn usage_history_at_any_instant_equals_usage_of_the_state_then(session in session(BROAD)) {
+        usage_history_matches_the_fold(&session)?;
+    }
+}
+
+fn usage_history_matches_the_fold(session: &Session) -> Result<(), TestCaseError> {
+    let mut history = UsageHistory::default();
+    let mut seen: BTreeMap<DateTime<Utc>, BTreeMap<TypeCode, TypeUsage>> = BTreeMap::new();
+    play(
+        session,
+        &mut |ledger| {
+            let envelope = ledger.envelopes.last().expect("an event was just stored");
+            history.apply(envelope.recorded_at, &envelope.event, &ledger.live);
+            seen.insert(envelope.recorded_at, usage(&ledger.live));
+        },
+        &mut |_, _, _, _, _| {},
+    );
+    let mut before = BTreeMap::new();
+    for (at, expected) in &seen {
+        prop_assert_eq!(&history.at(*at), expected, "usage at {}", at);
+        let just_before = *at - Duration::microseconds(1);
+        prop_assert_eq!(
+            &history.at(just_before),
+            &before,
+            "usage just before {}",
+            at
+        );
+        before = expected.clone();
+    }
+    Ok(())
 }
 
 proptest! {

@@ -702,24 +702,47 @@ fn query_rows(ledger: &Ledger, tenant: TenantId, user: UserId, group: events::Gr
         (line[0].0, line[line.len() - 1].0)
     };
     add(
-        "as-of usage, an instant after the tenant's last event (the live state)",
+        "as-of group state, an instant after the tenant's last event (the live state)",
         time_many(2000, || {
-            let answer = ledger.with_tenant_at(tenant, last, |t| projections::usage(t).len());
+            let answer = ledger.with_tenant_at(tenant, last, |t| {
+                projections::group_state(t, group, last).is_some()
+            });
             std::hint::black_box(answer.ok());
+        }),
+    );
+    let span = (last - first).num_milliseconds().max(1);
+    let spread = |count: i64, stride: i64| -> Vec<_> {
+        (0..count)
+            .map(|i| {
+                first
+                    + chrono::Duration::milliseconds(span * (i * stride % count + 1) / (count + 1))
+            })
+            .collect()
+    };
+    // `usage?at=` answers from the usage history, by binary search.
+    let many = spread(2000, 997);
+    let mut next = many.iter().cycle();
+    add(
+        "as-of usage (usage history), 2000 distinct past instants",
+        time_many(many.len(), || {
+            let at = *next.next().expect("cycle");
+            std::hint::black_box(ledger.read().usage_at(tenant, at).1.len());
         }),
     );
     // Distinct past instants spread over the tenant's history: each one folds from the
     // nearest past state kept, as an auditor's first question about an instant does.
-    let span = (last - first).num_milliseconds().max(1);
-    let instants: Vec<_> = (0..40)
-        .map(|i| first + chrono::Duration::milliseconds(span * (i * 37 % 40 + 1) / 41))
-        .collect();
+    let instants = spread(40, 37);
     let mut next = instants.iter().cycle();
     add(
-        "as-of usage, 40 distinct past instants (first question about each)",
+        "as-of group state + explain, 40 distinct past instants (first question about each: a fold)",
         time_many(instants.len(), || {
             let at = *next.next().expect("cycle");
-            let answer = ledger.with_tenant_at(tenant, at, |t| projections::usage(t).len());
+            let answer = ledger.with_tenant_at(tenant, at, |t| {
+                (
+                    projections::group_state(t, group, at).is_some(),
+                    projections::entitlement(t, user, &phone, at).is_some_and(|e| e.allowed),
+                )
+            });
             std::hint::black_box(answer.ok());
         }),
     );

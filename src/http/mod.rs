@@ -281,6 +281,33 @@ impl App {
         at: chrono::DateTime<chrono::Utc>,
         read: impl FnOnce(&Tenant) -> Result<R, ApiError>,
     ) -> Result<R, ApiError> {
+        self.may_read_past(tenant, auth, needs)?;
+        self.ledger
+            .with_tenant_at(tenant, at, read)
+            .map_err(ApiError::internal)?
+    }
+
+    /// The tenant's usage at `at` and its version then, from the usage history (no past state
+    /// is folded), after the checks of [`App::tenant_as_of`].
+    pub fn usage_as_of(
+        &self,
+        tenant: TenantId,
+        auth: &Auth,
+        needs: &[Need],
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<
+        (
+            u64,
+            std::collections::BTreeMap<events::TypeCode, projections::TypeUsage>,
+        ),
+        ApiError,
+    > {
+        self.may_read_past(tenant, auth, needs)?;
+        Ok(self.ledger.read().usage_at(tenant, at))
+    }
+
+    /// The tenant exists and is the caller's, and the caller's role has one of `needs`.
+    fn may_read_past(&self, tenant: TenantId, auth: &Auth, needs: &[Need]) -> Result<(), ApiError> {
         self.read_tenant(tenant, auth, Need::Read, |_| Ok(()))?;
         let role = auth.role_in(tenant)?;
         if !needs.iter().any(|need| auth::allows(role, *need)) {
@@ -289,9 +316,7 @@ impl App {
                 auth::role_name(role)
             )));
         }
-        self.ledger
-            .with_tenant_at(tenant, at, read)
-            .map_err(ApiError::internal)?
+        Ok(())
     }
 
     /// Read the current state of a tenant after checking the role.

@@ -15,6 +15,7 @@ use events::{Command, KeyId, Retention, Role, TenantId};
 use rand::RngCore;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::str::FromStr;
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -477,24 +478,26 @@ pub async fn usage(
         None => None,
         Some(text) => Some(parse_instant("at", text)?),
     };
-    let render = |t: &events::Tenant, at: DateTime<Utc>| {
-        let types: serde_json::Map<String, Value> = projections::usage(t)
+    let render = |usage: BTreeMap<events::TypeCode, projections::TypeUsage>,
+                  version: u64,
+                  at: DateTime<Utc>| {
+        let types: serde_json::Map<String, Value> = usage
             .into_iter()
             .map(|(code, u)| (code.to_string(), json!(u)))
             .collect();
         with_etag(
             Json(json!({"at": super::views::instant(at), "types": types})).into_response(),
-            t.version,
+            version,
         )
     };
     match at {
         Some(at) if at < now => {
-            app.tenant_as_of(tenant, &auth, &[Need::Audit, Need::Bill], at, |past| {
-                Ok(render(past, at))
-            })
+            let (version, usage) =
+                app.usage_as_of(tenant, &auth, &[Need::Audit, Need::Bill], at)?;
+            Ok(render(usage, version, at))
         }
         _ => app.read_tenant(tenant, &auth, Need::Read, |t| {
-            Ok(render(t, at.unwrap_or(now)))
+            Ok(render(projections::usage(t), t.version, at.unwrap_or(now)))
         }),
     }
 }
