@@ -162,7 +162,16 @@ impl World {
     ) -> Result<World, StoreError> {
         let mut world = World::default();
         world.fold_log(store, 0, progress)?;
+        world.shrink_to_fit();
         Ok(world)
+    }
+
+    /// Give back the room the per-tenant histories grew into while folding.
+    fn shrink_to_fit(&mut self) {
+        self.timelines.values_mut().for_each(Vec::shrink_to_fit);
+        self.usage_history
+            .values_mut()
+            .for_each(projections::UsageHistory::shrink_to_fit);
     }
 
     /// Fold every event after sequence `after`, with every check of [`World::load`]. Two
@@ -253,6 +262,7 @@ impl World {
         world
             .fold_log(store, head, progress)
             .map_err(|e| e.to_string())?;
+        world.shrink_to_fit();
         Ok(world)
     }
 
@@ -859,13 +869,15 @@ impl World {
     }
 }
 
-/// Tenant events between two as-of checkpoints left by a fold.
+/// Fewest tenant events between two as-of checkpoints left by a fold. A tenant whose history
+/// holds more checkpoints than the budget keeps gets them further apart (a power of two times
+/// this), so that a fold never clones a state only to see it evicted.
 pub const CHECKPOINT_EVENTS: u64 = 5_000;
 /// Licences and users held by the kept answers of as-of queries together (each state weighs
 /// its licences plus its users plus one); past it the least recently used go first. The
 /// checkpoints folds leave behind have a budget of their own, so a fold through a long stretch
 /// of history never evicts the answers an auditor is still looking at.
-pub const PAST_STATES_WEIGHT_MAX: u64 = 4_000_000;
+pub const PAST_STATES_WEIGHT_MAX: u64 = 2_000_000;
 /// Past states of each kind (answers, checkpoints) kept at most, whatever their weight.
 pub const PAST_STATES_MAX: usize = 256;
 
@@ -931,6 +943,18 @@ impl PastStates {
             weight_max,
             count_max,
         }
+    }
+
+    /// Tenant events between two checkpoints of a fold through `live`'s history: at least
+    /// [`CHECKPOINT_EVENTS`], and far enough apart that the whole history's checkpoints fit
+    /// the budget (states weigh about what the live one does).
+    fn checkpoint_spacing(&self, live: &Tenant) -> u64 {
+        let fit = (self.weight_max / weight_of(live)).clamp(1, self.count_max as u64);
+        let mut spacing = CHECKPOINT_EVENTS;
+        while spacing.saturating_mul(fit) < live.version && spacing < u64::MAX / 2 {
+            spacing *= 2;
+        }
+        spacing
     }
 
     /// The kept state of `tenant` with the highest version at or below `version`.
@@ -1040,23 +1064,30 @@ impl Ledger {
         at: chrono::DateTime<Utc>,
         read: impl FnOnce(&Tenant) -> R,
     ) -> Result<R, StoreError> {
-        let wanted = {
+        let (wanted, spacing) = {
             let world = self.read();
             let wanted = world.version_at(tenant, at);
             match world.tenants.get(&tenant) {
                 Some(live) if live.version == wanted => return Ok(read(live)),
-                _ => wanted,
+                Some(live) => (wanted, self.shared.past_states.checkpoint_spacing(live)),
+                None => (wanted, CHECKPOINT_EVENTS),
             }
         };
         if wanted == 0 {
             return Ok(read(&Tenant::empty(tenant)));
         }
-        let past = self.tenant_at_version(tenant, wanted)?;
+        let past = self.tenant_at_version(tenant, wanted, spacing)?;
         Ok(read(&past))
     }
 
     /// The tenant's state after its event number `version`.
-    fn tenant_at_version(&self, tenant: TenantId, version: u64) -> Result<Arc<Tenant>, StoreError> {
+    /// A fold leaves a checkpoint at every multiple of `spacing`.
+    fn tenant_at_version(
+        &self,
+        tenant: TenantId,
+        version: u64,
+        spacing: u64,
+    ) -> Result<Arc<Tenant>, StoreError> {
         let past = &self.shared.past_states;
         let (mut state, mut after_seq) = match past.nearest_at_or_below(tenant, version) {
             Some((found, seq, state)) if found == version => {
@@ -1082,7 +1113,7 @@ impl Ledger {
                 if envelope.version >= version {
                     return false;
                 }
-                if envelope.version % CHECKPOINT_EVENTS == 0 {
+                if envelope.version % spacing == 0 {
                     past.keep(
                         tenant,
                         envelope.version,
@@ -1166,6 +1197,34 @@ mod tests {
             .filter(|&v| past.nearest_at_or_below(tenant, v).map(|(f, ..)| f) == Some(v))
             .collect();
         assert_eq!(left.len(), 3, "answers kept: {left:?}");
+    }
+
+    #[test]
+    fn checkpoints_are_spaced_so_a_whole_history_fits_the_budget() {
+        let mut live = Tenant::empty(TenantId::new_random());
+        let past = PastStates::with_limits(1_000, 256);
+        live.version = 40_000;
+        // Weight 1: the budget holds 256 states, 8 are needed at the fewest events apart.
+        assert_eq!(past.checkpoint_spacing(&live), CHECKPOINT_EVENTS);
+        // Weight 1 but a history of 10 M events: 256 checkpoints 40 000 apart cover it.
+        live.version = 10_000_000;
+        let spacing = past.checkpoint_spacing(&live);
+        assert_eq!(spacing, CHECKPOINT_EVENTS * 8);
+        assert!(spacing * 256 >= live.version);
+        // A state heavier than the budget: one checkpoint for the whole history.
+        for i in 0..2_000u32 {
+            let user = events::state::User {
+                id: UserId::new_random(),
+                name: format!("u{i}"),
+                group: GroupId::new_random(),
+                extension: None,
+                number: None,
+                removed: false,
+                licenses: Default::default(),
+            };
+            live.users.insert(user.id, user);
+        }
+        assert!(past.checkpoint_spacing(&live) >= live.version);
     }
 
     #[test]

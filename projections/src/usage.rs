@@ -33,12 +33,14 @@ pub fn usage(tenant: &Tenant) -> BTreeMap<TypeCode, TypeUsage> {
         .collect()
 }
 
-/// Usage of one type from an instant on.
+/// Usage of one type from an instant on (16 bytes: a tenant holds far fewer than 2³² licences,
+/// see `events::decide::LICENSES_PER_TENANT_MAX`, and times are whole microseconds).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, Serialize)]
 struct UsagePoint {
-    at: DateTime<Utc>,
-    owned: u64,
-    assigned: u64,
+    /// Microseconds since the Unix epoch.
+    at: i64,
+    owned: u32,
+    assigned: u32,
 }
 
 /// [`usage`] at every instant the tenant's events were recorded: what `usage?at=` answers
@@ -59,14 +61,14 @@ impl UsageHistory {
                 continue;
             };
             let point = UsagePoint {
-                at: recorded_at,
-                owned,
-                assigned: state.assigned_count(t),
+                at: recorded_at.timestamp_micros(),
+                owned: u32::try_from(owned).unwrap_or(u32::MAX),
+                assigned: u32::try_from(state.assigned_count(t)).unwrap_or(u32::MAX),
             };
             let line = self.types.entry(t.clone()).or_default();
             match line.last_mut() {
-                Some(last) if last.at == recorded_at => *last = point,
-                Some(last) if last.owned == owned && last.assigned == point.assigned => {}
+                Some(last) if last.at == point.at => *last = point,
+                Some(last) if last.owned == point.owned && last.assigned == point.assigned => {}
                 _ => line.push(point),
             }
         }
@@ -74,19 +76,27 @@ impl UsageHistory {
 
     /// The tenant's [`usage`] after every event recorded at or before `at`.
     pub fn at(&self, at: DateTime<Utc>) -> BTreeMap<TypeCode, TypeUsage> {
+        // Events are stamped in whole microseconds: one is at or before `at` exactly when it
+        // is at or before `at` rounded down to the microsecond.
+        let at = at.timestamp_micros();
         self.types
             .iter()
             .filter_map(|(t, line)| {
                 let after = line.partition_point(|p| p.at <= at);
                 let point = line.get(after.checked_sub(1)?)?;
                 let usage = TypeUsage {
-                    owned: point.owned,
-                    assigned: point.assigned,
-                    free: point.owned - point.assigned,
+                    owned: u64::from(point.owned),
+                    assigned: u64::from(point.assigned),
+                    free: u64::from(point.owned.saturating_sub(point.assigned)),
                 };
                 Some((t.clone(), usage))
             })
             .collect()
+    }
+
+    /// Give back the room the lines grew into (after a replay).
+    pub fn shrink_to_fit(&mut self) {
+        self.types.values_mut().for_each(Vec::shrink_to_fit);
     }
 
     /// Points kept, over every type.
