@@ -112,12 +112,19 @@ fn measure(
     })
 }
 
-fn ledger_and_bare(
-    runtime: &Runtime,
-    scratch: &Path,
-    args: &BenchArgs,
-) -> Result<Vec<Row>, String> {
-    let store = Arc::new(SledStore::open(&scratch.join("ledger")).map_err(|e| e.to_string())?);
+/// A ledger on a fresh store in `dir`, with the bench tenant set up and an operator key issued:
+/// the router, the path prefix of the tenant and the licence–user pairs the load churns on,
+/// and every live licence with its type (for the PostgreSQL reference).
+struct BenchLedger {
+    router: Router,
+    prefix: String,
+    pairs: Vec<(Uuid, Uuid)>,
+    licenses: Vec<(Uuid, String)>,
+    layout: tools::Layout,
+}
+
+fn bench_ledger(runtime: &Runtime, dir: &Path, args: &BenchArgs) -> Result<BenchLedger, String> {
+    let store = Arc::new(SledStore::open(dir).map_err(|e| e.to_string())?);
     let ledger = Ledger::start(store).map_err(|e| e.to_string())?;
     let layout = runtime.block_on(setup_layout(&ledger, HTTP_TENANT_USERS))?;
     let operator_key = crate::ledger::Request {
@@ -166,8 +173,30 @@ fn ledger_and_bare(
         ledger,
         root_token_hash: token_hash(BENCH_ROOT_TOKEN),
     };
+    Ok(BenchLedger {
+        router: app(state),
+        prefix,
+        pairs,
+        licenses,
+        layout,
+    })
+}
+
+fn ledger_and_bare(
+    runtime: &Runtime,
+    scratch: &Path,
+    args: &BenchArgs,
+) -> Result<Vec<Row>, String> {
+    let BenchLedger {
+        router,
+        prefix,
+        pairs,
+        licenses,
+        layout,
+    } = bench_ledger(runtime, &scratch.join("ledger"), args)?;
+
     eprintln!("HTTP: ledger router, {} connections …", args.connections);
-    let ledger_figures = measure(runtime, app(state), &prefix, &pairs, args)?;
+    let ledger_figures = measure(runtime, router, &prefix, &pairs, args)?;
     eprintln!("HTTP: bare axum endpoint …");
     let bare_figures = measure(runtime, bare_router(), &prefix, &pairs, args)?;
     let postgres_reference = if args.no_postgres {
@@ -186,10 +215,75 @@ fn ledger_and_bare(
         args.http_seconds,
         args.connections
     );
-    Ok(vec![
+    let mut rows = vec![
         versus_postgres(&ledger_figures, &postgres_reference, &method),
         versus_bare(&ledger_figures, &bare_figures, &method),
-    ])
+    ];
+    if let Ok(postgres) = &postgres_reference {
+        let rate = postgres.run().successes_per_second();
+        if rate > 0.0 {
+            eprintln!("HTTP: a fresh ledger at PostgreSQL's rate ({rate:.0}/s) …");
+            rows.push(at_postgres_rate(runtime, scratch, args, postgres, rate));
+        }
+    }
+    Ok(rows)
+}
+
+/// A fresh ledger driven open loop at the rate PostgreSQL sustained: the p99 each gives the
+/// same offered load.
+fn at_postgres_rate(
+    runtime: &Runtime,
+    scratch: &Path,
+    args: &BenchArgs,
+    postgres: &Measured,
+    rate: f64,
+) -> Row {
+    let scenario = format!(
+        "assign/unassign over HTTP at PostgreSQL's rate: open loop, Poisson arrivals at \
+         {rate:.0} requests/s, latency from the scheduled send, {} s, {} connections",
+        args.http_seconds, args.connections
+    );
+    let measured = bench_ledger(runtime, &scratch.join("ledger-same-load"), args).and_then(|l| {
+        runtime.block_on(async {
+            let (address, stop) = serve(l.router).await?;
+            let workloads = AssignUnassignChurn::split(&l.prefix, &l.pairs, args.connections);
+            let config = LoadConfig {
+                pace: Pace::OpenLoop {
+                    requests_per_second: rate,
+                },
+                ..load_config(address, args)
+            };
+            let (report, _) = tools::load::drive(&config, workloads).await;
+            stop.stop().await;
+            Ok::<_, String>(report)
+        })
+    });
+    match measured {
+        Ok(ledger) => {
+            let (mine, theirs) = (ledger.percentile(0.99), postgres.run().percentile(0.99));
+            Row {
+                scenario,
+                figure: ledger.summary(),
+                reference: format!("PostgreSQL at its own capacity: {}", postgres.figure()),
+                ratio: format!(
+                    "p99 {} ({} vs {})",
+                    if mine < theirs { "lower" } else { "not lower" },
+                    ms(mine),
+                    ms(theirs)
+                ),
+            }
+        }
+        Err(reason) => Row {
+            scenario,
+            figure: format!("failed: {reason}"),
+            reference: "—".into(),
+            ratio: "—".into(),
+        },
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1000.0)
 }
 
 fn versus_postgres(ledger: &Measured, postgres: &Result<Measured, String>, method: &str) -> Row {
