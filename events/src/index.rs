@@ -13,14 +13,15 @@ use std::ops::Bound;
 /// Ids to entities: hashed for lookups, ordered for iteration.
 #[derive(Clone, Debug)]
 pub struct IdMap<K, V> {
-    entries: HashMap<K, V>,
+    /// foldhash: randomly seeded like std's `RandomState`, several times faster on 16-byte ids.
+    entries: HashMap<K, V, foldhash::fast::RandomState>,
     order: BTreeSet<K>,
 }
 
 impl<K, V> Default for IdMap<K, V> {
     fn default() -> Self {
         IdMap {
-            entries: HashMap::new(),
+            entries: HashMap::default(),
             order: BTreeSet::new(),
         }
     }
