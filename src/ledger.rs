@@ -127,15 +127,18 @@ impl Decoded {
 
 /// Every tenant's state and the key index, as folded from the log.
 /// Serialisable for start-up snapshots ([`crate::store::snapshot`]).
-#[derive(Default, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+/// Tenants and their billing are behind `Arc`s: a snapshot copies the world in the time it
+/// takes to copy the pointers (and the small indexes), and serialises the copy while the writer
+/// goes on; a tenant the writer changes meanwhile is cloned once, on its first change.
+#[derive(Clone, Default, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct World {
-    pub tenants: HashMap<TenantId, Tenant>,
+    pub tenants: HashMap<TenantId, Arc<Tenant>>,
     /// Token hash → live key.
     pub keys: HashMap<[u8; 32], KeyGrant>,
     /// Commands sent with an `Idempotency-Key`, recently.
     pub idempotency: crate::idempotency::Index,
     /// Billing figures per tenant, folded from the same events.
-    pub billing: HashMap<TenantId, projections::Billing>,
+    pub billing: HashMap<TenantId, Arc<projections::Billing>>,
     /// Per tenant, its version after the last event of each `recorded_at` (one entry per
     /// group commit that touched it): which version an as-of instant means, by binary search.
     pub timelines: HashMap<TenantId, Vec<(chrono::DateTime<Utc>, u64)>>,
@@ -308,17 +311,18 @@ impl World {
         if envelope.seq != stored.seq || envelope.tenant != stored.tenant {
             return Err(corrupt("envelope disagrees with its record".into()));
         }
-        let tenant = self
+        let version = self.tenants.get(&envelope.tenant).map_or(0, |t| t.version);
+        let last_hash = self
             .tenants
-            .entry(envelope.tenant)
-            .or_insert_with(|| Tenant::empty(envelope.tenant));
-        if envelope.version != tenant.version + 1 {
+            .get(&envelope.tenant)
+            .map_or_else(EventHash::default, |t| t.last_hash);
+        if envelope.version != version + 1 {
             return Err(corrupt(format!(
                 "tenant version {} follows {}",
-                envelope.version, tenant.version
+                envelope.version, version
             )));
         }
-        if envelope.prev_hash != tenant.last_hash {
+        if envelope.prev_hash != last_hash {
             return Err(corrupt("hash chain broken".into()));
         }
         self.apply(&envelope, stored.hash);
@@ -327,10 +331,11 @@ impl World {
 
     /// Fold one checked envelope.
     fn apply(&mut self, envelope: &Envelope, hash: EventHash) {
-        let tenant = self
-            .tenants
-            .entry(envelope.tenant)
-            .or_insert_with(|| Tenant::empty(envelope.tenant));
+        let tenant = Arc::make_mut(
+            self.tenants
+                .entry(envelope.tenant)
+                .or_insert_with(|| Arc::new(Tenant::empty(envelope.tenant))),
+        );
         evolve(tenant, &envelope.event, envelope.version);
         tenant.last_hash = hash;
         self.usage_history
@@ -366,10 +371,7 @@ impl World {
             _ => line.push((envelope.recorded_at, envelope.version)),
         }
         self.idempotency.observe(envelope);
-        self.billing
-            .entry(envelope.tenant)
-            .or_default()
-            .apply(envelope, hash);
+        Arc::make_mut(self.billing.entry(envelope.tenant).or_default()).apply(envelope, hash);
         self.head = envelope.seq;
         self.last_recorded_at = Some(
             self.last_recorded_at
@@ -554,8 +556,10 @@ fn writer_loop(shared: Arc<Shared>, mut receiver: mpsc::Receiver<Job>) {
 }
 
 /// Start a snapshot in the background when the log has grown enough since the last one. The
-/// snapshot thread serialises the state under the read lock (readers go on; the writer waits
-/// for it, as for any reader), then writes and fsyncs the file outside it.
+/// snapshot thread copies the state under the read lock (pointers to the tenants and their
+/// billing, and the small indexes: the writer waits only that long), then serialises the copy
+/// and writes and fsyncs the file outside it. A tenant the writer changes while the copy is
+/// alive is cloned on its first change.
 fn maybe_snapshot(shared: &Arc<Shared>) {
     use std::sync::atomic::Ordering;
     let Some(policy) = shared.snapshots.clone() else {
@@ -574,7 +578,11 @@ fn maybe_snapshot(shared: &Arc<Shared>) {
         .name("ledger-snapshot".into())
         .spawn(move || {
             let started = std::time::Instant::now();
-            let encoded = match snapshotter.world.read() {
+            // Copy under the read lock (tenants and billing are shared, not copied), serialise
+            // the copy outside it.
+            let copied = snapshotter.world.read().map(|world| World::clone(&world));
+            let held = started.elapsed();
+            let encoded = match copied {
                 Ok(world) => crate::store::snapshot::encode(&world).map(|b| (world.head, b)),
                 Err(_) => Err("the state lock is poisoned".into()),
             };
@@ -588,6 +596,7 @@ fn maybe_snapshot(shared: &Arc<Shared>) {
                         head,
                         bytes,
                         seconds = started.elapsed().as_secs_f64(),
+                        state_held_seconds = held.as_secs_f64(),
                         "snapshot written"
                     );
                 }
@@ -1139,7 +1148,7 @@ mod tests {
     use super::*;
     use crate::store::sled_store::SledStore;
     use chrono::{Duration, TimeZone};
-    use events::{GroupId, NewUser, UserId};
+    use events::{GroupId, NewUser, TypeCode, UserId};
 
     fn naive_tenant_at(
         store: &dyn EventStore,
@@ -1197,6 +1206,56 @@ mod tests {
             .filter(|&v| past.nearest_at_or_below(tenant, v).map(|(f, ..)| f) == Some(v))
             .collect();
         assert_eq!(left.len(), 3, "answers kept: {left:?}");
+    }
+
+    #[test]
+    fn a_snapshot_copy_keeps_its_state_while_the_writer_goes_on() {
+        let tenant = TenantId::new_random();
+        let mut world = World::default();
+        let mut encoded = Vec::new();
+        let at = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let mut run = |world: &mut World, command: Command| {
+            let request = Request {
+                tenant,
+                actor: Actor {
+                    id: "test".into(),
+                    reason: None,
+                },
+                expected_version: None,
+                command,
+            };
+            world
+                .decide_into(&request, CommandId::new_random(), at, &mut encoded)
+                .unwrap();
+        };
+        run(
+            &mut world,
+            Command::CreateTenant {
+                name: "Acme".into(),
+                billing_timezone: "UTC".into(),
+                currency: "EUR".into(),
+            },
+        );
+        let copy = world.clone();
+        assert!(Arc::ptr_eq(&copy.tenants[&tenant], &world.tenants[&tenant]));
+        let before = Tenant::clone(&copy.tenants[&tenant]);
+        run(
+            &mut world,
+            Command::ProvisionLicenses {
+                license_type: "phone_system".into(),
+                quantity: 3,
+            },
+        );
+        assert_eq!(
+            *copy.tenants[&tenant], before,
+            "the copy moved with the writer"
+        );
+        assert_eq!(copy.head, before.version);
+        assert_eq!(
+            world.tenants[&tenant].owned[&TypeCode::from("phone_system")],
+            3
+        );
+        assert!(world.head > copy.head);
     }
 
     #[test]
@@ -1299,7 +1358,7 @@ mod tests {
         assert!(kept >= 2, "queries left past states behind ({kept})");
         // Nothing happened since the last batch: the live state answers.
         let later = start + Duration::hours(9);
-        let live = ledger.read().tenants[&tenant].clone();
+        let live = Tenant::clone(&ledger.read().tenants[&tenant]);
         assert_eq!(
             ledger.with_tenant_at(tenant, later, Tenant::clone).unwrap(),
             live

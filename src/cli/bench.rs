@@ -517,7 +517,33 @@ fn log_scenarios(dir: &Path, target: u64) -> Result<Vec<Row>, String> {
     });
     // What a server that snapshots leaves behind: the state at the head in a snapshot file.
     let started = Instant::now();
-    let bytes = crate::store::snapshot::encode(&ledger.read())?;
+    // As the server's snapshot thread does: copy under the read lock, serialise outside it.
+    let copy_started = Instant::now();
+    let copy = World::clone(&ledger.read());
+    let held = copy_started.elapsed().as_secs_f64();
+    // The writer's first change to a tenant the copy still shares clones that tenant: time one
+    // write to the large tenant while the copy is alive.
+    let write_started = Instant::now();
+    let one_user = Request {
+        tenant,
+        actor: actor(),
+        expected_version: None,
+        command: Command::CreateUsers(vec![events::NewUser {
+            user: UserId::new_random(),
+            name: "snapshot bench".into(),
+            group,
+            extension: None,
+            number: None,
+        }]),
+    };
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .map_err(|e| e.to_string())?
+        .block_on(ledger.execute(one_user))
+        .map_err(|e| e.to_string())?;
+    let first_write = write_started.elapsed().as_secs_f64();
+    let bytes = crate::store::snapshot::encode(&copy)?;
+    drop(copy);
     crate::store::snapshot::write(dir, &bytes)?;
     let written = started.elapsed().as_secs_f64();
     // What `Ledger::start_with` does before it spawns the writer (the store stays open: the
@@ -525,7 +551,7 @@ fn log_scenarios(dir: &Path, target: u64) -> Result<Vec<Row>, String> {
     let started = Instant::now();
     let (resumed, used) = World::load_from_dir(store.as_ref(), dir).map_err(|e| e.to_string())?;
     let from_snapshot = started.elapsed().as_secs_f64();
-    if used != resumed.head || resumed.head != events {
+    if used != events || resumed.head != events + 1 {
         return Err(format!(
             "the snapshot was not used (snapshot {used}, head {})",
             resumed.head
@@ -535,8 +561,12 @@ fn log_scenarios(dir: &Path, target: u64) -> Result<Vec<Row>, String> {
     rows.push(Row {
         scenario: format!("start-up on a {events}-event log from its snapshot"),
         figure: format!(
-            "{from_snapshot:.2} s until ready (snapshot {:.0} MB, written in {written:.2} s)",
-            bytes.len() as f64 / 1e6
+            "{from_snapshot:.2} s until ready (snapshot {:.0} MB, written in {written:.2} s in \
+             the background: the state lock held {:.0} ms for the copy; the first write to the \
+             large tenant meanwhile {:.0} ms, as it clones the tenant)",
+            bytes.len() as f64 / 1e6,
+            held * 1e3,
+            first_write * 1e3
         ),
         reference: format!("full replay: {full_replay:.2} s"),
         ratio: format!("{:.1}× faster", full_replay / from_snapshot.max(1e-9)),

@@ -371,14 +371,14 @@ pub fn verify(store: &dyn EventStore, dir: Option<&Path>) -> Result<String, Stri
             state.last_hash = stored.hash();
             billing.apply(&envelope, stored.hash());
         }
-        if Some(&state) != world.tenants.get(tenant) {
+        if Some(&state) != world.tenants.get(tenant).map(|t| &**t) {
             return Err(format!(
                 "tenant {tenant}: state rebuilt from its stream differs from the global replay (version {} vs {})",
                 state.version,
                 world.tenants.get(tenant).map_or(0, |t| t.version)
             ));
         }
-        if Some(&billing) != world.billing.get(tenant) {
+        if Some(&billing) != world.billing.get(tenant).map(|b| &**b) {
             return Err(format!(
                 "tenant {tenant}: billing rebuilt from its stream differs from the global replay"
             ));

@@ -49,7 +49,7 @@ pub async fn month(
         .ok_or_else(|| ApiError::not_found(format!("tenant {tenant} not found")))?;
     auth.require(tenant, Need::Bill)?;
     let empty = projections::Billing::default();
-    let billing = world.billing.get(&tenant).unwrap_or(&empty);
+    let billing = world.billing.get(&tenant).map_or(&empty, |b| &**b);
     let types: serde_json::Map<String, Value> = billing
         .month(month)
         .into_iter()
@@ -105,7 +105,7 @@ pub async fn invoice_of_month(
         .ok_or_else(|| ApiError::not_found(format!("tenant {tenant} not found")))?;
     auth.require(tenant, Need::Bill)?;
     let empty = projections::Billing::default();
-    let billing = world.billing.get(&tenant).unwrap_or(&empty);
+    let billing = world.billing.get(&tenant).map_or(&empty, |b| &**b);
     let bytes = invoice_bytes(&invoice(billing, month));
     let response = ([(header::CONTENT_TYPE, "application/json")], bytes).into_response();
     Ok(with_etag(response, state.version))

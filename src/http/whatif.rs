@@ -410,8 +410,12 @@ impl Snapshot {
             .get(&tenant)
             .ok_or_else(|| ApiError::not_found(format!("tenant {tenant} not found")))?;
         Ok(Snapshot {
-            tenant: state.clone(),
-            billing: world.billing.get(&tenant).cloned().unwrap_or_default(),
+            tenant: Tenant::clone(state),
+            billing: world
+                .billing
+                .get(&tenant)
+                .map(|b| projections::Billing::clone(b))
+                .unwrap_or_default(),
             now: world.last_recorded_at.map_or(clock, |last| last.max(clock)),
         })
     }
