@@ -515,6 +515,17 @@ fn log_scenarios(dir: &Path, target: u64) -> Result<Vec<Row>, String> {
         reference: "—".into(),
         ratio: "—".into(),
     });
+    let history = {
+        let world = ledger.read();
+        let line = world
+            .timelines
+            .get(&tenant)
+            .ok_or("the large tenant has no history")?;
+        match (line.first(), line.last()) {
+            (Some(first), Some(last)) => (first.0, last.0),
+            _ => return Err("the large tenant has no history".into()),
+        }
+    };
     // What a server that snapshots leaves behind: the state at the head in a snapshot file.
     let started = Instant::now();
     // As the server's snapshot thread does: copy under the read lock, serialise outside it.
@@ -582,7 +593,7 @@ fn log_scenarios(dir: &Path, target: u64) -> Result<Vec<Row>, String> {
         reference: "—".into(),
         ratio: "—".into(),
     });
-    rows.extend(query_rows(&ledger, tenant, user, group));
+    rows.extend(query_rows(&ledger, tenant, user, group, history));
     Ok(rows)
 }
 
@@ -686,7 +697,15 @@ fn time_many(samples: usize, mut work: impl FnMut()) -> (Duration, Duration) {
     (percentile(&times, 0.5), percentile(&times, 0.99))
 }
 
-fn query_rows(ledger: &Ledger, tenant: TenantId, user: UserId, group: events::GroupId) -> Vec<Row> {
+/// `history`: the first and last instants of the large tenant's generated history (the as-of
+/// queries ask about instants inside it).
+fn query_rows(
+    ledger: &Ledger,
+    tenant: TenantId,
+    user: UserId,
+    group: events::GroupId,
+    history: (chrono::DateTime<Utc>, chrono::DateTime<Utc>),
+) -> Vec<Row> {
     let now = Utc::now();
     let phone = TypeCode::from("phone_system");
     let mut rows = Vec::new();
@@ -726,16 +745,12 @@ fn query_rows(ledger: &Ledger, tenant: TenantId, user: UserId, group: events::Gr
             ));
         }),
     );
-    let (first, last) = {
-        let world = ledger.read();
-        let line = &world.timelines[&tenant];
-        (line[0].0, line[line.len() - 1].0)
-    };
+    let (first, last) = history;
     add(
         "as-of group state, an instant after the tenant's last event (the live state)",
         time_many(2000, || {
-            let answer = ledger.with_tenant_at(tenant, last, |t| {
-                projections::group_state(t, group, last).is_some()
+            let answer = ledger.with_tenant_at(tenant, now, |t| {
+                projections::group_state(t, group, now).is_some()
             });
             std::hint::black_box(answer.ok());
         }),
