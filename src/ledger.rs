@@ -101,6 +101,9 @@ pub struct KeyGrant {
     pub role: Role,
 }
 
+/// A tenant's version after the last event of each `recorded_at`, in time order.
+pub type Timeline = Vec<(chrono::DateTime<Utc>, u64)>;
+
 /// Events decoded per chunk handed from the log reader to the folder on load.
 const DECODED_CHUNK_EVENTS: usize = 1024;
 /// Chunks the log reader may decode ahead of the folder.
@@ -127,9 +130,9 @@ impl Decoded {
 
 /// Every tenant's state and the key index, as folded from the log.
 /// Serialisable for start-up snapshots ([`crate::store::snapshot`]).
-/// Tenants and their billing are behind `Arc`s: a snapshot copies the world in the time it
-/// takes to copy the pointers (and the small indexes), and serialises the copy while the writer
-/// goes on; a tenant the writer changes meanwhile is cloned once, on its first change.
+/// Everything per tenant is behind an `Arc`: a snapshot copies the world in the time it takes
+/// to copy the pointers (and the key and idempotency indexes), and serialises the copy while
+/// the writer goes on; what the writer changes meanwhile is cloned once, on its first change.
 #[derive(Clone, Default, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct World {
     pub tenants: HashMap<TenantId, Arc<Tenant>>,
@@ -141,10 +144,10 @@ pub struct World {
     pub billing: HashMap<TenantId, Arc<projections::Billing>>,
     /// Per tenant, its version after the last event of each `recorded_at` (one entry per
     /// group commit that touched it): which version an as-of instant means, by binary search.
-    pub timelines: HashMap<TenantId, Vec<(chrono::DateTime<Utc>, u64)>>,
+    pub timelines: HashMap<TenantId, Arc<Timeline>>,
     /// Per tenant, its usage at every instant its events were recorded: `usage?at=` without
     /// folding a past state.
-    pub usage_history: HashMap<TenantId, projections::UsageHistory>,
+    pub usage_history: HashMap<TenantId, Arc<projections::UsageHistory>>,
     /// Sequence of the last event folded.
     pub head: u64,
     /// The latest `recorded_at` folded: the writer never stamps an earlier one, so months
@@ -171,10 +174,12 @@ impl World {
 
     /// Give back the room the per-tenant histories grew into while folding.
     fn shrink_to_fit(&mut self) {
-        self.timelines.values_mut().for_each(Vec::shrink_to_fit);
-        self.usage_history
-            .values_mut()
-            .for_each(projections::UsageHistory::shrink_to_fit);
+        for line in self.timelines.values_mut() {
+            Arc::make_mut(line).shrink_to_fit();
+        }
+        for history in self.usage_history.values_mut() {
+            Arc::make_mut(history).shrink_to_fit();
+        }
     }
 
     /// Fold every event after sequence `after`, with every check of [`World::load`]. Two
@@ -338,10 +343,11 @@ impl World {
         );
         evolve(tenant, &envelope.event, envelope.version);
         tenant.last_hash = hash;
-        self.usage_history
-            .entry(envelope.tenant)
-            .or_default()
-            .apply(envelope.recorded_at, &envelope.event, tenant);
+        Arc::make_mut(self.usage_history.entry(envelope.tenant).or_default()).apply(
+            envelope.recorded_at,
+            &envelope.event,
+            tenant,
+        );
         match &envelope.event {
             Event::ApiKeyIssued {
                 key,
@@ -363,7 +369,7 @@ impl World {
             }
             _ => {}
         }
-        let line = self.timelines.entry(envelope.tenant).or_default();
+        let line = Arc::make_mut(self.timelines.entry(envelope.tenant).or_default());
         match line.last_mut() {
             Some((recorded_at, version)) if *recorded_at == envelope.recorded_at => {
                 *version = envelope.version;

@@ -71,22 +71,18 @@ fn tenant_key(tenant: TenantId, first_seq: u64) -> [u8; 25] {
 impl SledStore {
     /// Open (or create) the store in `dir`, checking the last record to find the head.
     pub fn open(dir: &Path) -> Result<SledStore, Error> {
-        let db = sled::Config::new()
-            .path(dir)
-            .mode(sled::Mode::HighThroughput)
-            .open()
-            .map_err(|e| match e {
-                sled::Error::Corruption { .. } => {
-                    let acknowledged = std::fs::read(dir.join(HEAD_FILE))
-                        .ok()
-                        .and_then(|bytes| read_head_file(&bytes))
-                        .map_or_else(String::new, |seq| {
-                            format!("; {seq} events had been acknowledged")
-                        });
-                    Error::CorruptStore(format!("sled cannot read its files ({e}){acknowledged}"))
-                }
-                other => io(other),
-            })?;
+        let db = open_waiting_for_lock(dir).map_err(|e| match e {
+            sled::Error::Corruption { .. } => {
+                let acknowledged = std::fs::read(dir.join(HEAD_FILE))
+                    .ok()
+                    .and_then(|bytes| read_head_file(&bytes))
+                    .map_or_else(String::new, |seq| {
+                        format!("; {seq} events had been acknowledged")
+                    });
+                Error::CorruptStore(format!("sled cannot read its files ({e}){acknowledged}"))
+            }
+            other => io(other),
+        })?;
         let log = db.open_tree("log").map_err(io)?;
         let head = match log.scan_prefix(b"L").next_back() {
             None => 0,
@@ -382,6 +378,37 @@ impl EventStore for SledStore {
 
     fn head(&self) -> u64 {
         self.head.load(Ordering::Acquire)
+    }
+}
+
+/// How long opening waits for sled's file lock: a store closed a moment ago (in this process,
+/// or by a process that just exited) lets it go once sled's background threads stop.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Open sled, waiting up to [`LOCK_WAIT`] while another handle still holds its lock.
+fn open_waiting_for_lock(dir: &Path) -> Result<sled::Db, sled::Error> {
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        let opened = sled::Config::new()
+            .path(dir)
+            .mode(sled::Mode::HighThroughput)
+            .open();
+        match opened {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
+                return Err(sled::Error::Io(std::io::Error::other(format!(
+                    "the store at {} is in use by another process (is a ledger already running \
+                     on it?): {e}",
+                    dir.display()
+                ))));
+            }
+            other => return other,
+        }
     }
 }
 
