@@ -316,11 +316,10 @@ impl World {
         if envelope.seq != stored.seq || envelope.tenant != stored.tenant {
             return Err(corrupt("envelope disagrees with its record".into()));
         }
-        let version = self.tenants.get(&envelope.tenant).map_or(0, |t| t.version);
-        let last_hash = self
+        let (version, last_hash) = self
             .tenants
             .get(&envelope.tenant)
-            .map_or_else(EventHash::default, |t| t.last_hash);
+            .map_or((0, EventHash::default()), |t| (t.version, t.last_hash));
         if envelope.version != version + 1 {
             return Err(corrupt(format!(
                 "tenant version {} follows {}",
@@ -1156,6 +1155,19 @@ mod tests {
     use chrono::{Duration, TimeZone};
     use events::{GroupId, NewUser, TypeCode, UserId};
 
+    /// `command` for `tenant`, by a test actor.
+    fn request(tenant: TenantId, command: Command) -> Request {
+        Request {
+            tenant,
+            actor: Actor {
+                id: "test".into(),
+                reason: None,
+            },
+            expected_version: None,
+            command,
+        }
+    }
+
     fn naive_tenant_at(
         store: &dyn EventStore,
         tenant: TenantId,
@@ -1221,17 +1233,13 @@ mod tests {
         let mut encoded = Vec::new();
         let at = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
         let mut run = |world: &mut World, command: Command| {
-            let request = Request {
-                tenant,
-                actor: Actor {
-                    id: "test".into(),
-                    reason: None,
-                },
-                expected_version: None,
-                command,
-            };
             world
-                .decide_into(&request, CommandId::new_random(), at, &mut encoded)
+                .decide_into(
+                    &request(tenant, command),
+                    CommandId::new_random(),
+                    at,
+                    &mut encoded,
+                )
                 .unwrap();
         };
         run(
@@ -1302,17 +1310,13 @@ mod tests {
         let mut world = World::default();
         let mut encoded = Vec::new();
         let mut run = |world: &mut World, command: Command, at| {
-            let request = Request {
-                tenant,
-                actor: Actor {
-                    id: "test".into(),
-                    reason: None,
-                },
-                expected_version: None,
-                command,
-            };
             world
-                .decide_into(&request, CommandId::new_random(), at, &mut encoded)
+                .decide_into(
+                    &request(tenant, command),
+                    CommandId::new_random(),
+                    at,
+                    &mut encoded,
+                )
                 .unwrap();
             store.append(&encoded).unwrap();
             encoded.clear();

@@ -98,14 +98,4 @@ impl UsageHistory {
     pub fn shrink_to_fit(&mut self) {
         self.types.values_mut().for_each(Vec::shrink_to_fit);
     }
-
-    /// Points kept, over every type.
-    pub fn len(&self) -> usize {
-        self.types.values().map(Vec::len).sum()
-    }
-
-    /// Whether nothing was noted yet.
-    pub fn is_empty(&self) -> bool {
-        self.types.is_empty()
-    }
 }

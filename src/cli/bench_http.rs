@@ -8,7 +8,7 @@
 //! Every connection owns its own licence–user pairs, so no two requests conflict; only 2xx
 //! counts as a success.
 
-use super::bench::{setup_layout, BenchArgs, Row};
+use super::bench::{actor, ms, setup_layout, BenchArgs, Row};
 use crate::http::auth::token_hash;
 use crate::http::{app, App};
 use crate::ledger::Ledger;
@@ -129,10 +129,7 @@ fn bench_ledger(runtime: &Runtime, dir: &Path, args: &BenchArgs) -> Result<Bench
     let layout = runtime.block_on(setup_layout(&ledger, HTTP_TENANT_USERS))?;
     let operator_key = crate::ledger::Request {
         tenant: layout.tenant,
-        actor: crate::ledger::Actor {
-            id: "bench".into(),
-            reason: None,
-        },
+        actor: actor(),
         expected_version: None,
         command: events::Command::IssueKey {
             key: events::KeyId::new_random(),
@@ -280,10 +277,6 @@ fn at_postgres_rate(
             ratio: "—".into(),
         },
     }
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.3} ms", d.as_secs_f64() * 1000.0)
 }
 
 fn versus_postgres(ledger: &Measured, postgres: &Result<Measured, String>, method: &str) -> Row {

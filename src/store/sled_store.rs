@@ -394,18 +394,15 @@ fn open_waiting_for_lock(dir: &Path) -> Result<sled::Db, sled::Error> {
             .mode(sled::Mode::HighThroughput)
             .open();
         match opened {
-            Err(sled::Error::Io(e))
-                if e.to_string().contains("could not acquire lock")
-                    && std::time::Instant::now() < deadline =>
-            {
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
             Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
-                return Err(sled::Error::Io(std::io::Error::other(format!(
-                    "the store at {} is in use by another process (is a ledger already running \
-                     on it?): {e}",
-                    dir.display()
-                ))));
+                if std::time::Instant::now() >= deadline {
+                    return Err(sled::Error::Io(std::io::Error::other(format!(
+                        "the store at {} is in use by another process (is a ledger already \
+                         running on it?): {e}",
+                        dir.display()
+                    ))));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
             }
             other => return other,
         }
