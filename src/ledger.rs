@@ -148,6 +148,9 @@ pub struct World {
     /// Per tenant, its usage at every instant its events were recorded: `usage?at=` without
     /// folding a past state.
     pub usage_history: HashMap<TenantId, Arc<projections::UsageHistory>>,
+    /// Per tenant, its groups, users and their licences at every version, compactly: as-of
+    /// group state and entitlements without folding a past state.
+    pub past: HashMap<TenantId, Arc<projections::PastIndex>>,
     /// Sequence of the last event folded.
     pub head: u64,
     /// The latest `recorded_at` folded: the writer never stamps an earlier one, so months
@@ -179,6 +182,9 @@ impl World {
         }
         for history in self.usage_history.values_mut() {
             Arc::make_mut(history).shrink_to_fit();
+        }
+        for index in self.past.values_mut() {
+            Arc::make_mut(index).shrink_to_fit();
         }
     }
 
@@ -344,6 +350,11 @@ impl World {
         tenant.last_hash = hash;
         Arc::make_mut(self.usage_history.entry(envelope.tenant).or_default()).apply(
             envelope.recorded_at,
+            &envelope.event,
+            tenant,
+        );
+        Arc::make_mut(self.past.entry(envelope.tenant).or_default()).apply(
+            envelope.version,
             &envelope.event,
             tenant,
         );
@@ -1094,6 +1105,41 @@ impl Ledger {
         Ok(read(&past))
     }
 
+    /// Run `read` on the part of the tenant as it was at `at` that a group-state question
+    /// (about any group) or an entitlement question (about `user`) reads, rebuilt from the
+    /// tenant's [`projections::PastIndex`] without folding (see
+    /// [`projections::PastIndex::tenant_at`] for what it holds). The live state when nothing
+    /// happened since `at`; a fold, as [`Ledger::with_tenant_at`], if the index cannot answer.
+    pub fn with_view_at<R>(
+        &self,
+        tenant: TenantId,
+        at: chrono::DateTime<Utc>,
+        user: Option<events::UserId>,
+        read: impl FnOnce(&Tenant) -> R,
+    ) -> Result<R, StoreError> {
+        let rebuilt = {
+            let world = self.read();
+            let wanted = world.version_at(tenant, at);
+            let Some(live) = world.tenants.get(&tenant) else {
+                return Ok(read(&Tenant::empty(tenant)));
+            };
+            if live.version == wanted {
+                return Ok(read(live));
+            }
+            if wanted == 0 {
+                return Ok(read(&Tenant::empty(tenant)));
+            }
+            world
+                .past
+                .get(&tenant)
+                .and_then(|index| index.tenant_at(live, wanted, user))
+        };
+        match rebuilt {
+            Some(past) => Ok(read(&past)),
+            None => self.with_tenant_at(tenant, at, read),
+        }
+    }
+
     /// The tenant's state after its event number `version`.
     /// A fold leaves a checkpoint at every multiple of `spacing`.
     fn tenant_at_version(
@@ -1168,6 +1214,26 @@ mod tests {
         }
     }
 
+    /// Decide `command` for `tenant` at `at` against `world`, which folds its events; the
+    /// events as the writer would append them.
+    fn decide_at(
+        world: &mut World,
+        tenant: TenantId,
+        command: Command,
+        at: chrono::DateTime<Utc>,
+    ) -> Vec<EncodedEvent> {
+        let mut encoded = Vec::new();
+        world
+            .decide_into(
+                &request(tenant, command),
+                CommandId::new_random(),
+                at,
+                &mut encoded,
+            )
+            .unwrap();
+        encoded
+    }
+
     fn naive_tenant_at(
         store: &dyn EventStore,
         tenant: TenantId,
@@ -1230,17 +1296,9 @@ mod tests {
     fn a_snapshot_copy_keeps_its_state_while_the_writer_goes_on() {
         let tenant = TenantId::new_random();
         let mut world = World::default();
-        let mut encoded = Vec::new();
         let at = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
-        let mut run = |world: &mut World, command: Command| {
-            world
-                .decide_into(
-                    &request(tenant, command),
-                    CommandId::new_random(),
-                    at,
-                    &mut encoded,
-                )
-                .unwrap();
+        let run = |world: &mut World, command: Command| {
+            decide_at(world, tenant, command, at);
         };
         run(
             &mut world,
@@ -1308,18 +1366,10 @@ mod tests {
         let group = GroupId::new_random();
         let start = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
         let mut world = World::default();
-        let mut encoded = Vec::new();
-        let mut run = |world: &mut World, command: Command, at| {
-            world
-                .decide_into(
-                    &request(tenant, command),
-                    CommandId::new_random(),
-                    at,
-                    &mut encoded,
-                )
+        let run = |world: &mut World, command: Command, at| {
+            store
+                .append(&decide_at(world, tenant, command, at))
                 .unwrap();
-            store.append(&encoded).unwrap();
-            encoded.clear();
         };
         run(
             &mut world,
@@ -1379,5 +1429,154 @@ mod tests {
             .with_tenant_at(tenant, before, Tenant::clone)
             .unwrap();
         assert_eq!(empty.version, 0);
+    }
+
+    #[test]
+    fn as_of_group_state_and_entitlements_from_the_past_index_equal_a_fold() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SledStore::open(dir.path()).unwrap());
+        let tenant = TenantId::new_random();
+        let (root, team) = (GroupId::new_random(), GroupId::new_random());
+        let users: Vec<UserId> = (0..6).map(|_| UserId::new_random()).collect();
+        let start = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let hour = |h: i64| start + Duration::hours(h);
+        let mut world = World::default();
+        let run = |world: &mut World, command: Command, at| {
+            store
+                .append(&decide_at(world, tenant, command, at))
+                .unwrap();
+        };
+        let phone = TypeCode::from("phone_system");
+        let recording = TypeCode::from("call_recording");
+        let setup = [
+            Command::CreateTenant {
+                name: "Acme".into(),
+                billing_timezone: "UTC".into(),
+                currency: "EUR".into(),
+            },
+            Command::CreateGroup {
+                group: root,
+                name: "All".into(),
+                parent: None,
+            },
+            Command::CreateGroup {
+                group: team,
+                name: "Sales".into(),
+                parent: Some(root),
+            },
+            Command::SetRestriction {
+                group: team,
+                restriction: events::Restriction {
+                    enabled: true,
+                    limits: [(phone.clone(), 4)].into(),
+                    valid_from: None,
+                    valid_until: Some(hour(5)),
+                    reminder: None,
+                },
+            },
+            Command::ProvisionLicenses {
+                license_type: phone.clone(),
+                quantity: 10,
+            },
+            Command::ProvisionLicenses {
+                license_type: recording.clone(),
+                quantity: 10,
+            },
+            Command::CreateUsers(
+                users
+                    .iter()
+                    .enumerate()
+                    .map(|(i, user)| NewUser {
+                        user: *user,
+                        name: format!("user {i}"),
+                        group: if i % 2 == 0 { team } else { root },
+                        extension: None,
+                        number: None,
+                    })
+                    .collect(),
+            ),
+        ];
+        for command in setup {
+            run(&mut world, command, start);
+        }
+        // Hour by hour: users take seats (some with recording), one moves, one gives back.
+        for (h, user) in users.iter().enumerate().take(4) {
+            let addons = if h % 2 == 0 {
+                vec![recording.clone()]
+            } else {
+                vec![]
+            };
+            run(
+                &mut world,
+                Command::AssignByType {
+                    user: *user,
+                    license_type: phone.clone(),
+                    addons,
+                },
+                hour(h as i64 + 1),
+            );
+        }
+        run(
+            &mut world,
+            Command::UpdateUser {
+                user: users[1],
+                name: None,
+                group: Some(team),
+            },
+            hour(6),
+        );
+        let held = world.tenants[&tenant]
+            .users
+            .get(&users[0])
+            .unwrap()
+            .licenses
+            .clone();
+        for license in held {
+            run(&mut world, Command::UnassignLicense { license }, hour(7));
+        }
+        let ledger = Ledger::start(store.clone()).unwrap();
+        let state = |t: &Tenant, group, at| format!("{:?}", projections::group_state(t, group, at));
+        let instants: Vec<_> = (0..=8).map(|h| hour(h) + Duration::minutes(30)).collect();
+        let mut rebuilt = Vec::new();
+        for &at in &instants {
+            for group in [root, team] {
+                rebuilt.push(ledger.with_view_at(tenant, at, None, |t| state(t, group, at)));
+            }
+            for user in &users {
+                for t in [&phone, &recording] {
+                    rebuilt.push(ledger.with_view_at(tenant, at, Some(*user), |s| {
+                        format!("{:?}", projections::entitlement(s, *user, t, at))
+                    }));
+                }
+            }
+        }
+        let folded_states = ledger.shared.past_states.inner.lock().unwrap().states.len();
+        assert_eq!(folded_states, 0, "the past index answered without folding");
+        let mut folded = Vec::new();
+        for &at in &instants {
+            for group in [root, team] {
+                folded.push(ledger.with_tenant_at(tenant, at, |t| state(t, group, at)));
+            }
+            for user in &users {
+                for t in [&phone, &recording] {
+                    folded.push(ledger.with_tenant_at(tenant, at, |s| {
+                        format!("{:?}", projections::entitlement(s, *user, t, at))
+                    }));
+                }
+            }
+        }
+        let rebuilt: Vec<String> = rebuilt.into_iter().map(Result::unwrap).collect();
+        let folded: Vec<String> = folded.into_iter().map(Result::unwrap).collect();
+        assert_eq!(rebuilt, folded);
+        assert!(
+            folded
+                .iter()
+                .any(|answer| answer.contains("window_expired")),
+            "the team's window closes within the history"
+        );
+        // The index is part of the snapshot: a start from it answers the same.
+        let snapshot = crate::store::snapshot::encode(&ledger.read()).unwrap();
+        let restored = crate::store::snapshot::decode(&snapshot).unwrap();
+        assert_eq!(restored.past, ledger.read().past);
     }
 }

@@ -18,3 +18,5 @@ pub use whatif::{
 };
 pub mod reminders;
 pub use reminders::{due_reminders, DueReminder};
+pub mod past;
+pub use past::PastIndex;

@@ -19,7 +19,7 @@ use events::{
     Reminder, ReminderFrequency, Restriction, Retention, Rule, Tenant, TenantId, TypeCode, UserId,
 };
 use projections::billing::{Billing, Month, CALL_RECORDING};
-use projections::{usage, TypeUsage, UsageHistory};
+use projections::{entitlement, group_state, usage, PastIndex, TypeUsage, UsageHistory};
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 use uuid::Uuid;
@@ -1086,6 +1086,71 @@ proptest! {
     fn usage_history_at_any_instant_equals_usage_of_the_state_then(session in session(BROAD)) {
         usage_history_matches_the_fold(&session)?;
     }
+
+    /// As-of group state and entitlements answered from the past index equal those of the
+    /// state folded up to the same version.
+    #[test]
+    fn past_index_answers_group_state_and_entitlements_as_the_fold_does(
+        session in prop_oneof![1 => session(BROAD), 1 => session(QUOTAS)]
+    ) {
+        past_index_matches_the_fold(&session)?;
+    }
+}
+
+/// The part of the state a group-state or entitlement question reads, rebuilt from the past
+/// index at a version, answers as the state folded up to that version does: for every group
+/// and every user of the pools, every type, at the instant of the event and a month later (so
+/// windows that had not started, or had ended, both come up).
+fn past_index_matches_the_fold(session: &Session) -> Result<(), TestCaseError> {
+    let mut index = PastIndex::default();
+    let mut folded = Tenant::empty(TENANT);
+    let mut states: Vec<(Tenant, DateTime<Utc>)> = Vec::new();
+    let mut done = 0;
+    play(
+        session,
+        &mut |ledger| {
+            for envelope in &ledger.envelopes[done..] {
+                evolve(&mut folded, &envelope.event, envelope.version);
+                index.apply(envelope.version, &envelope.event, &folded);
+                states.push((folded.clone(), envelope.recorded_at));
+            }
+            done = ledger.envelopes.len();
+        },
+        &mut |_, _, _, _, _| {},
+    );
+    for (state, recorded_at) in &states {
+        let version = state.version;
+        let groups_only = index
+            .tenant_at(&folded, version, None)
+            .ok_or_else(|| TestCaseError::fail("no past state from the index"))?;
+        for at in [*recorded_at, *recorded_at + Duration::days(31)] {
+            for g in (0..GROUPS).map(group_id) {
+                prop_assert_eq!(
+                    group_state(&groups_only, g, at),
+                    group_state(state, g, at),
+                    "group {} at version {}",
+                    g,
+                    version
+                );
+            }
+            for u in (0..USERS).map(user_id) {
+                let with_user = index
+                    .tenant_at(&folded, version, Some(u))
+                    .ok_or_else(|| TestCaseError::fail("no past state from the index"))?;
+                for t in TYPES.map(TypeCode::from) {
+                    prop_assert_eq!(
+                        entitlement(&with_user, u, &t, at),
+                        entitlement(state, u, &t, at),
+                        "user {} type {} at version {}",
+                        u,
+                        t,
+                        version
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn usage_history_matches_the_fold(session: &Session) -> Result<(), TestCaseError> {

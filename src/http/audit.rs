@@ -204,7 +204,7 @@ pub async fn entitlement(
         )));
     }
     if at < now {
-        return app.tenant_as_of(tenant, &auth, &[Need::Audit], at, |past| {
+        return app.view_as_of(tenant, &auth, &[Need::Audit], at, Some(user), |past| {
             render_entitlement(past, user, &license_type, at)
         });
     }

@@ -353,7 +353,7 @@ pub async fn state(
         .transpose()?
         .unwrap_or(now);
     if at < now {
-        return app.tenant_as_of(tenant, &auth, &[Need::Audit], at, |past| {
+        return app.view_as_of(tenant, &auth, &[Need::Audit], at, None, |past| {
             render_state(past, group, at)
         });
     }

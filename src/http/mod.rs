@@ -272,23 +272,26 @@ impl App {
     }
 
     /// The tenant as it was at a past instant, for a caller holding one of `needs` (the
-    /// as-of queries: auditors, and billing for usage).
-    pub fn tenant_as_of<R>(
+    /// as-of queries: auditors, and billing for usage): `read` sees what a group-state or an
+    /// entitlement question about `user` reads — the groups, the catalogue, the user and
+    /// their licences as they were — rebuilt from the past index without folding.
+    pub fn view_as_of<R>(
         &self,
         tenant: TenantId,
         auth: &Auth,
         needs: &[Need],
         at: chrono::DateTime<chrono::Utc>,
+        user: Option<events::UserId>,
         read: impl FnOnce(&Tenant) -> Result<R, ApiError>,
     ) -> Result<R, ApiError> {
         self.may_read_past(tenant, auth, needs)?;
         self.ledger
-            .with_tenant_at(tenant, at, read)
+            .with_view_at(tenant, at, user, read)
             .map_err(ApiError::internal)?
     }
 
     /// The tenant's usage at `at` and its version then, from the usage history (no past state
-    /// is folded), after the checks of [`App::tenant_as_of`].
+    /// is folded), after the checks of [`App::view_as_of`].
     pub fn usage_as_of(
         &self,
         tenant: TenantId,
