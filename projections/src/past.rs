@@ -3,7 +3,8 @@
 //! part of the tenant it reads ([`PastIndex::tenant_at`]) instead of folding the log up to
 //! that instant.
 //!
-//! Kept per tenant, fed every event after it is folded ([`PastIndex::apply`]):
+//! Kept per tenant, fed every event after it is folded ([`PastIndex::apply`], which follows
+//! `events::evolve`: what each event changes; a property test holds it to the fold):
 //! - the catalogue after every change to it;
 //! - each group's own fields (name, parent, restriction) after every change, and the
 //!   licences of each type held by users *directly* in the group (not in its subgroups) as
@@ -17,7 +18,6 @@
 //! licences) stops being indexed and [`PastIndex::tenant_at`] answers `None` from then on, so
 //! callers fold instead.
 
-use crate::audit::touches;
 use events::catalogue::Catalogue;
 use events::state::{Group, License, User};
 use events::{Event, GroupId, LicenseId, Tenant, TypeCode, UserId};
@@ -55,15 +55,11 @@ struct GroupPast {
 struct UserPast {
     /// The user's own fields from each version on (`licenses` left empty).
     own: Vec<(u64, User)>,
-    /// The base licences held now, as recorded (indices).
-    held: Vec<u32>,
     changes: Vec<Change>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct BasePast {
-    /// The add-ons attached now, as recorded (indices).
-    attached: Vec<u32>,
     changes: Vec<Change>,
 }
 
@@ -116,24 +112,6 @@ fn set_at(changes: &[Change], version: u32) -> BTreeSet<u32> {
     set
 }
 
-/// Record the difference between `recorded` and `now` as changes at `version`; `recorded`
-/// becomes `now`.
-fn record_set(recorded: &mut Vec<u32>, now: Vec<u32>, changes: &mut Vec<Change>, version: u32) {
-    for gone in recorded.iter().filter(|l| !now.contains(l)) {
-        changes.push(Change {
-            version,
-            licence: gone | REMOVED,
-        });
-    }
-    for new in now.iter().filter(|l| !recorded.contains(l)) {
-        changes.push(Change {
-            version,
-            licence: *new,
-        });
-    }
-    *recorded = now;
-}
-
 fn own_group(group: &Group) -> Group {
     Group {
         id: group.id,
@@ -180,7 +158,8 @@ fn direct_usage(tenant: &Tenant, group: &Group, t: &TypeCode) -> u64 {
 
 impl PastIndex {
     /// Record what `event`, the tenant's event at `version`, changed in `tenant` (the state
-    /// after it).
+    /// after it). Follows `events::evolve`: only the events that change a user's licences, a
+    /// base's add-ons, a group's usage or an entity's own fields record anything.
     pub fn apply(&mut self, version: u64, event: &Event, tenant: &Tenant) {
         if self.overflowed {
             return;
@@ -189,100 +168,137 @@ impl PastIndex {
             self.overflowed = true;
             return;
         };
-        if matches!(
-            event,
-            Event::TenantCreated { .. } | Event::LicenseTypeDefined { .. }
-        ) {
-            self.catalogue.push((version, tenant.catalogue.clone()));
-        }
-        let named = touches(event);
-        for id in &named.groups {
-            let Some(live) = tenant.groups.get(id) else {
-                continue;
-            };
-            let past = self.groups.entry(*id).or_default();
-            if past
-                .own
-                .last()
-                .is_none_or(|(_, recorded)| !same_own_group(recorded, live))
-            {
-                past.own.push((version, own_group(live)));
+        let holder_group = |user: &UserId| tenant.users.get(user).map(|u| u.group);
+        let with_addon_types = |license: &LicenseId| {
+            tenant
+                .licenses
+                .get(license)
+                .map(|l| tenant.license_with_addon_types(l))
+                .unwrap_or_default()
+        };
+        match event {
+            Event::TenantCreated { .. } | Event::LicenseTypeDefined { .. } => {
+                self.catalogue.push((version, tenant.catalogue.clone()));
             }
-        }
-        // The users whose holdings or own fields may have changed: those named, and the
-        // holders of the licences named (an add-on's holder through its base).
-        let mut users = named.users;
-        for id in &named.licenses {
-            let Some(licence) = tenant.licenses.get(id) else {
-                continue;
-            };
-            users.extend(licence.user);
-            if let Some(base) = licence.base.and_then(|b| tenant.licenses.get(&b)) {
-                users.extend(base.user);
+            Event::LicenseAssigned { license, user, .. } => {
+                self.hold(*user, *license, v, true);
+                let types = with_addon_types(license);
+                self.record_direct(tenant, holder_group(user), &types, v);
             }
-        }
-        users.sort_unstable();
-        users.dedup();
-        let mut groups = Vec::new();
-        for id in &users {
-            let Some(live) = tenant.users.get(id) else {
-                continue;
-            };
-            let Some(held) = self.indices(live.licenses.iter()) else {
-                return;
-            };
-            let past = self.users.entry(*id).or_default();
-            groups.push(live.group);
-            let recorded = past
-                .own
-                .last()
-                .map(|(_, r)| (same_own_user(r, live), r.group));
-            if recorded.is_none_or(|(same, _)| !same) {
-                groups.extend(recorded.map(|(_, group)| group));
-                past.own.push((version, own_user(live)));
+            Event::LicenseUnassigned { license, user, .. } => {
+                self.hold(*user, *license, v, false);
+                let types = with_addon_types(license);
+                self.record_direct(tenant, holder_group(user), &types, v);
             }
-            record_set(&mut past.held, held, &mut past.changes, v);
-        }
-        for id in &named.licenses {
-            let Some(licence) = tenant.licenses.get(id) else {
-                continue;
-            };
-            let index = self.licence_index.get(id).copied();
-            if licence.addons.is_empty() && index.is_none_or(|i| !self.bases.contains_key(&i)) {
-                continue;
+            Event::LicenseReassigned {
+                license, from, to, ..
+            } => {
+                self.hold(*from, *license, v, false);
+                self.hold(*to, *license, v, true);
+                let types = with_addon_types(license);
+                self.record_direct(tenant, holder_group(from), &types, v);
+                self.record_direct(tenant, holder_group(to), &types, v);
             }
-            let (Some(base), Some(attached)) =
-                (self.index_of(*id), self.indices(licence.addons.iter()))
-            else {
-                return;
-            };
-            let past = self.bases.entry(base).or_default();
-            record_set(&mut past.attached, attached, &mut past.changes, v);
-        }
-        groups.sort_unstable();
-        groups.dedup();
-        for id in groups {
-            let Some(live) = tenant.groups.get(&id) else {
-                continue;
-            };
-            let past = self.groups.entry(id).or_default();
-            let mut types: Vec<&TypeCode> = live.used.keys().collect();
-            types.extend(past.direct.keys());
-            types.sort_unstable();
-            types.dedup();
-            let mut points = Vec::new();
-            for t in types {
-                let Ok(value) = u32::try_from(direct_usage(tenant, live, t)) else {
-                    self.overflowed = true;
+            Event::AddonAttached {
+                addon,
+                addon_type,
+                base,
+            }
+            | Event::AddonDetached {
+                addon,
+                addon_type,
+                base,
+            } => {
+                let attached = matches!(event, Event::AddonAttached { .. });
+                if let (Some(b), Some(a)) = (self.index_of(*base), self.index_of(*addon)) {
+                    let licence = if attached { a } else { a | REMOVED };
+                    let changes = &mut self.bases.entry(b).or_default().changes;
+                    changes.push(Change {
+                        version: v,
+                        licence,
+                    });
+                }
+                let holder = tenant.licenses.get(base).and_then(|b| b.user);
+                let group = holder.as_ref().and_then(holder_group);
+                self.record_direct(tenant, group, std::slice::from_ref(addon_type), v);
+            }
+            Event::GroupCreated { group, .. }
+            | Event::GroupMoved { group, .. }
+            | Event::GroupRenamed { group, .. }
+            | Event::RestrictionSet { group, .. }
+            | Event::RestrictionCleared { group } => {
+                let Some(live) = tenant.groups.get(group) else {
                     return;
                 };
-                let last = past.direct.get(t).and_then(|s| s.last()).map(|p| p.value);
-                if last.unwrap_or(0) != value {
-                    points.push((t.clone(), Point { version: v, value }));
+                let own = &mut self.groups.entry(*group).or_default().own;
+                if own
+                    .last()
+                    .is_none_or(|(_, recorded)| !same_own_group(recorded, live))
+                {
+                    own.push((version, own_group(live)));
                 }
             }
-            for (t, point) in points {
-                past.direct.entry(t).or_default().push(point);
+            Event::UserCreated { user, .. }
+            | Event::UserMoved { user, .. }
+            | Event::UserRenamed { user, .. }
+            | Event::UserRemoved { user }
+            | Event::UserNumbersSet { user, .. } => {
+                let Some(live) = tenant.users.get(user) else {
+                    return;
+                };
+                let own = &mut self.users.entry(*user).or_default().own;
+                let recorded = own.last().map(|(_, r)| (same_own_user(r, live), r.group));
+                if recorded.is_some_and(|(same, _)| same) {
+                    return;
+                }
+                own.push((version, own_user(live)));
+                // A move takes the user's holdings from the old group to the new one.
+                if let Some((_, old)) = recorded.filter(|(_, old)| *old != live.group) {
+                    let holdings = tenant.holdings(*user);
+                    self.record_direct(tenant, Some(old), &holdings, v);
+                    self.record_direct(tenant, Some(live.group), &holdings, v);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// `user` took (`added`) or gave back base licence `license` at `v`.
+    fn hold(&mut self, user: UserId, license: LicenseId, v: u32, added: bool) {
+        let Some(index) = self.index_of(license) else {
+            return;
+        };
+        let licence = if added { index } else { index | REMOVED };
+        let changes = &mut self.users.entry(user).or_default().changes;
+        changes.push(Change {
+            version: v,
+            licence,
+        });
+    }
+
+    /// Record the direct usage of `types` in `group` after the event at `v`, where it moved.
+    fn record_direct(
+        &mut self,
+        tenant: &Tenant,
+        group: Option<GroupId>,
+        types: &[TypeCode],
+        v: u32,
+    ) {
+        let Some(live) = group.and_then(|g| tenant.groups.get(&g)) else {
+            return;
+        };
+        let past = self.groups.entry(live.id).or_default();
+        for t in types {
+            let Ok(value) = u32::try_from(direct_usage(tenant, live, t)) else {
+                self.overflowed = true;
+                return;
+            };
+            let series = match past.direct.get_mut(t) {
+                Some(series) => series,
+                None => past.direct.entry(t.clone()).or_default(),
+            };
+            if series.last().map_or(0, |p| p.value) != value {
+                series.push(Point { version: v, value });
             }
         }
     }
@@ -298,14 +314,12 @@ impl PastIndex {
         }
         for user in self.users.values_mut() {
             user.own.shrink_to_fit();
-            user.held.shrink_to_fit();
             user.changes.shrink_to_fit();
         }
         self.users.shrink_to_fit();
         self.licences.shrink_to_fit();
         self.licence_index.shrink_to_fit();
         for base in self.bases.values_mut() {
-            base.attached.shrink_to_fit();
             base.changes.shrink_to_fit();
         }
         self.bases.shrink_to_fit();
@@ -327,10 +341,6 @@ impl PastIndex {
         self.licences.push(id);
         self.licence_index.insert(id, index);
         Some(index)
-    }
-
-    fn indices<'a>(&mut self, ids: impl Iterator<Item = &'a LicenseId>) -> Option<Vec<u32>> {
-        ids.map(|id| self.index_of(*id)).collect()
     }
 
     /// The part of `live`'s state at `version` that a group-state question about any group,
