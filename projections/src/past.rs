@@ -5,7 +5,7 @@
 //!
 //! Kept per tenant, fed every event after it is folded ([`PastIndex::apply`], which follows
 //! `events::evolve`: what each event changes; a property test holds it to the fold):
-//! - the catalogue after every change to it;
+//! - every licence type definition, with the version that made it;
 //! - each group's own fields (name, parent, restriction) after every change, and the
 //!   licences of each type held by users *directly* in the group (not in its subgroups) as
 //!   8-byte points — a group's subtree usage at a version is the sum over its subtree then,
@@ -18,7 +18,7 @@
 //! licences) stops being indexed and [`PastIndex::tenant_at`] answers `None` from then on, so
 //! callers fold instead.
 
-use events::catalogue::Catalogue;
+use events::catalogue::LicenseType;
 use events::state::{Group, License, User};
 use events::{Event, GroupId, LicenseId, Tenant, TypeCode, UserId};
 use serde::{Deserialize, Serialize};
@@ -68,7 +68,7 @@ struct BasePast {
 pub struct PastIndex {
     /// A version or licence index stopped fitting in `u32`: nothing is recorded any more.
     overflowed: bool,
-    catalogue: Vec<(u64, Catalogue)>,
+    definitions: Vec<(u64, LicenseType)>,
     groups: BTreeMap<GroupId, GroupPast>,
     users: HashMap<UserId, UserPast, Fast>,
     /// Licences that were ever held or had an add-on, by index.
@@ -80,7 +80,7 @@ pub struct PastIndex {
 impl PartialEq for PastIndex {
     fn eq(&self, other: &Self) -> bool {
         self.overflowed == other.overflowed
-            && self.catalogue == other.catalogue
+            && self.definitions == other.definitions
             && self.groups == other.groups
             && self.users == other.users
             && self.licences == other.licences
@@ -177,8 +177,8 @@ impl PastIndex {
                 .unwrap_or_default()
         };
         match event {
-            Event::TenantCreated { .. } | Event::LicenseTypeDefined { .. } => {
-                self.catalogue.push((version, tenant.catalogue.clone()));
+            Event::LicenseTypeDefined { definition } => {
+                self.definitions.push((version, definition.clone()));
             }
             Event::LicenseAssigned { license, user, .. } => {
                 self.hold(*user, *license, v, true);
@@ -235,6 +235,7 @@ impl PastIndex {
                     .last()
                     .is_none_or(|(_, recorded)| !same_own_group(recorded, live))
                 {
+                    own.reserve_exact(1);
                     own.push((version, own_group(live)));
                 }
             }
@@ -251,6 +252,7 @@ impl PastIndex {
                 if recorded.is_some_and(|(same, _)| same) {
                     return;
                 }
+                own.reserve_exact(1);
                 own.push((version, own_user(live)));
                 // A move takes the user's holdings from the old group to the new one.
                 if let Some((_, old)) = recorded.filter(|(_, old)| *old != live.group) {
@@ -305,7 +307,7 @@ impl PastIndex {
 
     /// Give back the room the histories grew into.
     pub fn shrink_to_fit(&mut self) {
-        self.catalogue.shrink_to_fit();
+        self.definitions.shrink_to_fit();
         for group in self.groups.values_mut() {
             group.own.shrink_to_fit();
             for series in group.direct.values_mut() {
@@ -358,9 +360,10 @@ impl PastIndex {
         past.billing_timezone = live.billing_timezone.clone();
         past.currency = live.currency.clone();
         past.version = version;
-        past.catalogue = value_at(&self.catalogue, version)
-            .cloned()
-            .unwrap_or_default();
+        for (_, definition) in self.definitions.iter().take_while(|(at, _)| *at <= version) {
+            past.catalogue
+                .insert(definition.code.clone(), definition.clone());
+        }
         self.groups_at(version, v, &mut past);
         if let Some(id) = user {
             self.user_at(live, id, version, v, &mut past);
