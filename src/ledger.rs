@@ -1129,6 +1129,8 @@ impl Ledger {
             if wanted == 0 {
                 return Ok(read(&Tenant::empty(tenant)));
             }
+            // Rebuilt under the read lock: holding the tenant's or the index's `Arc` past it
+            // would make the writer's next change to them clone the whole of either.
             world
                 .past
                 .get(&tenant)

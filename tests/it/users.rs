@@ -469,3 +469,47 @@ async fn a_batch_takes_up_to_ten_thousand_users() {
         .await;
     assert_eq!(page["items"].as_array().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn entitlement_at_a_past_instant_shows_the_add_on_held_then_even_after_a_restart() {
+    let server = Server::start();
+    let tenant = server.tenant().await;
+    let group = server.group(&tenant, "Support", None).await;
+    let ada = server.user(&tenant, &group, "Ada").await;
+    let phone = server.provision(&tenant, "phone_system", 1).await;
+    let recording = server.provision(&tenant, "call_recording", 1).await;
+    server.assign(&tenant, &phone[0], &ada).await;
+    server.attach(&tenant, &phone[0], &recording[0]).await;
+    let attached_at = recorded_at(&server, &tenant, &recording[0], 1).await;
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let (status, body) = server
+        .delete(
+            &tenant.path(&format!("/licenses/{}/addons/{}", phone[0], recording[0])),
+            ROOT_TOKEN,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let attached_at = attached_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let then = tenant.path(&format!(
+        "/users/{ada}/entitlements/call_recording?at={attached_at}"
+    ));
+    let now = tenant.path(&format!("/users/{ada}/entitlements/call_recording"));
+
+    let server = server.restart().await;
+    let (status, body) = server.get(&then, &tenant.auditor).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["allowed"], true, "{body}");
+    let held = &body["checks"][1];
+    assert_eq!(held["rule"], "holds_license", "{body}");
+    assert_eq!(
+        held["detail"],
+        format!(
+            "holds call_recording add-on {} on phone_system licence {}",
+            recording[0], phone[0]
+        )
+    );
+    let (status, body) = server.get(&now, &tenant.auditor).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["allowed"], false, "{body}");
+    assert_eq!(body["blocked_by"]["rule"], "holds_license", "{body}");
+}
