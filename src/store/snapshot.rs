@@ -13,7 +13,7 @@
 
 use crate::ledger::World;
 use bincode::Options;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::Path;
 
 /// The snapshot's file name in the data directory.
@@ -22,7 +22,7 @@ const SNAPSHOT_TEMPORARY_FILE: &str = "ledger-snapshot.partial";
 const MAGIC: &[u8; 8] = b"LEDGSNAP";
 /// The shape of the serialised state. Bump it whenever a type inside [`World`] changes: a
 /// snapshot of another format is ignored, and the log replayed.
-pub const SNAPSHOT_FORMAT: u32 = 3;
+pub const SNAPSHOT_FORMAT: u32 = 4;
 /// Largest snapshot body read; a corrupt file never allocates beyond it.
 pub const SNAPSHOT_BYTES_MAX: u64 = 16 << 30;
 const HEADER_BYTES: usize = 8 + 4 + 8 + 32;
@@ -47,23 +47,65 @@ pub fn encode(world: &World) -> Result<Vec<u8>, String> {
 
 /// The state in snapshot bytes, if they are whole and of this binary's format.
 pub fn decode(bytes: &[u8]) -> Result<World, String> {
-    if bytes.len() < HEADER_BYTES || &bytes[..8] != MAGIC {
+    decode_from(bytes)
+}
+
+/// Hashes what passes through it.
+struct Hashing<R> {
+    inner: R,
+    hasher: blake3::Hasher,
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// Bytes read from a snapshot at a time: the body streams from the file into the decoder, so a
+/// start-up never holds the whole file in memory besides the state it decodes.
+const READ_BUFFER_BYTES: usize = 1 << 20;
+
+/// [`decode`] from a reader: the header, then the body decoded as it streams in and hashed on
+/// the way; the state is returned only if the body hashes to the header's checksum and nothing
+/// follows it.
+fn decode_from(reader: impl Read) -> Result<World, String> {
+    let mut reader = reader;
+    let mut header = [0u8; HEADER_BYTES];
+    reader
+        .read_exact(&mut header)
+        .map_err(|_| "not a snapshot file".to_string())?;
+    if &header[..8] != MAGIC {
         return Err("not a snapshot file".into());
     }
-    let format = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
+    let format = u32::from_le_bytes(header[8..12].try_into().expect("4 bytes"));
     if format != SNAPSHOT_FORMAT {
         return Err(format!(
             "snapshot format {format}, this binary writes {SNAPSHOT_FORMAT}"
         ));
     }
-    let head = u64::from_le_bytes(bytes[12..20].try_into().expect("8 bytes"));
-    let body = &bytes[HEADER_BYTES..];
-    if blake3::hash(body).as_bytes() != &bytes[20..52] {
+    let head = u64::from_le_bytes(header[12..20].try_into().expect("8 bytes"));
+    let mut body = std::io::BufReader::with_capacity(
+        READ_BUFFER_BYTES,
+        Hashing {
+            inner: reader,
+            hasher: blake3::Hasher::new(),
+        },
+    );
+    let decoded: Result<World, _> = options().deserialize_from(&mut body);
+    // Whatever follows the state is hashed too: a longer body fails the checksum below.
+    let rest = std::io::copy(&mut body, &mut std::io::sink())
+        .map_err(|e| format!("cannot read the snapshot: {e}"))?;
+    let hashing = body.into_inner();
+    if hashing.hasher.finalize().as_bytes() != &header[20..52] {
         return Err("snapshot checksum mismatch".into());
     }
-    let world: World = options()
-        .deserialize(body)
-        .map_err(|e| format!("undecodable snapshot: {e}"))?;
+    let world = decoded.map_err(|e| format!("undecodable snapshot: {e}"))?;
+    if rest != 0 {
+        return Err(format!("{rest} bytes after the state in the snapshot"));
+    }
     if world.head != head {
         return Err(format!(
             "snapshot header says sequence {head}, its state {}",
@@ -90,8 +132,8 @@ pub fn write(dir: &Path, bytes: &[u8]) -> Result<(), String> {
 
 /// The snapshot in `dir`: `Ok(None)` when there is none, `Err` when it is unusable.
 pub fn read(dir: &Path) -> Result<Option<World>, String> {
-    match std::fs::read(dir.join(SNAPSHOT_FILE)) {
-        Ok(bytes) => decode(&bytes).map(Some),
+    match std::fs::File::open(dir.join(SNAPSHOT_FILE)) {
+        Ok(file) => decode_from(file).map(Some),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(format!("cannot read the snapshot: {e}")),
     }
