@@ -15,8 +15,8 @@
 //! - each base licence's add-ons attached and detached, as 8-byte changes.
 //!
 //! Versions and licence indices are stored as `u32`; a tenant past 4 294 967 295 events (or
-//! licences) stops being indexed and [`PastIndex::tenant_at`] answers `None` from then on, so
-//! callers fold instead.
+//! 2³¹ licences, far beyond a tenant's limit) stops being indexed and [`PastIndex::tenant_at`]
+//! answers `None` from then on, so callers fold instead.
 
 use events::catalogue::LicenseType;
 use events::state::{Group, License, User};
