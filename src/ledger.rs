@@ -1134,20 +1134,7 @@ impl Ledger {
         at: chrono::DateTime<Utc>,
         read: impl FnOnce(&Tenant) -> R,
     ) -> Result<R, StoreError> {
-        let (wanted, spacing) = {
-            let world = self.read();
-            let wanted = world.version_at(tenant, at);
-            match world.tenants.get(&tenant) {
-                Some(live) if live.version == wanted => return Ok(read(live)),
-                Some(live) => (wanted, self.shared.past_states.checkpoint_spacing(live)),
-                None => (wanted, CHECKPOINT_EVENTS),
-            }
-        };
-        if wanted == 0 {
-            return Ok(read(&Tenant::empty(tenant)));
-        }
-        let past = self.tenant_at_version(tenant, wanted, spacing)?;
-        Ok(read(&past))
+        self.with_state_at(tenant, at, |_, _, _| None, read)
     }
 
     /// Run `read` on the part of the tenant as it was at `at` that a group-state question
@@ -1162,29 +1149,42 @@ impl Ledger {
         user: Option<events::UserId>,
         read: impl FnOnce(&Tenant) -> R,
     ) -> Result<R, StoreError> {
-        let rebuilt = {
+        let rebuild = |world: &World, live: &Tenant, wanted: u64| {
+            world.past.get(&tenant)?.tenant_at(live, wanted, user)
+        };
+        self.with_state_at(tenant, at, rebuild, read)
+    }
+
+    /// [`Ledger::with_tenant_at`], trying `rebuild` (world, live state, version wanted) first
+    /// when the version wanted is a past one. `rebuild` runs under the read lock: holding a
+    /// tenant's `Arc` past it would make the writer's next change to the tenant clone it whole.
+    fn with_state_at<R>(
+        &self,
+        tenant: TenantId,
+        at: chrono::DateTime<Utc>,
+        rebuild: impl FnOnce(&World, &Tenant, u64) -> Option<Tenant>,
+        read: impl FnOnce(&Tenant) -> R,
+    ) -> Result<R, StoreError> {
+        let (wanted, spacing) = {
             let world = self.read();
             let wanted = world.version_at(tenant, at);
-            let Some(live) = world.tenants.get(&tenant) else {
-                return Ok(read(&Tenant::empty(tenant)));
-            };
-            if live.version == wanted {
-                return Ok(read(live));
+            match world.tenants.get(&tenant) {
+                Some(live) if live.version == wanted => return Ok(read(live)),
+                Some(live) if wanted > 0 => {
+                    if let Some(past) = rebuild(&world, live, wanted) {
+                        drop(world);
+                        return Ok(read(&past));
+                    }
+                    (wanted, self.shared.past_states.checkpoint_spacing(live))
+                }
+                _ => (wanted, CHECKPOINT_EVENTS),
             }
-            if wanted == 0 {
-                return Ok(read(&Tenant::empty(tenant)));
-            }
-            // Rebuilt under the read lock: holding the tenant's or the index's `Arc` past it
-            // would make the writer's next change to them clone the whole of either.
-            world
-                .past
-                .get(&tenant)
-                .and_then(|index| index.tenant_at(live, wanted, user))
         };
-        match rebuilt {
-            Some(past) => Ok(read(&past)),
-            None => self.with_tenant_at(tenant, at, read),
+        if wanted == 0 {
+            return Ok(read(&Tenant::empty(tenant)));
         }
+        let past = self.tenant_at_version(tenant, wanted, spacing)?;
+        Ok(read(&past))
     }
 
     /// The tenant's state after its event number `version`.
@@ -1281,6 +1281,15 @@ mod tests {
         encoded
     }
 
+    /// The command that creates the tests' tenant.
+    fn create_acme() -> Command {
+        Command::CreateTenant {
+            name: "Acme".into(),
+            billing_timezone: "UTC".into(),
+            currency: "EUR".into(),
+        }
+    }
+
     fn naive_tenant_at(
         store: &dyn EventStore,
         tenant: TenantId,
@@ -1347,14 +1356,7 @@ mod tests {
         let run = |world: &mut World, command: Command| {
             decide_at(world, tenant, command, at);
         };
-        run(
-            &mut world,
-            Command::CreateTenant {
-                name: "Acme".into(),
-                billing_timezone: "UTC".into(),
-                currency: "EUR".into(),
-            },
-        );
+        run(&mut world, create_acme());
         let copy = world.clone();
         assert!(Arc::ptr_eq(&copy.tenants[&tenant], &world.tenants[&tenant]));
         let before = Tenant::clone(&copy.tenants[&tenant]);
@@ -1418,15 +1420,7 @@ mod tests {
                 .append(&decide_at(world, tenant, command, at))
                 .unwrap();
         };
-        run(
-            &mut world,
-            Command::CreateTenant {
-                name: "Acme".into(),
-                billing_timezone: "UTC".into(),
-                currency: "EUR".into(),
-            },
-            start,
-        );
+        run(&mut world, create_acme(), start);
         run(
             &mut world,
             Command::CreateGroup {
@@ -1496,11 +1490,7 @@ mod tests {
         let phone = TypeCode::from("phone_system");
         let recording = TypeCode::from("call_recording");
         let setup = [
-            Command::CreateTenant {
-                name: "Acme".into(),
-                billing_timezone: "UTC".into(),
-                currency: "EUR".into(),
-            },
+            create_acme(),
             Command::CreateGroup {
                 group: root,
                 name: "All".into(),
