@@ -77,6 +77,7 @@ pub struct PastIndex {
     bases: HashMap<u32, BasePast, Fast>,
 }
 
+/// `licence_index` is left out: it is `licences` inverted.
 impl PartialEq for PastIndex {
     fn eq(&self, other: &Self) -> bool {
         self.overflowed == other.overflowed
@@ -332,14 +333,14 @@ impl PastIndex {
         if let Some(index) = self.licence_index.get(&id) {
             return Some(*index);
         }
-        let Ok(index) = u32::try_from(self.licences.len()) else {
+        // An index must leave the `REMOVED` bit clear.
+        let Some(index) = u32::try_from(self.licences.len())
+            .ok()
+            .filter(|i| i & REMOVED == 0)
+        else {
             self.overflowed = true;
             return None;
         };
-        if index & REMOVED != 0 {
-            self.overflowed = true;
-            return None;
-        }
         self.licences.push(id);
         self.licence_index.insert(id, index);
         Some(index)

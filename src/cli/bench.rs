@@ -709,13 +709,8 @@ fn query_rows(
     let now = Utc::now();
     let phone = TypeCode::from("phone_system");
     let mut rows = Vec::new();
-    let mut add = |name: &str, (p50, p99): (Duration, Duration)| {
-        rows.push(Row {
-            scenario: format!("query in process: {name}"),
-            figure: format!("p50 {} p99 {}", ms(p50), ms(p99)),
-            reference: "—".into(),
-            ratio: "—".into(),
-        });
+    let mut add = |name: &str, times: (Duration, Duration)| {
+        rows.push(query_row(name, times, "—".into(), "—".into()));
     };
     add(
         "usage",
@@ -820,15 +815,26 @@ fn query_rows(
             explain,
         ),
     ] {
-        rows.push(Row {
-            scenario: format!("query in process: {name}"),
-            figure: format!("p50 {} p99 {}", ms(p50), ms(p99)),
-            reference: reference.clone(),
-            ratio: format!(
-                "{:.0}× faster at p99",
-                folded.1.as_secs_f64() / p99.as_secs_f64().max(1e-9)
-            ),
-        });
+        let ratio = format!(
+            "{:.0}× faster at p99",
+            folded.1.as_secs_f64() / p99.as_secs_f64().max(1e-9)
+        );
+        rows.push(query_row(name, (p50, p99), reference.clone(), ratio));
     }
     rows
+}
+
+/// A row of an in-process query's latency percentiles.
+fn query_row(
+    name: &str,
+    (p50, p99): (Duration, Duration),
+    reference: String,
+    ratio: String,
+) -> Row {
+    Row {
+        scenario: format!("query in process: {name}"),
+        figure: format!("p50 {} p99 {}", ms(p50), ms(p99)),
+        reference,
+        ratio,
+    }
 }
