@@ -85,6 +85,31 @@ pub enum Lookup {
     Mismatch,
 }
 
+/// What the index keeps of one stored event of a keyed command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Keyed {
+    tenant: TenantId,
+    slot: Slot,
+    command_id: CommandId,
+    seq: u64,
+    version: u64,
+    recorded_at: DateTime<Utc>,
+}
+
+impl Keyed {
+    /// `None` for an event of a command sent without an `Idempotency-Key`.
+    pub fn of(envelope: &Envelope) -> Option<Keyed> {
+        Some(Keyed {
+            tenant: envelope.tenant,
+            slot: slot(envelope.command_id)?,
+            command_id: envelope.command_id,
+            seq: envelope.seq,
+            version: envelope.version,
+            recorded_at: envelope.recorded_at,
+        })
+    }
+}
+
 /// Keyed commands of the last [`IDEMPOTENCY_WINDOW_HOURS`], per tenant and key.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Index {
@@ -95,35 +120,35 @@ pub struct Index {
 impl Index {
     /// Note one stored event.
     pub fn observe(&mut self, envelope: &Envelope) {
-        let Some(slot) = slot(envelope.command_id) else {
-            return;
+        if let Some(keyed) = Keyed::of(envelope) {
+            self.observe_keyed(keyed);
+        }
+    }
+
+    /// Note one stored event of a keyed command. The index depends on the order events are
+    /// noted in (it prunes as it grows): note them in sequence order.
+    pub fn observe_keyed(&mut self, keyed: Keyed) {
+        let record = Record {
+            command_id: keyed.command_id,
+            first_seq: keyed.seq,
+            last_seq: keyed.seq,
+            version: keyed.version,
+            recorded_at: keyed.recorded_at,
         };
         let entry = self
             .records
-            .entry((envelope.tenant, slot))
-            .or_insert(Record {
-                command_id: envelope.command_id,
-                first_seq: envelope.seq,
-                last_seq: envelope.seq,
-                version: envelope.version,
-                recorded_at: envelope.recorded_at,
-            });
-        if entry.command_id == envelope.command_id {
-            entry.last_seq = envelope.seq;
-            entry.version = envelope.version;
+            .entry((keyed.tenant, keyed.slot))
+            .or_insert(record);
+        if entry.command_id == keyed.command_id {
+            entry.last_seq = keyed.seq;
+            entry.version = keyed.version;
         } else {
             // The same key reused after its window: the newer command owns it.
-            *entry = Record {
-                command_id: envelope.command_id,
-                first_seq: envelope.seq,
-                last_seq: envelope.seq,
-                version: envelope.version,
-                recorded_at: envelope.recorded_at,
-            };
+            *entry = record;
         }
         self.inserted_since_prune += 1;
         if self.inserted_since_prune > 4096 && self.inserted_since_prune > self.records.len() {
-            self.prune(envelope.recorded_at);
+            self.prune(keyed.recorded_at);
         }
     }
 

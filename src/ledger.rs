@@ -8,7 +8,7 @@
 //! event that is not yet durable.
 
 use crate::idempotency::Lookup;
-use crate::store::{EncodedEvent, Error as StoreError, EventRef, EventStore};
+use crate::store::{EncodedEvent, Error as StoreError, EventStore};
 use chrono::Utc;
 use events::{
     decide, evolve, Command, CommandId, Context, Envelope, Event, EventHash, KeyId, Rejection,
@@ -17,6 +17,8 @@ use events::{
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 use tokio::sync::{mpsc, oneshot};
+
+mod replay;
 
 /// Commands decided and flushed together at most.
 pub const JOBS_PER_BATCH_MAX: usize = 1024;
@@ -104,30 +106,6 @@ pub struct KeyGrant {
 /// A tenant's version after the last event of each `recorded_at`, in time order.
 pub type Timeline = Vec<(chrono::DateTime<Utc>, u64)>;
 
-/// Events decoded per chunk handed from the log reader to the folder on load.
-const DECODED_CHUNK_EVENTS: usize = 1024;
-/// Chunks the log reader may decode ahead of the folder.
-const DECODED_CHUNKS_AHEAD: usize = 16;
-
-/// One stored event, decoded and hashed, on its way to [`World::fold_log`].
-struct Decoded {
-    seq: u64,
-    tenant: TenantId,
-    envelope: Result<Envelope, String>,
-    hash: EventHash,
-}
-
-impl Decoded {
-    fn of(stored: EventRef<'_>) -> Decoded {
-        Decoded {
-            seq: stored.seq,
-            tenant: stored.tenant,
-            envelope: Envelope::decode(stored.bytes).map_err(|e| e.to_string()),
-            hash: Envelope::hash_of(stored.bytes),
-        }
-    }
-}
-
 /// Timelines in a snapshot: instants as microseconds since the epoch (`recorded_at` has no
 /// finer part), not RFC 3339 text — a 10 M-event log holds millions of them, and parsing them
 /// back was an eighth of a start-up from a snapshot.
@@ -209,7 +187,7 @@ impl World {
         World::load_observed(store, &mut |_| {})
     }
 
-    /// [`World::load`], telling `progress` each sequence folded.
+    /// [`World::load`], telling `progress` each sequence read.
     pub fn load_observed(
         store: &dyn EventStore,
         progress: &mut dyn FnMut(u64),
@@ -231,56 +209,6 @@ impl World {
         for index in self.past.values_mut() {
             Arc::make_mut(index).shrink_to_fit();
         }
-    }
-
-    /// Fold every event after sequence `after`, with every check of [`World::load`]. Two
-    /// threads share the work: one reads records and decodes and hashes their events, in
-    /// chunks, while this one folds the chunk before.
-    fn fold_log(
-        &mut self,
-        store: &dyn EventStore,
-        after: u64,
-        progress: &mut dyn FnMut(u64),
-    ) -> Result<(), StoreError> {
-        let (chunks, received) =
-            std::sync::mpsc::sync_channel::<Vec<Decoded>>(DECODED_CHUNKS_AHEAD);
-        std::thread::scope(|scope| {
-            let reader = scope.spawn(move || {
-                let mut chunk = Vec::with_capacity(DECODED_CHUNK_EVENTS);
-                let scanned = store.scan_ref(after, &mut |stored| {
-                    chunk.push(Decoded::of(stored));
-                    if chunk.len() < DECODED_CHUNK_EVENTS {
-                        return true;
-                    }
-                    let full =
-                        std::mem::replace(&mut chunk, Vec::with_capacity(DECODED_CHUNK_EVENTS));
-                    // The folder stopped (a corrupt event): stop reading.
-                    chunks.send(full).is_ok()
-                });
-                if !chunk.is_empty() {
-                    let _ = chunks.send(chunk);
-                }
-                scanned
-            });
-            let mut failure = None;
-            'chunks: for chunk in received {
-                for decoded in chunk {
-                    let seq = decoded.seq;
-                    if let Err(e) = self.fold_decoded(decoded) {
-                        failure = Some(e);
-                        break 'chunks;
-                    }
-                    progress(seq);
-                }
-            }
-            let scanned = reader
-                .join()
-                .unwrap_or_else(|_| Err(StoreError::Io("the log reader panicked".into())));
-            match failure {
-                Some(e) => Err(e),
-                None => scanned,
-            }
-        })
     }
 
     /// Start from `snapshot` (see [`crate::store::snapshot`]) and fold the events after it,
@@ -355,37 +283,18 @@ impl World {
         Ok((World::load(store)?, 0))
     }
 
-    fn fold_decoded(&mut self, stored: Decoded) -> Result<(), StoreError> {
-        let corrupt = |reason: String| StoreError::Corrupt {
-            seq: stored.seq,
-            reason,
-        };
-        if stored.seq != self.head + 1 {
-            return Err(corrupt(format!("expected sequence {}", self.head + 1)));
-        }
-        let envelope = stored.envelope.map_err(corrupt)?;
-        if envelope.seq != stored.seq || envelope.tenant != stored.tenant {
-            return Err(corrupt("envelope disagrees with its record".into()));
-        }
-        let (version, last_hash) = self
-            .tenants
-            .get(&envelope.tenant)
-            .map_or((0, EventHash::default()), |t| (t.version, t.last_hash));
-        if envelope.version != version + 1 {
-            return Err(corrupt(format!(
-                "tenant version {} follows {}",
-                envelope.version, version
-            )));
-        }
-        if envelope.prev_hash != last_hash {
-            return Err(corrupt("hash chain broken".into()));
-        }
-        self.apply(&envelope, stored.hash);
-        Ok(())
-    }
-
     /// Fold one checked envelope.
     fn apply(&mut self, envelope: &Envelope, hash: EventHash) {
+        self.apply_to_tenant(envelope, hash);
+        for effect in SharedEffect::of(envelope) {
+            self.apply_shared(effect);
+        }
+        self.head = envelope.seq;
+    }
+
+    /// What one checked envelope changes in its tenant's own state and projections: all but
+    /// the indexes every tenant shares ([`SharedEffect`]) and the head.
+    fn apply_to_tenant(&mut self, envelope: &Envelope, hash: EventHash) {
         let tenant = Arc::make_mut(
             self.tenants
                 .entry(envelope.tenant)
@@ -403,27 +312,6 @@ impl World {
             &envelope.event,
             tenant,
         );
-        match &envelope.event {
-            Event::ApiKeyIssued {
-                key,
-                role,
-                token_hash,
-                ..
-            } => {
-                self.keys.insert(
-                    *token_hash,
-                    KeyGrant {
-                        tenant: envelope.tenant,
-                        key: *key,
-                        role: *role,
-                    },
-                );
-            }
-            Event::ApiKeyRevoked { key } => {
-                self.keys.retain(|_, grant| grant.key != *key);
-            }
-            _ => {}
-        }
         let line = Arc::make_mut(self.timelines.entry(envelope.tenant).or_default());
         match line.last_mut() {
             Some((recorded_at, version)) if *recorded_at == envelope.recorded_at => {
@@ -431,13 +319,59 @@ impl World {
             }
             _ => line.push((envelope.recorded_at, envelope.version)),
         }
-        self.idempotency.observe(envelope);
         Arc::make_mut(self.billing.entry(envelope.tenant).or_default()).apply(envelope, hash);
-        self.head = envelope.seq;
         self.last_recorded_at = Some(
             self.last_recorded_at
                 .map_or(envelope.recorded_at, |last| last.max(envelope.recorded_at)),
         );
+    }
+
+    fn apply_shared(&mut self, effect: SharedEffect) {
+        match effect {
+            SharedEffect::KeyIssued { token_hash, grant } => {
+                self.keys.insert(token_hash, grant);
+            }
+            SharedEffect::KeyRevoked(key) => self.keys.retain(|_, grant| grant.key != key),
+            SharedEffect::Keyed(keyed) => self.idempotency.observe_keyed(keyed),
+        }
+    }
+}
+
+/// What an event changes in the indexes every tenant shares: the key index and the
+/// idempotency index. Both depend on the order of events across tenants, so a replay that
+/// folds tenants apart applies these afterwards, in sequence order.
+#[derive(Clone, Copy, Debug)]
+enum SharedEffect {
+    KeyIssued {
+        token_hash: [u8; 32],
+        grant: KeyGrant,
+    },
+    KeyRevoked(KeyId),
+    Keyed(crate::idempotency::Keyed),
+}
+
+impl SharedEffect {
+    /// In the order they apply: the key index's change, then the idempotency index's.
+    fn of(envelope: &Envelope) -> impl Iterator<Item = SharedEffect> {
+        let key = match &envelope.event {
+            Event::ApiKeyIssued {
+                key,
+                role,
+                token_hash,
+                ..
+            } => Some(SharedEffect::KeyIssued {
+                token_hash: *token_hash,
+                grant: KeyGrant {
+                    tenant: envelope.tenant,
+                    key: *key,
+                    role: *role,
+                },
+            }),
+            Event::ApiKeyRevoked { key } => Some(SharedEffect::KeyRevoked(*key)),
+            _ => None,
+        };
+        let keyed = crate::idempotency::Keyed::of(envelope).map(SharedEffect::Keyed);
+        key.into_iter().chain(keyed)
     }
 }
 
@@ -1249,7 +1183,7 @@ mod tests {
     use events::{GroupId, NewUser, TypeCode, UserId};
 
     /// `command` for `tenant`, by a test actor.
-    fn request(tenant: TenantId, command: Command) -> Request {
+    pub(super) fn request(tenant: TenantId, command: Command) -> Request {
         Request {
             tenant,
             actor: Actor {

@@ -10,7 +10,8 @@
 //! requests get past authentication and parsing into the rules.
 //!
 //! Every input starts from the same fixture: two tenants with keys of every role, groups with a
-//! restriction, users, licences, an assignment, a price and a webhook, on an in-memory store.
+//! restriction, users, licences, an assignment, a price and a webhook, on an in-memory store
+//! (`ledger::store::memory`: the fuzzer measures the router and the rules, not sled).
 //! Fixture ids are fixed (ids in bodies, idempotency keys for server-chosen ids), so a crashing
 //! input replays the same way in a new process.
 
@@ -20,15 +21,15 @@ use arbitrary::Arbitrary;
 use axum::body::Body;
 use axum::http::{header, HeaderValue, Method, Request, StatusCode};
 use axum::Router;
-use events::TenantId;
 use ledger::http::auth::token_hash;
 use ledger::http::{app, App};
 use ledger::ledger::Ledger;
-use ledger::store::{EncodedEvent, Error as StoreError, EventStore};
+use ledger::store::memory::MemoryStore;
+use ledger::store::EncodedEvent;
 use libfuzzer_sys::fuzz_target;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use tower::ServiceExt;
 
 const ROOT_TOKEN: &str = "fuzz-root-token";
@@ -63,71 +64,6 @@ const WHAT_IF_OPS: [&str; 15] = [
     "set_retention",
     "set_price",
 ];
-
-// ---- An in-memory store ---------------------------------------------------------------------
-
-/// The log in a vector: the fuzzer measures the router and the rules, not sled.
-struct MemoryStore {
-    events: Mutex<Vec<EncodedEvent>>,
-}
-
-impl MemoryStore {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<EncodedEvent>> {
-        self.events.lock().expect("memory store lock")
-    }
-
-    fn visit(
-        &self,
-        keep: impl Fn(&EncodedEvent) -> bool,
-        visit: &mut dyn FnMut(EncodedEvent) -> bool,
-    ) -> Result<(), StoreError> {
-        let selected: Vec<EncodedEvent> = self.lock().iter().filter(|e| keep(e)).cloned().collect();
-        for event in selected {
-            if !visit(event) {
-                break;
-            }
-        }
-        Ok(())
-    }
-}
-
-impl EventStore for MemoryStore {
-    fn append(&self, batch: &[EncodedEvent]) -> Result<(), StoreError> {
-        let mut events = self.lock();
-        for event in batch {
-            let expected = events.len() as u64 + 1;
-            if event.seq != expected {
-                return Err(StoreError::OutOfOrder {
-                    expected,
-                    got: event.seq,
-                });
-            }
-            events.push(event.clone());
-        }
-        Ok(())
-    }
-
-    fn scan(
-        &self,
-        after: u64,
-        visit: &mut dyn FnMut(EncodedEvent) -> bool,
-    ) -> Result<(), StoreError> {
-        self.visit(|e| e.seq > after, visit)
-    }
-
-    fn scan_tenant(
-        &self,
-        tenant: TenantId,
-        after: u64,
-        visit: &mut dyn FnMut(EncodedEvent) -> bool,
-    ) -> Result<(), StoreError> {
-        self.visit(|e| e.tenant == tenant && e.seq > after, visit)
-    }
-
-    fn head(&self) -> u64 {
-        self.lock().last().map_or(0, |e| e.seq)
-    }
-}
 
 // ---- The fixture ------------------------------------------------------------------------------
 
@@ -173,9 +109,7 @@ async fn send(router: &Router, request: Request<Body>) -> Reply {
 }
 
 fn start(events: Vec<EncodedEvent>) -> (Router, Ledger) {
-    let store = MemoryStore {
-        events: Mutex::new(events),
-    };
+    let store = MemoryStore::with_events(events);
     let ledger = Ledger::start(Arc::new(store)).expect("the fixture log loads");
     let router = app(App {
         ledger: ledger.clone(),
@@ -407,9 +341,7 @@ fn templates(l: &Licenses) -> BTreeMap<String, Value> {
 }
 
 async fn build_fixture() -> (Vec<String>, Vec<String>, Licenses, Vec<EncodedEvent>) {
-    let store = Arc::new(MemoryStore {
-        events: Mutex::new(Vec::new()),
-    });
+    let store = Arc::new(MemoryStore::default());
     let ledger = Ledger::start(store.clone()).expect("an empty log loads");
     let router = app(App {
         ledger: ledger.clone(),
@@ -564,7 +496,7 @@ async fn build_fixture() -> (Vec<String>, Vec<String>, Licenses, Vec<EncodedEven
     }
     drop(router);
     drop(ledger);
-    let events = store.lock().clone();
+    let events = store.events();
     (tokens, known, fixture_licenses, events)
 }
 

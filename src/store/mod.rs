@@ -1,6 +1,7 @@
 //! The durable log. [`EventStore`] is the one seam every backend implements; [`sled_store`]
 //! is the embedded default. The only code that imports sled.
 
+pub mod memory;
 pub mod sled_store;
 pub mod snapshot;
 
