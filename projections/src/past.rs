@@ -10,9 +10,13 @@
 //!   licences of each type held by users *directly* in the group (not in its subgroups) as
 //!   8-byte points — a group's subtree usage at a version is the sum over its subtree then,
 //!   so a move of a group records nothing but the move;
-//! - each user's own fields after every change, and the base licences they took and gave back
-//!   as 8-byte changes;
-//! - each base licence's add-ons attached and detached, as 8-byte changes.
+//! - each user's own fields after every change, and the base licences they took and gave back;
+//! - each base licence's add-ons attached and detached.
+//!
+//! Licence changes go to one log per tenant for users and one for bases, as 12-byte entries
+//! each linked to the previous change of the same user (or base): an event appends where the
+//! last one did, instead of growing a list of its own per user, which cost a cache miss and a
+//! reallocation now and then on every assign and unassign of a replay.
 //!
 //! Versions and licence indices are stored as `u32`; a tenant past 4 294 967 295 events (or
 //! 2³¹ licences, far beyond a tenant's limit) stops being indexed and [`PastIndex::tenant_at`]
@@ -34,14 +38,66 @@ struct Point {
 }
 
 /// A licence (by its index in [`PastIndex::licences`]) added or, with [`REMOVED`] set,
-/// removed at `version`.
+/// removed at `version`, by the user (or to the base) whose previous change is the entry at
+/// `previous` of the same [`ChangeLog`] ([`NO_CHANGE`] for its first).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct Change {
     version: u32,
     licence: u32,
+    previous: u32,
 }
 
 const REMOVED: u32 = 1 << 31;
+/// The link of a first change, and the last change of a user or base that has none.
+const NO_CHANGE: u32 = u32::MAX;
+
+/// Changes of many users (or bases), in the order they happened, each linked to the one
+/// before it of the same user (or base).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct ChangeLog {
+    entries: Vec<Change>,
+}
+
+impl ChangeLog {
+    /// Append `licence` at `version` after the change `last` points at, and point `last` at
+    /// the new one. `false` (nothing appended) once entries stop fitting in `u32`.
+    fn push(&mut self, last: &mut u32, version: u32, licence: u32) -> bool {
+        let Some(index) = u32::try_from(self.entries.len())
+            .ok()
+            .filter(|i| *i != NO_CHANGE)
+        else {
+            return false;
+        };
+        self.entries.push(Change {
+            version,
+            licence,
+            previous: *last,
+        });
+        *last = index;
+        true
+    }
+
+    /// The set the changes up to `last` leave at `version`.
+    fn set_at(&self, last: u32, version: u32) -> BTreeSet<u32> {
+        let mut chain = Vec::new();
+        let mut at = last;
+        while let Some(change) = self.entries.get(at as usize) {
+            if change.version <= version {
+                chain.push(change.licence);
+            }
+            at = change.previous;
+        }
+        let mut set = BTreeSet::new();
+        for licence in chain.into_iter().rev() {
+            if licence & REMOVED == 0 {
+                set.insert(licence);
+            } else {
+                set.remove(&(licence & !REMOVED));
+            }
+        }
+        set
+    }
+}
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct GroupPast {
@@ -51,16 +107,21 @@ struct GroupPast {
     direct: BTreeMap<TypeCode, Vec<Point>>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct UserPast {
     /// The user's own fields from each version on (`licenses` left empty).
     own: Vec<(u64, User)>,
-    changes: Vec<Change>,
+    /// The user's last change in [`PastIndex::user_changes`].
+    last_change: u32,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-struct BasePast {
-    changes: Vec<Change>,
+impl Default for UserPast {
+    fn default() -> Self {
+        UserPast {
+            own: Vec::new(),
+            last_change: NO_CHANGE,
+        }
+    }
 }
 
 /// See the module documentation.
@@ -71,10 +132,15 @@ pub struct PastIndex {
     definitions: Vec<(u64, LicenseType)>,
     groups: BTreeMap<GroupId, GroupPast>,
     users: HashMap<UserId, UserPast, Fast>,
+    /// The base licences users took and gave back.
+    user_changes: ChangeLog,
     /// Licences that were ever held or had an add-on, by index.
     licences: Vec<LicenseId>,
     licence_index: HashMap<LicenseId, u32, Fast>,
-    bases: HashMap<u32, BasePast, Fast>,
+    /// Each base licence's (by index) last change in `base_changes`.
+    bases: HashMap<u32, u32, Fast>,
+    /// The add-ons attached to and detached from base licences.
+    base_changes: ChangeLog,
 }
 
 /// `licence_index` is left out: it is `licences` inverted.
@@ -84,8 +150,10 @@ impl PartialEq for PastIndex {
             && self.definitions == other.definitions
             && self.groups == other.groups
             && self.users == other.users
+            && self.user_changes == other.user_changes
             && self.licences == other.licences
             && self.bases == other.bases
+            && self.base_changes == other.base_changes
     }
 }
 
@@ -98,19 +166,6 @@ fn value_at<T>(series: &[(u64, T)], version: u64) -> Option<&T> {
 fn point_at(series: &[Point], version: u32) -> u32 {
     let after = series.partition_point(|p| p.version <= version);
     after.checked_sub(1).map_or(0, |i| series[i].value)
-}
-
-/// The set `changes` leave at `version`.
-fn set_at(changes: &[Change], version: u32) -> BTreeSet<u32> {
-    let mut set = BTreeSet::new();
-    for change in changes.iter().take_while(|c| c.version <= version) {
-        if change.licence & REMOVED == 0 {
-            set.insert(change.licence);
-        } else {
-            set.remove(&(change.licence & !REMOVED));
-        }
-    }
-    set
 }
 
 fn own_group(group: &Group) -> Group {
@@ -213,11 +268,11 @@ impl PastIndex {
                 let attached = matches!(event, Event::AddonAttached { .. });
                 if let (Some(b), Some(a)) = (self.index_of(*base), self.index_of(*addon)) {
                     let licence = if attached { a } else { a | REMOVED };
-                    let changes = &mut self.bases.entry(b).or_default().changes;
-                    changes.push(Change {
-                        version: v,
-                        licence,
-                    });
+                    let last = self.bases.entry(b).or_insert(NO_CHANGE);
+                    if !self.base_changes.push(last, v, licence) {
+                        self.overflowed = true;
+                        return;
+                    }
                 }
                 let holder = tenant.licenses.get(base).and_then(|b| b.user);
                 let group = holder.as_ref().and_then(holder_group);
@@ -272,11 +327,10 @@ impl PastIndex {
             return;
         };
         let licence = if added { index } else { index | REMOVED };
-        let changes = &mut self.users.entry(user).or_default().changes;
-        changes.push(Change {
-            version: v,
-            licence,
-        });
+        let last = &mut self.users.entry(user).or_default().last_change;
+        if !self.user_changes.push(last, v, licence) {
+            self.overflowed = true;
+        }
     }
 
     /// Record the direct usage of `types` in `group` after the event at `v`, where it moved.
@@ -317,15 +371,13 @@ impl PastIndex {
         }
         for user in self.users.values_mut() {
             user.own.shrink_to_fit();
-            user.changes.shrink_to_fit();
         }
+        self.user_changes.entries.shrink_to_fit();
         self.users.shrink_to_fit();
         self.licences.shrink_to_fit();
         self.licence_index.shrink_to_fit();
-        for base in self.bases.values_mut() {
-            base.changes.shrink_to_fit();
-        }
         self.bases.shrink_to_fit();
+        self.base_changes.entries.shrink_to_fit();
     }
 
     /// The index of licence `id`, given one on first sight.
@@ -412,7 +464,7 @@ impl PastIndex {
             return;
         };
         let mut user = own.clone();
-        for base in set_at(&history.changes, v) {
+        for base in self.user_changes.set_at(history.last_change, v) {
             let Some(base_id) = self.licences.get(base as usize).copied() else {
                 continue;
             };
@@ -422,7 +474,7 @@ impl PastIndex {
             let addons = self
                 .bases
                 .get(&base)
-                .map(|b| set_at(&b.changes, v))
+                .map(|last| self.base_changes.set_at(*last, v))
                 .unwrap_or_default();
             let mut held = License {
                 user: Some(id),
