@@ -435,11 +435,22 @@ impl Ledger {
         store: Arc<dyn EventStore>,
         snapshots: Option<SnapshotPolicy>,
     ) -> Result<Ledger, StoreError> {
-        let _ = crate::metrics::handle();
         let (world, snapshot_head) = match &snapshots {
             Some(policy) => World::load_from_dir(store.as_ref(), &policy.dir)?,
             None => (World::load(store.as_ref())?, 0),
         };
+        Ledger::start_loaded(store, snapshots, world, snapshot_head)
+    }
+
+    /// Like [`Ledger::start_with`], from `world`, already rebuilt from `store` (from the
+    /// snapshot at `snapshot_head`, 0 for none, and the log after it).
+    pub fn start_loaded(
+        store: Arc<dyn EventStore>,
+        snapshots: Option<SnapshotPolicy>,
+        world: World,
+        snapshot_head: u64,
+    ) -> Result<Ledger, StoreError> {
+        let _ = crate::metrics::handle();
         tracing::info!(
             head = world.head,
             tenants = world.tenants.len(),
@@ -1176,14 +1187,14 @@ impl Ledger {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::store::sled_store::SledStore;
     use chrono::{Duration, TimeZone};
     use events::{GroupId, NewUser, TypeCode, UserId};
 
     /// `command` for `tenant`, by a test actor.
-    pub(super) fn request(tenant: TenantId, command: Command) -> Request {
+    pub(crate) fn request(tenant: TenantId, command: Command) -> Request {
         Request {
             tenant,
             actor: Actor {

@@ -15,6 +15,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+/// Events read on start (after the snapshot, if one was used) from which `serve` reopens the
+/// store before serving, to give back what sled kept of the records it read: about 200 bytes
+/// an event, so a replay of a million events leaves about 200 MB behind.
+const STORE_REOPEN_EVENTS_MIN: u64 = 1_000_000;
+
 /// Event-sourced licensing ledger.
 #[derive(Parser, Debug)]
 #[command(name = "ledger", version, about)]
@@ -194,6 +199,28 @@ pub fn run(cli: Cli) -> Result<(), String> {
     }
 }
 
+/// Open the store in `data` and rebuild the state (from its snapshot when sound); also says
+/// the snapshot's sequence (0: none). When that read `reopen_after` events or more, the store
+/// is closed and opened again: sled 0.34 keeps in memory every record a scan read, whatever
+/// its cache capacity (spacejam/sled#1036) — after a long replay, most of the log.
+fn open_and_load(
+    data: &std::path::Path,
+    reopen_after: u64,
+) -> Result<(SledStore, crate::ledger::World, u64), String> {
+    let open = || {
+        SledStore::open(data)
+            .map_err(|e| format!("cannot open the store in {}: {e}", data.display()))
+    };
+    let store = open()?;
+    let (world, snapshot_head) = crate::ledger::World::load_from_dir(&store, data)
+        .map_err(|e| format!("cannot start: {e}"))?;
+    if world.head - snapshot_head < reopen_after {
+        return Ok((store, world, snapshot_head));
+    }
+    drop(store);
+    Ok((open()?, world, snapshot_head))
+}
+
 fn serve(args: ServeArgs) -> Result<(), String> {
     let root_token = match (args.root_token.filter(|t| !t.is_empty()), args.dev) {
         (Some(token), _) => token,
@@ -210,8 +237,6 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             )
         }
     };
-    let store = SledStore::open(&args.data)
-        .map_err(|e| format!("cannot open the store in {}: {e}", args.data.display()))?;
     let snapshots = crate::ledger::SnapshotPolicy {
         dir: args.data.clone(),
         every_events: if args.snapshot_every == 0 {
@@ -220,7 +245,8 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             args.snapshot_every
         },
     };
-    let ledger = Ledger::start_with(Arc::new(store), Some(snapshots))
+    let (store, world, snapshot_head) = open_and_load(&args.data, STORE_REOPEN_EVENTS_MIN)?;
+    let ledger = Ledger::start_loaded(Arc::new(store), Some(snapshots), world, snapshot_head)
         .map_err(|e| format!("cannot start: {e}"))?;
     let state = App {
         ledger,
@@ -253,4 +279,64 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             .await
             .map_err(|e| format!("server failed: {e}"))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::tests::request;
+    use crate::ledger::World;
+    use crate::store::EventStore;
+    use events::{Command, CommandId, TenantId};
+
+    /// Decide `command` for `tenant` against `world` and append its events to `store`, at a
+    /// whole microsecond, as the writer does.
+    fn run(world: &mut World, store: &SledStore, tenant: TenantId, command: Command) {
+        let request = request(tenant, command);
+        let now = events::time::truncate_to_micros(chrono::Utc::now());
+        let mut encoded = Vec::new();
+        world
+            .decide_into(&request, CommandId::new_random(), now, &mut encoded)
+            .expect("the command is valid");
+        store.append(&encoded).expect("appended");
+    }
+
+    #[test]
+    fn a_store_reopened_after_a_long_replay_reads_and_appends_as_before() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let tenant = TenantId::new_random();
+        let create = Command::CreateTenant {
+            name: "Acme".into(),
+            billing_timezone: "UTC".into(),
+            currency: "EUR".into(),
+        };
+        let provision = || Command::ProvisionLicenses {
+            license_type: "phone_system".into(),
+            quantity: 3,
+        };
+        let head = {
+            let store = SledStore::open(dir.path()).expect("store");
+            let mut world = World::default();
+            run(&mut world, &store, tenant, create);
+            run(&mut world, &store, tenant, provision());
+            store.head()
+        };
+        // First with the whole log read counting as long (the store is reopened), then never.
+        for (round, bound) in [head, u64::MAX].into_iter().enumerate() {
+            let (store, mut world, snapshot_head) =
+                open_and_load(dir.path(), bound).expect("opened and loaded");
+            assert_eq!(snapshot_head, 0);
+            assert_eq!(world.head, store.head());
+            run(&mut world, &store, tenant, provision());
+            let replayed = World::load(&store).expect("replayed");
+            assert!(
+                replayed == world,
+                "round {round}: the log holds what was appended"
+            );
+            assert_eq!(
+                world.tenants[&tenant].owned[&"phone_system".into()],
+                3 + 3 * (round as u64 + 1)
+            );
+        }
+    }
 }
