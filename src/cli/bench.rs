@@ -553,7 +553,7 @@ fn log_scenarios(dir: &Path, target: u64) -> Result<Vec<Row>, String> {
         .block_on(ledger.execute(one_user))
         .map_err(|e| e.to_string())?;
     let first_write = write_started.elapsed().as_secs_f64();
-    let bytes = crate::store::snapshot::encode(&copy)?;
+    let bytes = crate::ledger::snapshots::encode(&copy)?;
     drop(copy);
     crate::store::snapshot::write(dir, &bytes)?;
     let written = started.elapsed().as_secs_f64();

@@ -397,7 +397,7 @@ pub fn verify(store: &dyn EventStore, dir: Option<&Path>) -> Result<String, Stri
 /// The snapshot in `dir`, if any, plus the events after it must equal the full replay: a
 /// snapshot the server would start from is checked like every other projection.
 fn verify_snapshot(store: &dyn EventStore, dir: &Path, replayed: &World) -> Result<Value, String> {
-    let snapshot = match crate::store::snapshot::read(dir) {
+    let snapshot = match crate::ledger::snapshots::read(dir) {
         Ok(None) => return Ok(Value::Null),
         Ok(Some(snapshot)) => snapshot,
         Err(reason) => {

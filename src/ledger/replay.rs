@@ -9,7 +9,8 @@
 //! events across tenants, so folders only collect it, and it is applied here afterwards in
 //! sequence order. The world that comes out equals a fold of the events one by one.
 
-use super::{SharedEffect, World};
+use super::world::SharedEffect;
+use super::World;
 use crate::store::{Error as StoreError, EventRef, EventStore};
 use events::{Envelope, EventHash, TenantId};
 use std::collections::HashMap;

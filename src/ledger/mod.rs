@@ -1,0 +1,262 @@
+//! The ledger service: the in-memory state of every tenant, rebuilt from the log on start, and
+//! the single writer that group-commits commands.
+//!
+//! Commands queue on a channel. The writer takes every command waiting (up to
+//! [`JOBS_PER_BATCH_MAX`]), decides each in order against the latest state, appends all their
+//! events as one record, flushes once, and only then answers every caller. Readers share the
+//! state behind a lock the writer holds while deciding and flushing, so nobody ever reads an
+//! event that is not yet durable.
+//!
+//! The rooms: [`World`] and how it changes (`world.rs`), the replay that rebuilds it
+//! (`replay.rs`), the writer (`writer.rs`), start-up snapshots (`snapshots.rs`) and as-of
+//! reads of past states (`as_of.rs`). This file holds the handle, [`Ledger`], and the types
+//! its callers see.
+
+use crate::store::{Error as StoreError, EventStore};
+use events::{Command, CommandId, Event, KeyId, Rejection, Role, TenantId};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+use tokio::sync::{mpsc, oneshot};
+
+mod as_of;
+mod replay;
+pub mod snapshots;
+mod world;
+mod writer;
+
+pub use as_of::{PastStates, CHECKPOINT_EVENTS, PAST_STATES_MAX, PAST_STATES_WEIGHT_MAX};
+pub use snapshots::{SnapshotPolicy, SNAPSHOT_EVERY_EVENTS_DEFAULT};
+pub use world::{Timeline, World};
+use writer::{writer_loop, Job};
+pub use writer::{JOBS_PER_BATCH_MAX, QUEUE_DEPTH_MAX};
+
+/// Who sent a command and why, as stored on its events.
+#[derive(Clone, Debug)]
+pub struct Actor {
+    pub id: String,
+    pub reason: Option<String>,
+}
+
+/// A command for one tenant, with its optional expected tenant version (`If-Match`).
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub tenant: TenantId,
+    pub actor: Actor,
+    pub expected_version: Option<u64>,
+    pub command: Command,
+}
+
+/// What a successful write produced.
+#[derive(Clone, Debug)]
+pub struct Written {
+    /// Global sequence of the last event (the head, when the command produced none).
+    pub seq: u64,
+    /// Tenant version after the command.
+    pub version: u64,
+    pub events: Vec<Event>,
+    /// The answer repeats an earlier command with the same `Idempotency-Key`; nothing was
+    /// appended.
+    pub replayed: bool,
+    /// With `preview_cost`: how the command moved this month's peak units and amount, for
+    /// every type its events touched.
+    pub cost: Option<std::collections::BTreeMap<events::TypeCode, CostDelta>>,
+}
+
+/// How one write moved a type's figures in the current billing month.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CostDelta {
+    pub peak_units_before: u64,
+    pub peak_units_after: u64,
+    /// Change of the month's amount, at the price in force at month end.
+    pub amount_minor_delta: i64,
+}
+
+/// How a command is run besides its content.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ExecOptions {
+    /// The command id of an `Idempotency-Key`.
+    pub keyed: Option<CommandId>,
+    /// Report how the write moved this month's bill.
+    pub preview_cost: bool,
+}
+
+/// Why a write failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error(transparent)]
+    Rejected(#[from] Rejection),
+    #[error("tenant not found")]
+    TenantNotFound,
+    #[error("tenant is at version {actual}, not {expected}")]
+    VersionMismatch { expected: u64, actual: u64 },
+    #[error(transparent)]
+    Storage(#[from] StoreError),
+    #[error("the ledger is shutting down")]
+    Closed,
+    #[error("this Idempotency-Key was used with a different request")]
+    IdempotencyKeyReused,
+    /// A storage failure stopped the writer: no write is taken until a restart, reads go on.
+    #[error("writes are stopped after a storage failure ({0}); reads still work; restart the ledger once the storage is sound")]
+    WritesStopped(String),
+}
+
+/// A key's identity once its token is checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct KeyGrant {
+    pub tenant: TenantId,
+    pub key: KeyId,
+    pub role: Role,
+}
+
+struct Shared {
+    world: RwLock<World>,
+    /// The key index of the durable log, apart from `world`: every request authenticates
+    /// through it, and the writer holds `world` through each flush. Published after the flush
+    /// of a batch that issued or revoked a key.
+    keys: RwLock<HashMap<[u8; 32], KeyGrant>>,
+    store: Arc<dyn EventStore>,
+    /// Batches appended since start.
+    batches: std::sync::atomic::AtomicU64,
+    /// Why writes stopped, after a failed append: never retried and carried on, since what
+    /// reached the disk is unknown.
+    stopped: std::sync::Mutex<Option<String>>,
+    past_states: PastStates,
+    snapshots: Option<SnapshotPolicy>,
+    /// Sequence of the last snapshot written (or found on start).
+    snapshot_head: std::sync::atomic::AtomicU64,
+    snapshot_running: std::sync::atomic::AtomicBool,
+}
+
+/// Handle to the running ledger; cheap to clone.
+#[derive(Clone)]
+pub struct Ledger {
+    shared: Arc<Shared>,
+    queue: mpsc::Sender<Job>,
+}
+
+impl Ledger {
+    /// Rebuild the state from `store` and start the writer thread, without snapshots.
+    pub fn start(store: Arc<dyn EventStore>) -> Result<Ledger, StoreError> {
+        Ledger::start_with(store, None)
+    }
+
+    /// Like [`Ledger::start`], reading the state from the snapshot in the policy's directory
+    /// when it is sound, and writing a new one whenever the log has grown by the policy's
+    /// number of events since the last (and once on start when the log has outgrown it).
+    pub fn start_with(
+        store: Arc<dyn EventStore>,
+        snapshots: Option<SnapshotPolicy>,
+    ) -> Result<Ledger, StoreError> {
+        let (world, snapshot_head) = match &snapshots {
+            Some(policy) => World::load_from_dir(store.as_ref(), &policy.dir)?,
+            None => (World::load(store.as_ref())?, 0),
+        };
+        Ledger::start_loaded(store, snapshots, world, snapshot_head)
+    }
+
+    /// Like [`Ledger::start_with`], from `world`, already rebuilt from `store` (from the
+    /// snapshot at `snapshot_head`, 0 for none, and the log after it).
+    pub fn start_loaded(
+        store: Arc<dyn EventStore>,
+        snapshots: Option<SnapshotPolicy>,
+        world: World,
+        snapshot_head: u64,
+    ) -> Result<Ledger, StoreError> {
+        let _ = crate::metrics::handle();
+        tracing::info!(
+            head = world.head,
+            tenants = world.tenants.len(),
+            "state rebuilt from the log"
+        );
+        let shared = Arc::new(Shared {
+            keys: RwLock::new(world.keys.clone()),
+            world: RwLock::new(world),
+            store,
+            batches: std::sync::atomic::AtomicU64::new(0),
+            stopped: std::sync::Mutex::new(None),
+            past_states: PastStates::default(),
+            snapshots,
+            snapshot_head: std::sync::atomic::AtomicU64::new(snapshot_head),
+            snapshot_running: std::sync::atomic::AtomicBool::new(false),
+        });
+        let (queue, receiver) = mpsc::channel(QUEUE_DEPTH_MAX);
+        let writer = Arc::clone(&shared);
+        std::thread::Builder::new()
+            .name("ledger-writer".into())
+            .spawn(move || writer_loop(writer, receiver))
+            .map_err(|e| StoreError::Io(e.to_string()))?;
+        Ok(Ledger { shared, queue })
+    }
+
+    /// Decide, append and flush one command; answers once it is durable.
+    pub async fn execute(&self, request: Request) -> Result<Written, ExecError> {
+        self.execute_keyed(request, None).await
+    }
+
+    /// Like [`Ledger::execute`], with the command id of an `Idempotency-Key`
+    /// ([`crate::idempotency::command_id`]): a repeat returns the first result.
+    pub async fn execute_keyed(
+        &self,
+        request: Request,
+        keyed: Option<CommandId>,
+    ) -> Result<Written, ExecError> {
+        let options = ExecOptions {
+            keyed,
+            preview_cost: false,
+        };
+        self.execute_with(request, options).await
+    }
+
+    /// Run a command with [`ExecOptions`].
+    pub async fn execute_with(
+        &self,
+        request: Request,
+        options: ExecOptions,
+    ) -> Result<Written, ExecError> {
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            request,
+            command_id: options.keyed.unwrap_or_else(CommandId::new_random),
+            keyed: options.keyed.is_some(),
+            preview_cost: options.preview_cost,
+            reply,
+        };
+        self.queue.send(job).await.map_err(|_| ExecError::Closed)?;
+        answer.await.map_err(|_| ExecError::Closed)?
+    }
+
+    /// Read the current state.
+    pub fn read(&self) -> RwLockReadGuard<'_, World> {
+        // A poisoned lock means the writer panicked mid-fold; the state is not trustworthy.
+        self.shared
+            .world
+            .read()
+            .expect("the ledger state lock is poisoned")
+    }
+
+    /// The live key whose token hashes to `hash`. Never waits for a flush in progress.
+    pub fn grant(&self, hash: &[u8; 32]) -> Option<KeyGrant> {
+        let keys = self.shared.keys.read().unwrap_or_else(|p| p.into_inner());
+        keys.get(hash).copied()
+    }
+
+    /// Why writes are stopped, if a storage failure stopped them.
+    pub fn writes_stopped(&self) -> Option<String> {
+        self.shared.stopped.lock().ok().and_then(|s| s.clone())
+    }
+
+    /// Batches appended (group commits) since start.
+    pub fn batches_committed(&self) -> u64 {
+        self.shared
+            .batches
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The store underneath, for history queries.
+    pub fn store(&self) -> &dyn EventStore {
+        self.shared.store.as_ref()
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests;
