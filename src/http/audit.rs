@@ -2,10 +2,10 @@
 //! check that blocks them.
 
 use super::auth::{Auth, Need};
+use super::doc;
 use super::error::ApiError;
 use super::extract::{AppPath, AppQuery};
 use super::licenses::event_json;
-use super::openapi as doc;
 use super::views::{instant, parse_instant, parse_type};
 use super::{page_limit, with_etag, App};
 use axum::extract::State;
@@ -61,10 +61,7 @@ pub struct EventsQuery {
     params(doc::TenantPath, EventsQuery),
     responses(
         (status = 200, description = "A page of the tenant's events, in order.", body = doc::EventPage),
-        (status = 400, response = doc::BadRequest),
-        (status = 401, response = doc::Unauthorized),
-        (status = 403, response = doc::Forbidden),
-        (status = 404, response = doc::NotFound),
+        doc::ReadErrors,
     ),
 )]
 pub async fn events(
@@ -175,10 +172,7 @@ pub struct AtQuery {
     params(doc::EntitlementPath, AtQuery),
     responses(
         (status = 200, description = "Whether the user may use the type, with every check.", body = doc::EntitlementView),
-        (status = 400, response = doc::BadRequest),
-        (status = 401, response = doc::Unauthorized),
-        (status = 403, response = doc::Forbidden),
-        (status = 404, response = doc::NotFound),
+        doc::ReadErrors,
     ),
 )]
 pub async fn entitlement(

@@ -1,9 +1,9 @@
 //! Billing figures and invoices (billing, admin).
 
 use super::auth::{Auth, Need};
+use super::doc;
 use super::error::ApiError;
 use super::extract::AppPath;
-use super::openapi as doc;
 use super::views::instant;
 use super::{with_etag, App};
 use axum::extract::State;
@@ -29,10 +29,7 @@ fn parse_month(text: &str) -> Result<Month, ApiError> {
     params(doc::MonthPath),
     responses(
         (status = 200, description = "Peaks per type.", body = doc::BillingMonth),
-        (status = 400, response = doc::BadRequest),
-        (status = 401, response = doc::Unauthorized),
-        (status = 403, response = doc::Forbidden),
-        (status = 404, response = doc::NotFound),
+        doc::ReadErrors,
     ),
 )]
 pub async fn month(
@@ -85,10 +82,7 @@ pub async fn month(
     params(doc::MonthPath),
     responses(
         (status = 200, description = "The invoice.", body = doc::Invoice),
-        (status = 400, response = doc::BadRequest),
-        (status = 401, response = doc::Unauthorized),
-        (status = 403, response = doc::Forbidden),
-        (status = 404, response = doc::NotFound),
+        doc::ReadErrors,
     ),
 )]
 pub async fn invoice_of_month(

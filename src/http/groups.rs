@@ -1,9 +1,9 @@
 //! Groups, restrictions and group state.
 
 use super::auth::{Auth, Need};
+use super::doc;
 use super::error::ApiError;
 use super::extract::{AppJson, AppPath, AppQuery, WriteMeta};
-use super::openapi as doc;
 use super::views::{instant, optional_instant, parse_instant, parse_type};
 use super::{page, page_after, page_limit, with_etag, written, App};
 use axum::extract::State;
@@ -37,13 +37,7 @@ pub struct CreateBody {
     request_body = CreateBody,
     responses(
         (status = 201, description = "The new group.", body = doc::Created),
-        (status = 400, response = doc::BadRequest),
-        (status = 401, response = doc::Unauthorized),
-        (status = 403, response = doc::Forbidden),
-        (status = 404, response = doc::NotFound),
-        (status = 409, response = doc::Conflict),
-        (status = 413, response = doc::PayloadTooLarge),
-        (status = 422, response = doc::RuleViolation),
+        doc::WriteErrors,
     ),
 )]
 pub async fn create(
@@ -94,13 +88,7 @@ pub struct PatchBody {
     request_body = PatchBody,
     responses(
         (status = 200, description = "Renamed or moved.", body = doc::Written),
-        (status = 400, response = doc::BadRequest),
-        (status = 401, response = doc::Unauthorized),
-        (status = 403, response = doc::Forbidden),
-        (status = 404, response = doc::NotFound),
-        (status = 409, response = doc::Conflict),
-        (status = 413, response = doc::PayloadTooLarge),
-        (status = 422, response = doc::RuleViolation),
+        doc::WriteErrors,
     ),
 )]
 pub async fn update(
@@ -144,13 +132,7 @@ pub struct RestrictionBody {
     request_body = RestrictionBody,
     responses(
         (status = 200, description = "Set.", body = doc::Written),
-        (status = 400, response = doc::BadRequest),
-        (status = 401, response = doc::Unauthorized),
-        (status = 403, response = doc::Forbidden),
-        (status = 404, response = doc::NotFound),
-        (status = 409, response = doc::Conflict),
-        (status = 413, response = doc::PayloadTooLarge),
-        (status = 422, response = doc::RuleViolation),
+        doc::WriteErrors,
     ),
 )]
 pub async fn set_restriction(
@@ -195,12 +177,7 @@ pub async fn set_restriction(
     params(doc::GroupPath, doc::WriteHeaders),
     responses(
         (status = 200, description = "Cleared: the group is unlimited.", body = doc::Written),
-        (status = 400, response = doc::BadRequest),
-        (status = 401, response = doc::Unauthorized),
-        (status = 403, response = doc::Forbidden),
-        (status = 404, response = doc::NotFound),
-        (status = 409, response = doc::Conflict),
-        (status = 422, response = doc::RuleViolation),
+        doc::PathWriteErrors,
     ),
 )]
 pub async fn clear_restriction(
@@ -260,10 +237,7 @@ pub struct ListQuery {
     params(doc::TenantPath, ListQuery),
     responses(
         (status = 200, description = "A page of groups in id order.", body = doc::GroupPage),
-        (status = 400, response = doc::BadRequest),
-        (status = 401, response = doc::Unauthorized),
-        (status = 403, response = doc::Forbidden),
-        (status = 404, response = doc::NotFound),
+        doc::ReadErrors,
     ),
 )]
 pub async fn list(
@@ -293,10 +267,7 @@ pub async fn list(
     params(doc::GroupPath),
     responses(
         (status = 200, description = "The group.", body = doc::GroupView),
-        (status = 400, response = doc::BadRequest),
-        (status = 401, response = doc::Unauthorized),
-        (status = 403, response = doc::Forbidden),
-        (status = 404, response = doc::NotFound),
+        doc::ReadErrors,
     ),
 )]
 pub async fn one(
@@ -333,10 +304,7 @@ pub struct AtQuery {
     params(doc::GroupPath, AtQuery),
     responses(
         (status = 200, description = "The group's limits, usage, remainders and window.", body = doc::GroupStateView),
-        (status = 400, response = doc::BadRequest),
-        (status = 401, response = doc::Unauthorized),
-        (status = 403, response = doc::Forbidden),
-        (status = 404, response = doc::NotFound),
+        doc::ReadErrors,
     ),
 )]
 pub async fn state(

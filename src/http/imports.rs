@@ -1,9 +1,9 @@
 //! Bulk import (SPEC "Bulk import"): `POST /imports?dry_run=` with a CSV body.
 
 use super::auth::{Auth, Need};
+use super::doc;
 use super::error::ApiError;
 use super::extract::{AppPath, AppQuery, WriteMeta};
-use super::openapi as doc;
 use super::{with_etag, written, App};
 use axum::body::Bytes;
 use axum::extract::State;
@@ -122,13 +122,7 @@ pub struct ImportQuery {
     request_body(content = String, content_type = "text/csv", description = "Header `Ext Key, Number, User, Addon license 1 … N`; one row per user."),
     responses(
         (status = 200, description = "The file is good: applied, or only checked with `dry_run=true`.", body = doc::ImportReport),
-        (status = 400, response = doc::BadRequest),
-        (status = 401, response = doc::Unauthorized),
-        (status = 403, response = doc::Forbidden),
-        (status = 404, response = doc::NotFound),
-        (status = 409, response = doc::Conflict),
-        (status = 413, response = doc::PayloadTooLarge),
-        (status = 422, response = doc::RuleViolation),
+        doc::WriteErrors,
     ),
 )]
 pub async fn import(

@@ -2,9 +2,9 @@
 //! assignments, lists and one licence with its history.
 
 use super::auth::{allows, Auth, Need};
+use super::doc;
 use super::error::ApiError;
 use super::extract::{AppJson, AppPath, AppQuery, WriteMeta};
-use super::openapi as doc;
 use super::views::{instant, known_type, license_json, parse_type};
 use super::{page, page_after, page_limit, with_etag, written, App};
 use crate::ledger::Written;
@@ -44,13 +44,7 @@ fn provisioned_ids(done: &Written) -> Vec<LicenseId> {
     request_body = ProvisionBody,
     responses(
         (status = 201, description = "The new licences.", body = doc::CreatedMany),
-        (status = 400, response = doc::BadRequest),
-        (status = 401, response = doc::Unauthorized),
-        (status = 403, response = doc::Forbidden),
-        (status = 404, response = doc::NotFound),
-        (status = 409, response = doc::Conflict),
-        (status = 413, response = doc::PayloadTooLarge),
-        (status = 422, response = doc::RuleViolation),
+        doc::WriteErrors,
     ),
 )]
 pub async fn provision(
@@ -89,13 +83,7 @@ pub struct QuantityBody {
     request_body = QuantityBody,
     responses(
         (status = 200, description = "The quantity, with the licences provisioned or terminated.", body = doc::QuantitySet),
-        (status = 400, response = doc::BadRequest),
-        (status = 401, response = doc::Unauthorized),
-        (status = 403, response = doc::Forbidden),
-        (status = 404, response = doc::NotFound),
-        (status = 409, response = doc::Conflict),
-        (status = 413, response = doc::PayloadTooLarge),
-        (status = 422, response = doc::RuleViolation),
+        doc::WriteErrors,
     ),
 )]
 pub async fn set_quantity(
@@ -136,12 +124,7 @@ pub async fn set_quantity(
     params(doc::LicensePath, doc::WriteHeaders),
     responses(
         (status = 200, description = "Terminated.", body = doc::Written),
-        (status = 400, response = doc::BadRequest),
-        (status = 401, response = doc::Unauthorized),
-        (status = 403, response = doc::Forbidden),
-        (status = 404, response = doc::NotFound),
-        (status = 409, response = doc::Conflict),
-        (status = 422, response = doc::RuleViolation),
+        doc::PathWriteErrors,
     ),
 )]
 pub async fn terminate(
@@ -173,13 +156,7 @@ pub struct UserBody {
     request_body = UserBody,
     responses(
         (status = 200, description = "Assigned.", body = doc::Written),
-        (status = 400, response = doc::BadRequest),
-        (status = 401, response = doc::Unauthorized),
-        (status = 403, response = doc::Forbidden),
-        (status = 404, response = doc::NotFound),
-        (status = 409, response = doc::Conflict),
-        (status = 413, response = doc::PayloadTooLarge),
-        (status = 422, response = doc::RuleViolation),
+        doc::WriteErrors,
     ),
 )]
 pub async fn assign(
@@ -212,13 +189,7 @@ pub struct EmptyBody {}
     request_body = EmptyBody,
     responses(
         (status = 200, description = "Unassigned.", body = doc::Written),
-        (status = 400, response = doc::BadRequest),
-        (status = 401, response = doc::Unauthorized),
-        (status = 403, response = doc::Forbidden),
-        (status = 404, response = doc::NotFound),
-        (status = 409, response = doc::Conflict),
-        (status = 413, response = doc::PayloadTooLarge),
-        (status = 422, response = doc::RuleViolation),
+        doc::WriteErrors,
     ),
 )]
 pub async fn unassign(
@@ -245,13 +216,7 @@ pub async fn unassign(
     request_body = UserBody,
     responses(
         (status = 200, description = "Reassigned, with its add-ons.", body = doc::Written),
-        (status = 400, response = doc::BadRequest),
-        (status = 401, response = doc::Unauthorized),
-        (status = 403, response = doc::Forbidden),
-        (status = 404, response = doc::NotFound),
-        (status = 409, response = doc::Conflict),
-        (status = 413, response = doc::PayloadTooLarge),
-        (status = 422, response = doc::RuleViolation),
+        doc::WriteErrors,
     ),
 )]
 pub async fn reassign(
@@ -287,13 +252,7 @@ pub struct AddonBody {
     request_body = AddonBody,
     responses(
         (status = 200, description = "Attached.", body = doc::Written),
-        (status = 400, response = doc::BadRequest),
-        (status = 401, response = doc::Unauthorized),
-        (status = 403, response = doc::Forbidden),
-        (status = 404, response = doc::NotFound),
-        (status = 409, response = doc::Conflict),
-        (status = 413, response = doc::PayloadTooLarge),
-        (status = 422, response = doc::RuleViolation),
+        doc::WriteErrors,
     ),
 )]
 pub async fn attach(
@@ -322,12 +281,7 @@ pub async fn attach(
     params(doc::AddonPath, doc::WriteHeaders),
     responses(
         (status = 200, description = "Detached.", body = doc::Written),
-        (status = 400, response = doc::BadRequest),
-        (status = 401, response = doc::Unauthorized),
-        (status = 403, response = doc::Forbidden),
-        (status = 404, response = doc::NotFound),
-        (status = 409, response = doc::Conflict),
-        (status = 422, response = doc::RuleViolation),
+        doc::PathWriteErrors,
     ),
 )]
 pub async fn detach(
@@ -363,13 +317,7 @@ pub struct AssignmentBody {
     request_body = AssignmentBody,
     responses(
         (status = 200, description = "The licence and add-ons picked and assigned.", body = doc::AssignmentMade),
-        (status = 400, response = doc::BadRequest),
-        (status = 401, response = doc::Unauthorized),
-        (status = 403, response = doc::Forbidden),
-        (status = 404, response = doc::NotFound),
-        (status = 409, response = doc::Conflict),
-        (status = 413, response = doc::PayloadTooLarge),
-        (status = 422, response = doc::RuleViolation),
+        doc::WriteErrors,
     ),
 )]
 pub async fn assign_by_type(
@@ -442,10 +390,7 @@ pub struct ListQuery {
     params(doc::TenantPath, ListQuery),
     responses(
         (status = 200, description = "A page of licences in id order.", body = doc::LicensePage),
-        (status = 400, response = doc::BadRequest),
-        (status = 401, response = doc::Unauthorized),
-        (status = 403, response = doc::Forbidden),
-        (status = 404, response = doc::NotFound),
+        doc::ReadErrors,
     ),
 )]
 pub async fn list(
@@ -507,10 +452,7 @@ pub async fn list(
     params(doc::LicensePath),
     responses(
         (status = 200, description = "The licence; with its history for roles that read history.", body = doc::LicenseView),
-        (status = 400, response = doc::BadRequest),
-        (status = 401, response = doc::Unauthorized),
-        (status = 403, response = doc::Forbidden),
-        (status = 404, response = doc::NotFound),
+        doc::ReadErrors,
     ),
 )]
 pub async fn one(

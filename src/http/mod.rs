@@ -4,6 +4,7 @@
 mod audit;
 pub mod auth;
 mod billing;
+pub mod doc;
 pub mod error;
 pub mod extract;
 mod groups;
@@ -128,7 +129,7 @@ pub fn app(state: App) -> Router {
     operation_id = "healthz",
     tag = "operations",
     security(()),
-    responses((status = 200, description = "The server is up; `writes` says whether it takes writes.", body = openapi::Health)),
+    responses((status = 200, description = "The server is up; `writes` says whether it takes writes.", body = doc::Health)),
 )]
 async fn healthz(State(app): State<App>) -> Json<Value> {
     let seq = app.ledger.read().head;

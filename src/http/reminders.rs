@@ -1,9 +1,9 @@
 //! Expiry reminders: the due list and the tenant's webhook.
 
 use super::auth::{Auth, Need};
+use super::doc;
 use super::error::ApiError;
 use super::extract::{AppJson, AppPath, AppQuery, WriteMeta};
-use super::openapi as doc;
 use super::views::{instant, parse_instant};
 use super::{with_etag, written, App};
 use axum::extract::State;
@@ -33,10 +33,7 @@ pub struct DueQuery {
     params(doc::TenantPath, DueQuery),
     responses(
         (status = 200, description = "The reminders due.", body = doc::DueReminders),
-        (status = 400, response = doc::BadRequest),
-        (status = 401, response = doc::Unauthorized),
-        (status = 403, response = doc::Forbidden),
-        (status = 404, response = doc::NotFound),
+        doc::ReadErrors,
     ),
 )]
 pub async fn due(
@@ -88,10 +85,7 @@ pub struct WebhookBody {
     request_body = WebhookBody,
     responses(
         (status = 200, description = "Set.", body = doc::Written),
-        (status = 400, response = doc::BadRequest),
-        (status = 401, response = doc::Unauthorized),
-        (status = 403, response = doc::Forbidden),
-        (status = 404, response = doc::NotFound),
+        doc::ReadErrors,
         (status = 409, response = doc::Conflict),
         (status = 413, response = doc::PayloadTooLarge),
     ),

@@ -1,9 +1,9 @@
 //! Tenants, keys, catalogue, settings, prices and usage.
 
 use super::auth::{role_name, token_hash, Auth, Need};
+use super::doc;
 use super::error::ApiError;
 use super::extract::{AppJson, AppPath, AppQuery, WriteMeta};
-use super::openapi as doc;
 use super::views::{parse_instant, parse_type};
 use super::{with_etag, written, App};
 use axum::extract::State;
@@ -93,10 +93,7 @@ pub async fn create(
     params(doc::TenantPath),
     responses(
         (status = 200, description = "The tenant.", body = doc::TenantView),
-        (status = 400, response = doc::BadRequest),
-        (status = 401, response = doc::Unauthorized),
-        (status = 403, response = doc::Forbidden),
-        (status = 404, response = doc::NotFound),
+        doc::ReadErrors,
     ),
 )]
 pub async fn get_tenant(
@@ -138,10 +135,7 @@ pub struct IssueKeyBody {
     request_body = IssueKeyBody,
     responses(
         (status = 201, description = "The key; its token is shown only here.", body = doc::KeyIssued),
-        (status = 400, response = doc::BadRequest),
-        (status = 401, response = doc::Unauthorized),
-        (status = 403, response = doc::Forbidden),
-        (status = 404, response = doc::NotFound),
+        doc::ReadErrors,
         (status = 409, response = doc::Conflict),
         (status = 413, response = doc::PayloadTooLarge),
     ),
@@ -189,10 +183,7 @@ pub async fn issue_key(
     params(doc::KeyPath, doc::WriteHeaders),
     responses(
         (status = 200, description = "Revoked.", body = doc::Written),
-        (status = 400, response = doc::BadRequest),
-        (status = 401, response = doc::Unauthorized),
-        (status = 403, response = doc::Forbidden),
-        (status = 404, response = doc::NotFound),
+        doc::ReadErrors,
         (status = 409, response = doc::Conflict),
     ),
 )]
@@ -223,10 +214,7 @@ pub async fn revoke_key(
     params(doc::TenantPath),
     responses(
         (status = 200, description = "Every licence type of the tenant.", body = doc::Catalogue),
-        (status = 400, response = doc::BadRequest),
-        (status = 401, response = doc::Unauthorized),
-        (status = 403, response = doc::Forbidden),
-        (status = 404, response = doc::NotFound),
+        doc::ReadErrors,
     ),
 )]
 pub async fn catalog(
@@ -277,13 +265,7 @@ pub struct DefineTypeBody {
     responses(
         (status = 200, description = "An existing type changed.", body = doc::TypeDefined),
         (status = 201, description = "A new type defined.", body = doc::TypeDefined),
-        (status = 400, response = doc::BadRequest),
-        (status = 401, response = doc::Unauthorized),
-        (status = 403, response = doc::Forbidden),
-        (status = 404, response = doc::NotFound),
-        (status = 409, response = doc::Conflict),
-        (status = 413, response = doc::PayloadTooLarge),
-        (status = 422, response = doc::RuleViolation),
+        doc::WriteErrors,
     ),
 )]
 pub async fn define_type(
@@ -352,10 +334,7 @@ pub struct RetentionBody {
     request_body = RetentionBody,
     responses(
         (status = 200, description = "Set.", body = doc::Written),
-        (status = 400, response = doc::BadRequest),
-        (status = 401, response = doc::Unauthorized),
-        (status = 403, response = doc::Forbidden),
-        (status = 404, response = doc::NotFound),
+        doc::ReadErrors,
         (status = 409, response = doc::Conflict),
         (status = 413, response = doc::PayloadTooLarge),
     ),
@@ -406,13 +385,7 @@ pub struct PriceBody {
     request_body = PriceBody,
     responses(
         (status = 200, description = "Set.", body = doc::Written),
-        (status = 400, response = doc::BadRequest),
-        (status = 401, response = doc::Unauthorized),
-        (status = 403, response = doc::Forbidden),
-        (status = 404, response = doc::NotFound),
-        (status = 409, response = doc::Conflict),
-        (status = 413, response = doc::PayloadTooLarge),
-        (status = 422, response = doc::RuleViolation),
+        doc::WriteErrors,
     ),
 )]
 pub async fn set_price(
@@ -461,10 +434,7 @@ pub struct AtQuery {
     params(doc::TenantPath, AtQuery),
     responses(
         (status = 200, description = "Owned, assigned and free licences per type.", body = doc::Usage),
-        (status = 400, response = doc::BadRequest),
-        (status = 401, response = doc::Unauthorized),
-        (status = 403, response = doc::Forbidden),
-        (status = 404, response = doc::NotFound),
+        doc::ReadErrors,
     ),
 )]
 pub async fn usage(

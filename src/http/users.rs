@@ -1,9 +1,9 @@
 //! Users: create (one or a batch), patch, delete, list, one.
 
 use super::auth::{Auth, Need};
+use super::doc;
 use super::error::ApiError;
 use super::extract::{AppJson, AppPath, AppQuery, WriteMeta};
-use super::openapi as doc;
 use super::views::{known_type, parse_type, user_json};
 use super::{page, page_after, page_limit, with_etag, written, App};
 use axum::extract::State;
@@ -50,13 +50,7 @@ impl CreateBody {
     request_body = CreateBody,
     responses(
         (status = 201, description = "The new user.", body = doc::Created),
-        (status = 400, response = doc::BadRequest),
-        (status = 401, response = doc::Unauthorized),
-        (status = 403, response = doc::Forbidden),
-        (status = 404, response = doc::NotFound),
-        (status = 409, response = doc::Conflict),
-        (status = 413, response = doc::PayloadTooLarge),
-        (status = 422, response = doc::RuleViolation),
+        doc::WriteErrors,
     ),
 )]
 pub async fn create(
@@ -96,13 +90,7 @@ pub struct BatchBody {
     request_body = BatchBody,
     responses(
         (status = 201, description = "Every user created, in order.", body = doc::CreatedMany),
-        (status = 400, response = doc::BadRequest),
-        (status = 401, response = doc::Unauthorized),
-        (status = 403, response = doc::Forbidden),
-        (status = 404, response = doc::NotFound),
-        (status = 409, response = doc::Conflict),
-        (status = 413, response = doc::PayloadTooLarge),
-        (status = 422, response = doc::RuleViolation),
+        doc::WriteErrors,
     ),
 )]
 pub async fn create_batch(
@@ -149,13 +137,7 @@ pub struct PatchBody {
     request_body = PatchBody,
     responses(
         (status = 200, description = "Renamed or moved.", body = doc::Written),
-        (status = 400, response = doc::BadRequest),
-        (status = 401, response = doc::Unauthorized),
-        (status = 403, response = doc::Forbidden),
-        (status = 404, response = doc::NotFound),
-        (status = 409, response = doc::Conflict),
-        (status = 413, response = doc::PayloadTooLarge),
-        (status = 422, response = doc::RuleViolation),
+        doc::WriteErrors,
     ),
 )]
 pub async fn update(
@@ -185,10 +167,7 @@ pub async fn update(
     params(doc::UserPath, doc::WriteHeaders),
     responses(
         (status = 200, description = "Deleted.", body = doc::Written),
-        (status = 400, response = doc::BadRequest),
-        (status = 401, response = doc::Unauthorized),
-        (status = 403, response = doc::Forbidden),
-        (status = 404, response = doc::NotFound),
+        doc::ReadErrors,
         (status = 409, response = doc::Conflict),
     ),
 )]
@@ -241,10 +220,7 @@ pub struct ListQuery {
     params(doc::TenantPath, ListQuery),
     responses(
         (status = 200, description = "A page of active users in id order.", body = doc::UserPage),
-        (status = 400, response = doc::BadRequest),
-        (status = 401, response = doc::Unauthorized),
-        (status = 403, response = doc::Forbidden),
-        (status = 404, response = doc::NotFound),
+        doc::ReadErrors,
     ),
 )]
 pub async fn list(
@@ -289,10 +265,7 @@ pub async fn list(
     params(doc::UserPath),
     responses(
         (status = 200, description = "The user with licences and add-ons.", body = doc::UserView),
-        (status = 400, response = doc::BadRequest),
-        (status = 401, response = doc::Unauthorized),
-        (status = 403, response = doc::Forbidden),
-        (status = 404, response = doc::NotFound),
+        doc::ReadErrors,
     ),
 )]
 pub async fn one(

@@ -7,9 +7,9 @@
 //! need an admin. A caller may preview exactly what it may do.
 
 use super::auth::{allows, role_name, Auth, Need};
+use super::doc;
 use super::error::{violation_json, ApiError};
 use super::extract::{AppJson, AppPath};
-use super::openapi as doc;
 use super::views::{instant, parse_instant, parse_type};
 use super::{with_etag, App};
 use crate::ledger::World;
@@ -562,10 +562,7 @@ fn report_json(tenant: &Tenant, billing: &Billing, report: &WhatIf, names: &[&st
     request_body = WhatIfBody,
     responses(
         (status = 200, description = "The preview; nothing was written.", body = doc::WhatIfReport),
-        (status = 400, response = doc::BadRequest),
-        (status = 401, response = doc::Unauthorized),
-        (status = 403, response = doc::Forbidden),
-        (status = 404, response = doc::NotFound),
+        doc::ReadErrors,
         (status = 413, response = doc::PayloadTooLarge),
     ),
 )]

@@ -1,0 +1,815 @@
+//! The documentation types of the OpenAPI document: answer shapes, the error envelope, the
+//! shared error responses and the sets of them routes answer with. Handlers build their answers
+//! with `json!`, so the answer shapes are declared here, next to each other, as types that are
+//! never constructed; `tests/it/openapi.rs` validates real answers against them, so a changed
+//! answer that is not documented fails there.
+//!
+//! Types of the `events` crate (ids, roles, kinds) appear on the wire as plain strings; the
+//! mirrors below (`RoleName`, `LicenseKind`, …) describe them without making the domain crate
+//! depend on utoipa.
+//!
+//! This module knows no handler: handlers name these types in their `#[utoipa::path]`
+//! attributes, and `openapi.rs` assembles the document from the handlers.
+
+use serde_json::Value;
+use std::collections::BTreeMap;
+use utoipa::openapi::{Ref, RefOr, Response};
+use utoipa::{IntoParams, IntoResponses, ToResponse, ToSchema};
+use uuid::Uuid;
+
+// ---- Error sets ---------------------------------------------------------------------------
+
+/// References to the shared error responses (`components.responses`) under their statuses.
+fn error_responses(statuses: &[(&str, &str)]) -> BTreeMap<String, RefOr<Response>> {
+    statuses
+        .iter()
+        .map(|(status, name)| {
+            let reference = Ref::from_response_name(*name);
+            (status.to_string(), RefOr::Ref(reference))
+        })
+        .collect()
+}
+
+/// What every authenticated route may answer with: 400, 401, 403 and 404.
+pub struct ReadErrors;
+
+impl IntoResponses for ReadErrors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        error_responses(&[
+            ("400", "BadRequest"),
+            ("401", "Unauthorized"),
+            ("403", "Forbidden"),
+            ("404", "NotFound"),
+        ])
+    }
+}
+
+/// What a write named by its path alone (no body) may answer with: [`ReadErrors`] and 409
+/// and 422.
+pub struct PathWriteErrors;
+
+impl IntoResponses for PathWriteErrors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        let mut responses = ReadErrors::responses();
+        responses.extend(error_responses(&[
+            ("409", "Conflict"),
+            ("422", "RuleViolation"),
+        ]));
+        responses
+    }
+}
+
+/// What a write with a body may answer with: [`PathWriteErrors`] and 413.
+pub struct WriteErrors;
+
+impl IntoResponses for WriteErrors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        let mut responses = PathWriteErrors::responses();
+        responses.extend(error_responses(&[("413", "PayloadTooLarge")]));
+        responses
+    }
+}
+
+// ---- Error answers ------------------------------------------------------------------------
+
+/// The error envelope of every failure.
+#[derive(ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// One error: a stable code, a human message and machine-readable details.
+#[derive(ToSchema)]
+pub struct ErrorDetail {
+    pub code: ErrorCode,
+    pub message: String,
+    /// Machine-readable details, e.g. `reason`, and `violations` of a 422
+    /// (`[{rule, group_id?, type?, limit?, used?, message}]`).
+    #[schema(value_type = Option<Object>)]
+    pub details: Option<Value>,
+}
+
+/// The error codes, one per status.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum ErrorCode {
+    BadRequest,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    Conflict,
+    RuleViolation,
+    PayloadTooLarge,
+    MethodNotAllowed,
+    Internal,
+}
+
+/// Malformed input whatever the state: bad JSON, wrong types, invalid UUIDs or instants,
+/// unknown enum values or catalogue codes (`bad_request`).
+#[derive(ToResponse)]
+pub struct BadRequest(pub ErrorBody);
+
+/// No token, or an unknown or revoked one (`unauthorized`).
+#[derive(ToResponse)]
+pub struct Unauthorized(pub ErrorBody);
+
+/// The token's role may not do this, or the key belongs to another tenant (`forbidden`).
+#[derive(ToResponse)]
+pub struct Forbidden(pub ErrorBody);
+
+/// The tenant or an entity named in the path or body does not exist (`not_found`).
+#[derive(ToResponse)]
+pub struct NotFound(pub ErrorBody);
+
+/// Version mismatch (`If-Match`), an `Idempotency-Key` reused with another body, already
+/// assigned, in use, duplicate id or extension (`conflict`).
+#[derive(ToResponse)]
+pub struct Conflict(pub ErrorBody);
+
+/// The body is larger than the limit (`payload_too_large`).
+#[derive(ToResponse)]
+pub struct PayloadTooLarge(pub ErrorBody);
+
+/// Valid input that breaks a domain rule; `details.violations` lists every rule broken
+/// (`rule_violation`).
+#[derive(ToResponse)]
+pub struct RuleViolation(pub ErrorBody);
+
+/// A rule broken, as listed in `details.violations` of a 422 and in what-if answers.
+#[derive(ToSchema)]
+pub struct Violation {
+    pub rule: String,
+    pub group_id: Option<Uuid>,
+    #[schema(rename = "type")]
+    pub license_type: Option<String>,
+    pub limit: Option<u64>,
+    pub used: Option<u64>,
+    pub message: String,
+    /// The command it belongs to (what-if only).
+    pub index: Option<u64>,
+}
+
+// ---- Parameters ---------------------------------------------------------------------------
+
+// The header bounds below are literals (utoipa takes no paths there); these keep them true.
+const _: () = assert!(crate::idempotency::IDEMPOTENCY_KEY_BYTES_MAX == 200);
+const _: () = assert!(super::extract::REASON_BYTES_MAX == 500);
+// So is `max_length` of the free-text filters (`q`, `extension`, `kind`, `actor`).
+const _: () = assert!(super::FILTER_TEXT_BYTES_MAX == 200);
+
+/// The headers every write accepts.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct WriteHeaders {
+    /// The tenant version the write expects (a plain number or the quoted `ETag`); 409 if the
+    /// tenant is at another version.
+    #[param(rename = "If-Match", value_type = String, required = false, pattern = r#"^(W/)?"?[0-9]{1,19}"?$"#)]
+    pub if_match: Option<String>,
+    /// The same key with the same request returns the first answer and appends nothing; with
+    /// another request it is a 409.
+    #[param(rename = "Idempotency-Key", value_type = String, required = false, min_length = 1, max_length = 200)]
+    pub idempotency_key: Option<String>,
+    /// Stored as the event's `reason`.
+    #[param(rename = "X-Reason", value_type = String, required = false, max_length = 500)]
+    pub x_reason: Option<String>,
+}
+
+/// `{t}`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct TenantPath {
+    /// The tenant id.
+    pub t: Uuid,
+}
+
+/// `{t}`, `{key}`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct KeyPath {
+    /// The tenant id.
+    pub t: Uuid,
+    /// The API key id.
+    pub key: Uuid,
+}
+
+/// `{t}`, `{code}`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct CodePath {
+    /// The tenant id.
+    pub t: Uuid,
+    /// A licence type code: 1 to 64 characters of a-z, 0-9 and _.
+    #[param(pattern = "^[a-z0-9_]{1,64}$")]
+    pub code: String,
+}
+
+/// `{t}`, `{type}`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct TypePath {
+    /// The tenant id.
+    pub t: Uuid,
+    /// A licence type code of the tenant's catalogue.
+    #[param(rename = "type", pattern = "^[a-z0-9_]{1,64}$")]
+    pub license_type: String,
+}
+
+/// `{t}`, `{month}`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct MonthPath {
+    /// The tenant id.
+    pub t: Uuid,
+    /// A month, `YYYY-MM`, in the tenant's billing time zone.
+    #[param(pattern = "^[0-9]{4}-(0[1-9]|1[0-2])$")]
+    pub month: String,
+}
+
+/// `{t}`, `{id}`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct LicensePath {
+    /// The tenant id.
+    pub t: Uuid,
+    /// The licence id.
+    pub id: Uuid,
+}
+
+/// `{t}`, `{id}`, `{addon}`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct AddonPath {
+    /// The tenant id.
+    pub t: Uuid,
+    /// The base licence id.
+    pub id: Uuid,
+    /// The add-on licence id.
+    pub addon: Uuid,
+}
+
+/// `{t}`, `{g}`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct GroupPath {
+    /// The tenant id.
+    pub t: Uuid,
+    /// The group id.
+    pub g: Uuid,
+}
+
+/// `{t}`, `{u}`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct UserPath {
+    /// The tenant id.
+    pub t: Uuid,
+    /// The user id.
+    pub u: Uuid,
+}
+
+/// `{t}`, `{u}`, `{type}`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct EntitlementPath {
+    /// The tenant id.
+    pub t: Uuid,
+    /// The user id.
+    pub u: Uuid,
+    /// A licence type code of the tenant's catalogue.
+    #[param(rename = "type", pattern = "^[a-z0-9_]{1,64}$")]
+    pub license_type: String,
+}
+
+// ---- Wire values of the domain ------------------------------------------------------------
+
+/// The role of an API key.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum RoleName {
+    Viewer,
+    Operator,
+    Admin,
+    Auditor,
+    Billing,
+}
+
+/// Whether a type is a seat held by a user or an add-on attached to a seat.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum LicenseKind {
+    Base,
+    Addon,
+}
+
+/// The state of a licence.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum LicenseStatusName {
+    Free,
+    Assigned,
+    Terminated,
+}
+
+/// How often an expiry reminder repeats once it is due (the names `ReminderFrequency`
+/// serialises to).
+#[derive(ToSchema)]
+pub enum ReminderFrequencyName {
+    #[schema(rename = "once")]
+    Once,
+    #[schema(rename = "daily")]
+    Daily,
+    #[schema(rename = "weekly")]
+    Weekly,
+    #[schema(rename = "every_30_days")]
+    Every30Days,
+}
+
+/// A reminder `days_before` a group's `valid_until`.
+#[derive(ToSchema)]
+pub struct ReminderBody {
+    pub days_before: u32,
+    pub frequency: ReminderFrequencyName,
+}
+
+// ---- Answers ------------------------------------------------------------------------------
+
+/// `{"status": "ok", "seq", "writes"}`, plus `writes_stopped_reason` once writes are stopped.
+#[derive(ToSchema)]
+pub struct Health {
+    pub status: String,
+    /// The global sequence of the last event.
+    pub seq: u64,
+    /// `ok` while writes are taken; `stopped` after a storage failure stopped them (until a
+    /// restart).
+    pub writes: WritesState,
+    /// Why writes are stopped; present only when `writes` is `stopped`.
+    pub writes_stopped_reason: Option<String>,
+}
+
+/// Whether the server takes writes.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum WritesState {
+    Ok,
+    Stopped,
+}
+
+/// The answer of a write: the global sequence of its last event and the tenant's version.
+#[derive(ToSchema)]
+pub struct Written {
+    pub seq: u64,
+    pub version: u64,
+}
+
+/// A creation: the new id, with the write's `seq` and `version`.
+#[derive(ToSchema)]
+pub struct Created {
+    pub id: Uuid,
+    pub seq: u64,
+    pub version: u64,
+}
+
+/// Several creations at once.
+#[derive(ToSchema)]
+pub struct CreatedMany {
+    pub ids: Vec<Uuid>,
+    pub seq: u64,
+    pub version: u64,
+}
+
+/// A new tenant.
+#[derive(ToSchema)]
+pub struct TenantCreated {
+    pub id: Uuid,
+    pub name: String,
+    pub billing_timezone: String,
+    pub currency: String,
+    pub seq: u64,
+    pub version: u64,
+}
+
+/// A tenant.
+#[derive(ToSchema)]
+pub struct TenantView {
+    pub id: Uuid,
+    pub name: String,
+    pub billing_timezone: String,
+    pub currency: String,
+    pub version: u64,
+    pub recording_retention: RetentionView,
+}
+
+/// `{"days"}` or `{"months"}`.
+#[derive(ToSchema)]
+pub struct RetentionView {
+    pub days: Option<u32>,
+    pub months: Option<u32>,
+}
+
+/// A new API key: the token is shown once.
+#[derive(ToSchema)]
+pub struct KeyIssued {
+    pub id: Uuid,
+    pub token: String,
+    pub role: RoleName,
+    pub seq: u64,
+    pub version: u64,
+}
+
+/// The tenant's catalogue.
+#[derive(ToSchema)]
+pub struct Catalogue {
+    pub items: Vec<LicenseTypeView>,
+}
+
+/// One licence type and its rules.
+#[derive(ToSchema)]
+pub struct LicenseTypeView {
+    pub code: String,
+    pub kind: LicenseKind,
+    pub attaches_to: Vec<String>,
+    pub requires_any: Vec<String>,
+    pub excludes: Vec<String>,
+}
+
+/// A type defined or changed.
+#[derive(ToSchema)]
+pub struct TypeDefined {
+    pub code: String,
+    pub seq: u64,
+    pub version: u64,
+}
+
+/// Owned, assigned and free licences per type, at an instant.
+#[derive(ToSchema)]
+pub struct Usage {
+    #[schema(format = DateTime)]
+    pub at: String,
+    pub types: BTreeMap<String, TypeUsage>,
+}
+
+/// Counts of one licence type.
+#[derive(ToSchema)]
+pub struct TypeUsage {
+    pub owned: u64,
+    pub assigned: u64,
+    pub free: u64,
+}
+
+/// The owned quantity set, with the licences it provisioned or terminated.
+#[derive(ToSchema)]
+pub struct QuantitySet {
+    pub quantity: u32,
+    pub provisioned: Vec<Uuid>,
+    pub terminated: Vec<Uuid>,
+    pub seq: u64,
+    pub version: u64,
+}
+
+/// An add-on attached to a licence.
+#[derive(ToSchema)]
+pub struct AddonRef {
+    pub id: Uuid,
+    #[schema(rename = "type")]
+    pub license_type: Option<String>,
+}
+
+/// Free licences picked and assigned in one step.
+#[derive(ToSchema)]
+pub struct AssignmentMade {
+    pub license_id: Option<Uuid>,
+    pub user_id: Uuid,
+    pub addons: Vec<AddonRef>,
+    pub seq: u64,
+    pub version: u64,
+}
+
+/// One licence; `events` (its full history) only for roles that read history.
+#[derive(ToSchema)]
+pub struct LicenseView {
+    pub id: Uuid,
+    #[schema(rename = "type")]
+    pub license_type: String,
+    pub kind: LicenseKind,
+    pub status: LicenseStatusName,
+    /// The holder (of the base licence, for an attached add-on).
+    pub user_id: Option<Uuid>,
+    /// The base licence an add-on is attached to.
+    pub base_id: Option<Uuid>,
+    pub addons: Vec<AddonRef>,
+    pub events: Option<Vec<EventView>>,
+}
+
+/// A page of licences.
+#[derive(ToSchema)]
+pub struct LicensePage {
+    pub items: Vec<LicenseView>,
+    /// The `after` of the next page, `null` on the last.
+    pub next: Option<String>,
+}
+
+/// One stored event.
+#[derive(ToSchema)]
+pub struct EventView {
+    pub seq: u64,
+    pub version: u64,
+    #[schema(format = DateTime)]
+    pub recorded_at: String,
+    pub actor: String,
+    pub reason: Option<String>,
+    /// The event kind, e.g. `license_assigned`.
+    pub kind: String,
+    /// The event's fields.
+    #[schema(value_type = Value)]
+    pub data: Value,
+    /// blake3 of the stored event, hex.
+    pub hash: String,
+}
+
+/// A page of events.
+#[derive(ToSchema)]
+pub struct EventPage {
+    pub items: Vec<EventView>,
+    /// The `after` of the next page, `null` on the last.
+    pub next: Option<String>,
+}
+
+/// A group's restriction.
+#[derive(ToSchema)]
+pub struct RestrictionView {
+    pub enabled: bool,
+    pub limits: BTreeMap<String, u64>,
+    #[schema(format = DateTime)]
+    pub valid_from: Option<String>,
+    #[schema(format = DateTime)]
+    pub valid_until: Option<String>,
+    pub reminder: Option<ReminderBody>,
+}
+
+/// A group.
+#[derive(ToSchema)]
+pub struct GroupView {
+    pub id: Uuid,
+    pub name: String,
+    pub parent_id: Option<Uuid>,
+    pub children: Vec<Uuid>,
+    pub restriction: Option<RestrictionView>,
+    /// Licences of each type held by users anywhere in the group's subtree.
+    pub used: BTreeMap<String, u64>,
+}
+
+/// A page of groups.
+#[derive(ToSchema)]
+pub struct GroupPage {
+    pub items: Vec<GroupView>,
+    /// The `after` of the next page, `null` on the last.
+    pub next: Option<String>,
+}
+
+/// A group named in its state.
+#[derive(ToSchema)]
+pub struct GroupRef {
+    pub id: Uuid,
+    pub name: String,
+    pub parent_id: Option<Uuid>,
+}
+
+/// Limits, usage and remainders of one type in a group.
+#[derive(ToSchema)]
+pub struct TypeState {
+    pub limit: Option<u64>,
+    pub used: u64,
+    pub remaining: Option<u64>,
+    pub effective_remaining: Option<u64>,
+    pub limited_by: Option<Uuid>,
+}
+
+/// An ancestor whose window blocks the group.
+#[derive(ToSchema)]
+pub struct WindowBlock {
+    pub rule: String,
+    pub group_id: Uuid,
+    pub group_name: String,
+    #[schema(format = DateTime)]
+    pub valid_from: Option<String>,
+    #[schema(format = DateTime)]
+    pub valid_until: Option<String>,
+}
+
+/// A group's state at an instant.
+#[derive(ToSchema)]
+pub struct GroupStateView {
+    #[schema(format = DateTime)]
+    pub at: String,
+    pub group: GroupRef,
+    pub restriction: Option<RestrictionView>,
+    pub types: BTreeMap<String, TypeState>,
+    #[schema(format = DateTime)]
+    pub valid_from: Option<String>,
+    #[schema(format = DateTime)]
+    pub valid_until: Option<String>,
+    pub blocked_by: Vec<WindowBlock>,
+}
+
+/// A licence a user holds, with its add-ons.
+#[derive(ToSchema)]
+pub struct HeldLicense {
+    pub id: Uuid,
+    #[schema(rename = "type")]
+    pub license_type: String,
+    pub addons: Vec<AddonRef>,
+}
+
+/// A user with licences and add-ons.
+#[derive(ToSchema)]
+pub struct UserView {
+    pub id: Uuid,
+    pub name: String,
+    pub group_id: Uuid,
+    pub extension: Option<String>,
+    pub number: Option<String>,
+    pub removed: bool,
+    pub licenses: Vec<HeldLicense>,
+}
+
+/// A page of users.
+#[derive(ToSchema)]
+pub struct UserPage {
+    pub items: Vec<UserView>,
+    /// The `after` of the next page, `null` on the last.
+    pub next: Option<String>,
+}
+
+/// One check of an entitlement.
+#[derive(ToSchema)]
+pub struct CheckView {
+    pub rule: String,
+    pub passed: bool,
+    pub detail: String,
+    pub group_id: Option<Uuid>,
+    pub group_name: Option<String>,
+}
+
+/// The first failing check.
+#[derive(ToSchema)]
+pub struct BlockedBy {
+    pub rule: String,
+    pub detail: String,
+    pub group_id: Option<Uuid>,
+    pub group_name: Option<String>,
+}
+
+/// Whether a user may use a type, with every check in order.
+#[derive(ToSchema)]
+pub struct EntitlementView {
+    #[schema(format = DateTime)]
+    pub at: String,
+    pub user_id: Uuid,
+    #[schema(rename = "type")]
+    pub license_type: String,
+    pub allowed: bool,
+    pub checks: Vec<CheckView>,
+    pub blocked_by: Option<BlockedBy>,
+}
+
+/// A month's billing figures of one type, with the event behind its peak.
+#[derive(ToSchema)]
+pub struct MonthFigures {
+    pub peak_units: u64,
+    #[schema(format = DateTime)]
+    pub peak_at: String,
+    pub peak_seq: u64,
+    pub peak_actor: String,
+    pub peak_assigned: u64,
+    pub units_at_end: u64,
+}
+
+/// A month's billing figures.
+#[derive(ToSchema)]
+pub struct BillingMonth {
+    pub month: String,
+    pub timezone: String,
+    pub currency: String,
+    pub types: BTreeMap<String, MonthFigures>,
+    pub through_seq: u64,
+    pub closed: bool,
+}
+
+/// One invoice line.
+#[derive(ToSchema)]
+pub struct InvoiceLine {
+    #[schema(rename = "type")]
+    pub license_type: String,
+    pub peak_units: u64,
+    /// `null` when no price was in force at month end.
+    pub unit_price_minor: Option<i64>,
+    pub amount_minor: i64,
+}
+
+/// A month's invoice; `digest` binds it to the log.
+#[derive(ToSchema)]
+pub struct Invoice {
+    pub month: String,
+    pub currency: String,
+    pub lines: Vec<InvoiceLine>,
+    pub total_minor: i64,
+    pub through_seq: u64,
+    pub digest: String,
+}
+
+/// The outcome of one what-if command.
+#[derive(ToSchema)]
+pub struct WhatIfResult {
+    pub index: u64,
+    pub op: String,
+    pub ok: bool,
+    /// The kinds of the events it would append (when `ok`).
+    pub events: Option<Vec<String>>,
+    /// Why it would be refused (when not `ok`).
+    pub error: Option<ErrorDetail>,
+}
+
+/// A user who would lose an entitlement.
+#[derive(ToSchema)]
+pub struct WouldBlock {
+    pub user_id: Uuid,
+    #[schema(rename = "type")]
+    pub license_type: String,
+    pub rule: String,
+    pub group_id: Option<Uuid>,
+    pub group_name: Option<String>,
+    pub detail: String,
+}
+
+/// The change of a type's billing in the month.
+#[derive(ToSchema)]
+pub struct BillingDelta {
+    pub peak_units_before: u64,
+    pub peak_units_after: u64,
+    pub amount_minor_before: i64,
+    pub amount_minor_after: i64,
+    pub amount_minor_delta: i64,
+}
+
+/// A what-if preview; nothing was written.
+#[derive(ToSchema)]
+pub struct WhatIfReport {
+    #[schema(format = DateTime)]
+    pub at: String,
+    pub month: String,
+    pub version: u64,
+    pub currency: String,
+    pub ok: bool,
+    pub results: Vec<WhatIfResult>,
+    pub violations: Vec<Violation>,
+    pub would_block: Vec<WouldBlock>,
+    pub billing_delta: BTreeMap<String, BillingDelta>,
+}
+
+/// One bad cell or row of an import.
+#[derive(ToSchema)]
+pub struct ImportRowError {
+    /// Numbered from 1 for the first data row (the header is row 0).
+    pub row: u32,
+    /// The header of the column at fault, as the file spells it.
+    pub column: String,
+    pub code: String,
+    pub message: String,
+}
+
+/// An import's report. A bad file answers 422 with this report in the error's `details`.
+#[derive(ToSchema)]
+pub struct ImportReport {
+    pub applied: bool,
+    pub rows: u64,
+    pub errors: Vec<ImportRowError>,
+    /// Events appended (applied imports only).
+    pub events: Option<u64>,
+    /// The write's global sequence (applied imports only).
+    pub seq: Option<u64>,
+    /// The tenant's version after the write (applied imports only).
+    pub version: Option<u64>,
+}
+
+/// A group's reminder occurrence due by `due_before`.
+#[derive(ToSchema)]
+pub struct DueReminder {
+    pub group_id: Uuid,
+    pub group_name: String,
+    #[schema(format = DateTime)]
+    pub valid_until: String,
+    pub days_before: u32,
+    pub frequency: ReminderFrequencyName,
+    #[schema(format = DateTime)]
+    pub due_at: String,
+    pub delivered: bool,
+}
+
+/// The reminders due, and where they are delivered.
+#[derive(ToSchema)]
+pub struct DueReminders {
+    #[schema(format = DateTime)]
+    pub due_before: String,
+    pub items: Vec<DueReminder>,
+    pub webhook: Option<String>,
+}
