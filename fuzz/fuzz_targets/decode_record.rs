@@ -8,7 +8,7 @@
 
 #![no_main]
 
-use ledger::store::sled_store::{decode_record, encode_record};
+use ledger::store::record::{decode_record, encode_record};
 use libfuzzer_sys::fuzz_target;
 
 /// `[format u8][count u32 LE][blake3 of body, 32 bytes]`.

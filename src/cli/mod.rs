@@ -4,11 +4,14 @@ pub mod bench;
 pub mod bench_http;
 pub mod bench_memory;
 pub mod offline;
+pub mod store;
 pub mod whatif;
 
 use crate::http::{app, App};
 use crate::ledger::Ledger;
+use crate::store::postgres::Access;
 use crate::store::sled_store::SledStore;
+use crate::store::EventStore;
 use clap::{Parser, Subcommand};
 use rand::RngCore;
 use std::net::SocketAddr;
@@ -72,6 +75,15 @@ pub enum CliCommand {
 pub struct ReplayArgs {
     #[arg(long, default_value = "./ledger-data")]
     pub data: PathBuf,
+    /// Where the log is: `sled` (the embedded store in --data) or a PostgreSQL connection
+    /// string, `postgres://user@host:port/database`.
+    #[arg(
+        long,
+        env = "LEDGER_STORE",
+        hide_env_values = true,
+        default_value = "sled"
+    )]
+    pub store: store::StoreSpec,
     #[arg(long)]
     pub tenant: events::TenantId,
     /// `YYYY-MM`.
@@ -87,6 +99,15 @@ pub struct ReplayArgs {
 pub struct ImportArgs {
     #[arg(long, default_value = "./ledger-data")]
     pub data: PathBuf,
+    /// Where the log is: `sled` (the embedded store in --data) or a PostgreSQL connection
+    /// string, `postgres://user@host:port/database`.
+    #[arg(
+        long,
+        env = "LEDGER_STORE",
+        hide_env_values = true,
+        default_value = "sled"
+    )]
+    pub store: store::StoreSpec,
     #[arg(long)]
     pub tenant: events::TenantId,
     /// The CSV file: `Ext Key, Number, User, Addon license 1 … N`.
@@ -108,6 +129,15 @@ pub struct ImportArgs {
 pub struct ExportArgs {
     #[arg(long, default_value = "./ledger-data")]
     pub data: PathBuf,
+    /// Where the log is: `sled` (the embedded store in --data) or a PostgreSQL connection
+    /// string, `postgres://user@host:port/database`.
+    #[arg(
+        long,
+        env = "LEDGER_STORE",
+        hide_env_values = true,
+        default_value = "sled"
+    )]
+    pub store: store::StoreSpec,
     #[arg(long)]
     pub tenant: events::TenantId,
     /// Only events recorded at or after this RFC 3339 instant.
@@ -125,14 +155,33 @@ pub struct ExportArgs {
 pub struct VerifyArgs {
     #[arg(long, default_value = "./ledger-data")]
     pub data: PathBuf,
+    /// Where the log is: `sled` (the embedded store in --data) or a PostgreSQL connection
+    /// string, `postgres://user@host:port/database`.
+    #[arg(
+        long,
+        env = "LEDGER_STORE",
+        hide_env_values = true,
+        default_value = "sled"
+    )]
+    pub store: store::StoreSpec,
 }
 
 /// `ledger serve`.
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
-    /// Directory of the embedded store (created if missing).
+    /// Directory of the embedded store (created if missing); with a PostgreSQL store, where
+    /// this node keeps its start-up snapshot.
     #[arg(long, default_value = "./ledger-data")]
     pub data: PathBuf,
+    /// Where the log is: `sled` (the embedded store in --data) or a PostgreSQL connection
+    /// string, `postgres://user@host:port/database`.
+    #[arg(
+        long,
+        env = "LEDGER_STORE",
+        hide_env_values = true,
+        default_value = "sled"
+    )]
+    pub store: store::StoreSpec,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
@@ -158,7 +207,10 @@ pub fn run(cli: Cli) -> Result<(), String> {
         CliCommand::Replay(args) => {
             let billing = match &args.from {
                 Some(file) => offline::replay_billing_from_export(file, args.tenant)?,
-                None => offline::replay_billing(&offline::open_store(&args.data)?, args.tenant)?,
+                None => offline::replay_billing(
+                    args.store.open(&args.data, Access::Read)?.as_ref(),
+                    args.tenant,
+                )?,
             };
             let bytes = offline::replay_invoice(&billing, &args.month)?;
             let mut out = std::io::stdout().lock();
@@ -167,10 +219,10 @@ pub fn run(cli: Cli) -> Result<(), String> {
         }
         CliCommand::Import(args) => offline::import(&args),
         CliCommand::Export(args) => {
-            let store = offline::open_store(&args.data)?;
+            let store = args.store.open(&args.data, Access::Read)?;
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             offline::export(
-                &store,
+                store.as_ref(),
                 args.tenant,
                 args.since,
                 args.until,
@@ -191,8 +243,10 @@ pub fn run(cli: Cli) -> Result<(), String> {
         }
         CliCommand::WhatIf(args) => whatif::run(args),
         CliCommand::Verify(args) => {
-            let store = offline::open_store(&args.data)?;
-            let report = offline::verify(&store, Some(&args.data))?;
+            let store = args.store.open(&args.data, Access::Read)?;
+            // A PostgreSQL store's snapshot, if this node keeps one, is in --data.
+            let snapshots = Some(args.data.as_path()).filter(|dir| dir.exists());
+            let report = offline::verify(store.as_ref(), snapshots)?;
             println!("{report}");
             Ok(())
         }
@@ -245,8 +299,21 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             args.snapshot_every
         },
     };
-    let (store, world, snapshot_head) = open_and_load(&args.data, STORE_REOPEN_EVENTS_MIN)?;
-    let ledger = Ledger::start_loaded(Arc::new(store), Some(snapshots), world, snapshot_head)
+    let (store, world, snapshot_head): (Arc<dyn EventStore>, _, _) = match &args.store {
+        store::StoreSpec::Sled => {
+            let (store, world, at) = open_and_load(&args.data, STORE_REOPEN_EVENTS_MIN)?;
+            (Arc::new(store), world, at)
+        }
+        spec @ store::StoreSpec::Postgres(_) => {
+            std::fs::create_dir_all(&args.data)
+                .map_err(|e| format!("cannot create {}: {e}", args.data.display()))?;
+            let store = spec.open(&args.data, Access::Write)?;
+            let (world, at) = crate::ledger::World::load_from_dir(store.as_ref(), &args.data)
+                .map_err(|e| format!("cannot start: {e}"))?;
+            (Arc::from(store), world, at)
+        }
+    };
+    let ledger = Ledger::start_loaded(store, Some(snapshots), world, snapshot_head)
         .map_err(|e| format!("cannot start: {e}"))?;
     let state = App {
         ledger,

@@ -184,8 +184,13 @@ pub fn import(args: &super::ImportArgs) -> Result<(), String> {
     }
     let rows = crate::http::imports::parse_csv(&bytes)?;
     let count = rows.len();
-    let store = open_store(&args.data)?;
-    let mut world = World::load(&store).map_err(|e| e.to_string())?;
+    let access = if args.dry_run {
+        crate::store::postgres::Access::Read
+    } else {
+        crate::store::postgres::Access::Write
+    };
+    let store = args.store.open(&args.data, access)?;
+    let mut world = World::load(store.as_ref()).map_err(|e| e.to_string())?;
     if !world.tenants.contains_key(&args.tenant) {
         return Err(format!("tenant {} not found", args.tenant));
     }

@@ -2,7 +2,6 @@
 //! server. FILE holds the same JSON body; the answer is the same JSON, on stdout. The store is
 //! opened read-only in effect: nothing is appended.
 
-use crate::cli::offline::open_store;
 use crate::http::error::ApiError;
 use crate::http::whatif::{answer, parse, Snapshot, WhatIfBody};
 use crate::http::REQUEST_BODY_BYTES_MAX;
@@ -16,6 +15,15 @@ use std::path::PathBuf;
 pub struct WhatIfArgs {
     #[arg(long, default_value = "./ledger-data")]
     pub data: PathBuf,
+    /// Where the log is: `sled` (the embedded store in --data) or a PostgreSQL connection
+    /// string, `postgres://user@host:port/database`.
+    #[arg(
+        long,
+        env = "LEDGER_STORE",
+        hide_env_values = true,
+        default_value = "sled"
+    )]
+    pub store: crate::cli::store::StoreSpec,
     #[arg(long)]
     pub tenant: events::TenantId,
     /// A JSON file with the body of `POST /v1/tenants/{t}/what-if`.
@@ -45,8 +53,10 @@ pub fn run(args: WhatIfArgs) -> Result<(), String> {
     let body: WhatIfBody = serde_json::from_slice(&bytes)
         .map_err(|e| format!("{shown}: invalid what-if body: {e}"))?;
     let preview = parse(body).map_err(describe)?;
-    let store = open_store(&args.data)?;
-    let world = World::load(&store).map_err(|e| format!("cannot replay the log: {e}"))?;
+    let store = args
+        .store
+        .open(&args.data, crate::store::postgres::Access::Read)?;
+    let world = World::load(store.as_ref()).map_err(|e| format!("cannot replay the log: {e}"))?;
     let clock = events::time::truncate_to_micros(Utc::now());
     let snapshot = Snapshot::take(&world, args.tenant, clock).map_err(describe)?;
     let report = answer(&snapshot, preview).map_err(describe)?;

@@ -2,6 +2,8 @@
 //! is the embedded default. The only code that imports sled.
 
 pub mod memory;
+pub mod postgres;
+pub mod record;
 pub mod sled_store;
 pub mod snapshot;
 

@@ -41,9 +41,33 @@ fn acknowledged_writes_survive_sigkill_and_state_equals_replay() {
         seed: from_env("CRASH_SEED", SEED_DEFAULT),
         scratch: scratch.path().to_path_buf(),
         keep: false,
+        postgres: None,
     };
     let summary = run_trials(&options, |report| eprintln!("crash: {report}"));
     eprintln!("crash: {summary}");
+    assert!(summary.passed(), "{summary}");
+    assert_eq!(summary.trials, options.trials);
+    assert_eq!(summary.lost, 0);
+    assert!(summary.acknowledged > 0, "{summary}");
+}
+
+/// Trials on PostgreSQL run by default; `CRASH_TRIALS_POSTGRES` overrides it.
+const POSTGRES_TRIALS_DEFAULT: u64 = 3;
+
+#[test]
+fn acknowledged_writes_on_postgres_survive_sigkill_and_state_equals_replay() {
+    let pg = crate::store_conformance::Postgres::start();
+    let scratch = tempfile::tempdir().expect("temp dir");
+    let options = Options {
+        binary: binary().to_path_buf(),
+        trials: from_env("CRASH_TRIALS_POSTGRES", POSTGRES_TRIALS_DEFAULT),
+        seed: from_env("CRASH_SEED", SEED_DEFAULT),
+        scratch: scratch.path().to_path_buf(),
+        keep: false,
+        postgres: Some(pg.server_url()),
+    };
+    let summary = run_trials(&options, |report| eprintln!("crash on postgres: {report}"));
+    eprintln!("crash on postgres: {summary}");
     assert!(summary.passed(), "{summary}");
     assert_eq!(summary.trials, options.trials);
     assert_eq!(summary.lost, 0);

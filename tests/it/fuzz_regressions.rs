@@ -2,7 +2,7 @@
 //! as they were found under `fuzz/regressions/<target>/` and replayed here the way the target
 //! feeds them in, so a fixed crash stays fixed without libFuzzer.
 
-use ledger::store::sled_store::{decode_record, encode_record};
+use ledger::store::record::{decode_record, encode_record};
 use ledger::store::{EncodedEvent, Error};
 
 /// `[format u8][count u32 LE][blake3 of body, 32 bytes]`, as in `sled_store`.

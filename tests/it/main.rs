@@ -22,5 +22,6 @@ mod race;
 mod reminders;
 mod restart;
 mod roles;
+mod store_conformance;
 mod users;
 mod whatif;

@@ -111,6 +111,9 @@ pub struct Options {
     pub scratch: PathBuf,
     /// Keep the data directory of a failing trial.
     pub keep: bool,
+    /// A PostgreSQL server's connection string: each trial's log is then a new database in it
+    /// (`ledger serve --store postgres://…`) instead of sled in the trial's directory.
+    pub postgres: Option<String>,
 }
 
 /// What one passing trial saw.
@@ -241,7 +244,11 @@ pub fn run_trials(options: &Options, mut on_trial: impl FnMut(&TrialReport)) -> 
         let dir = options.scratch.join(format!("trial-{trial}-seed-{seed}"));
         let result = std::fs::create_dir_all(&dir)
             .map_err(|e| Problem::new(format!("create {}: {e}", dir.display())))
-            .and_then(|()| run_trial_caught(&options.binary, &dir, seed));
+            .and_then(|()| match &options.postgres {
+                Some(server) => new_database(server, &format!("ledger_trial_{trial}_{seed}")),
+                None => Ok(None),
+            })
+            .and_then(|store| run_trial_caught(&options.binary, &dir, seed, store.as_deref()));
         let keep = result.is_err() && options.keep;
         if !keep {
             let _ = std::fs::remove_dir_all(&dir);
@@ -269,8 +276,13 @@ pub fn run_trials(options: &Options, mut on_trial: impl FnMut(&TrialReport)) -> 
 }
 
 /// [`run_trial`], with a panic (a bug of the harness) turned into a problem too.
-fn run_trial_caught(binary: &Path, dir: &Path, seed: u64) -> Result<TrialReport, Problem> {
-    std::panic::catch_unwind(|| run_trial(binary, dir, seed)).unwrap_or_else(|panic| {
+fn run_trial_caught(
+    binary: &Path,
+    dir: &Path,
+    seed: u64,
+    store: Option<&str>,
+) -> Result<TrialReport, Problem> {
+    std::panic::catch_unwind(|| run_trial(binary, dir, seed, store)).unwrap_or_else(|panic| {
         let text = panic
             .downcast_ref::<String>()
             .cloned()
@@ -280,13 +292,39 @@ fn run_trial_caught(binary: &Path, dir: &Path, seed: u64) -> Result<TrialReport,
     })
 }
 
+/// A new empty database `name` on the PostgreSQL server at `server`, as a `--store` value.
+fn new_database(server: &str, name: &str) -> Result<Option<String>, Problem> {
+    let failed = |e: postgres::Error| Problem::new(format!("create database {name}: {e}"));
+    let mut admin = postgres::Client::connect(server, postgres::NoTls).map_err(failed)?;
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .map_err(failed)?;
+    let mut config: postgres::Config = server
+        .parse()
+        .map_err(|e| Problem::new(format!("bad connection string: {e}")))?;
+    config.dbname(name);
+    let host = match config.get_hosts().first() {
+        Some(postgres::config::Host::Tcp(host)) => host.clone(),
+        _ => "127.0.0.1".into(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let user = config.get_user().unwrap_or("postgres");
+    Ok(Some(format!("postgres://{user}@{host}:{port}/{name}")))
+}
+
 /// One trial in `dir` (which it fills with `data/` and `copy/`): load, SIGKILL at a moment
-/// chosen by `seed`, restart, check everything. The report's `trial` is 0.
-pub fn run_trial(binary: &Path, dir: &Path, seed: u64) -> Result<TrialReport, Problem> {
+/// chosen by `seed`, restart, check everything. The log is on sled in `data/`, or in the
+/// PostgreSQL database `store` names. The report's `trial` is 0.
+pub fn run_trial(
+    binary: &Path,
+    dir: &Path,
+    seed: u64,
+    store: Option<&str>,
+) -> Result<TrialReport, Problem> {
     let started = Instant::now();
     let mut rng = Rng(seed);
     let data = dir.join("data");
-    let mut server = Server::start(binary, &data)?;
+    let mut server = Server::start_on(binary, &data, store)?;
     let api = Api::new(&server.base, ROOT_TOKEN, WORKERS * 2);
     let setup = Setup::make(&api)?;
     let writes = setup.writes(&mut rng);
@@ -308,7 +346,7 @@ pub fn run_trial(binary: &Path, dir: &Path, seed: u64) -> Result<TrialReport, Pr
     let max_acked = acked.iter().map(|(_, s)| *s).max().unwrap_or(0);
 
     // Restart on the same data: every acknowledged write is there, nothing else is.
-    let mut restarted = Server::start(binary, &data)?;
+    let mut restarted = Server::start_on(binary, &data, store)?;
     let api = Api::new(&restarted.base, ROOT_TOKEN, WORKERS * 2);
     let recovered_seq = api.health_seq()?;
     ensure!(
@@ -333,9 +371,14 @@ pub fn run_trial(binary: &Path, dir: &Path, seed: u64) -> Result<TrialReport, Pr
         "the restarted server exited with {status} on SIGINT; stderr:\n{}",
         restarted.stderr()
     );
+    // On PostgreSQL the second process shares the database and starts with no snapshot.
     let copy = dir.join("copy");
-    copy_dir(&data, &copy)?;
-    let mut replayer = Server::start(binary, &copy)?;
+    match store {
+        None => copy_dir(&data, &copy)?,
+        Some(_) => std::fs::create_dir_all(&copy)
+            .map_err(|e| Problem::new(format!("create {}: {e}", copy.display())))?,
+    }
+    let mut replayer = Server::start_on(binary, &copy, store)?;
     let replayed = snapshot(
         &Api::new(&replayer.base, ROOT_TOKEN, 2),
         &setup.tenant,
@@ -349,7 +392,7 @@ pub fn run_trial(binary: &Path, dir: &Path, seed: u64) -> Result<TrialReport, Pr
         "the replaying server did not stop cleanly; stderr:\n{}",
         replayer.stderr()
     );
-    verify(binary, &copy)?;
+    verify(binary, &copy, store)?;
 
     let in_flight = count(&outcomes, |o| matches!(o, Outcome::Lost(_)));
     Ok(TrialReport {
@@ -926,10 +969,11 @@ fn write_on(setup: &Setup, api: &Api, recovered_seq: u64) -> Result<(), Problem>
 }
 
 /// `ledger verify`: sequences, checksums, hash chains and every projection rebuilt per tenant.
-fn verify(binary: &Path, data: &Path) -> Result<(), Problem> {
+fn verify(binary: &Path, data: &Path, store: Option<&str>) -> Result<(), Problem> {
     let verified = Command::new(binary)
         .args(["verify", "--data"])
         .arg(data)
+        .args(["--store", store.unwrap_or("sled")])
         .env("RUST_LOG", "warn")
         .output()
         .map_err(|e| Problem::new(format!("run ledger verify: {e}")))?;

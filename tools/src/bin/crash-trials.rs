@@ -34,6 +34,16 @@ struct Args {
     /// Keep the data directory of a failing trial.
     #[arg(long)]
     keep: bool,
+    /// The store the server runs on: sled, or PostgreSQL in a throw-away cluster started from
+    /// the machine's server binaries (`scripts/install-postgres.sh`), a new database per trial.
+    #[arg(long, value_enum, default_value = "sled")]
+    store: Store,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum Store {
+    Sled,
+    Postgres,
 }
 
 fn main() -> ExitCode {
@@ -46,12 +56,27 @@ fn main() -> ExitCode {
     let scratch = args.scratch.unwrap_or_else(|| {
         std::env::temp_dir().join(format!("ledger-crash-trials-{}", std::process::id()))
     });
+    let cluster = match args.store {
+        Store::Sled => None,
+        Store::Postgres => {
+            let started = tools::postgres::find_server_binaries()
+                .and_then(|bin| tools::postgres::Cluster::start(&bin, &scratch.join("postgres")));
+            match started {
+                Ok(cluster) => Some(cluster),
+                Err(e) => {
+                    eprintln!("crash-trials: cannot start PostgreSQL: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+    };
     let options = Options {
         binary: args.binary,
         trials: args.trials,
         seed: args.seed,
-        scratch,
+        scratch: scratch.clone(),
         keep: args.keep,
+        postgres: cluster.as_ref().map(|c| c.connection_string()),
     };
     println!(
         "crash-trials: {} trials of {} from seed {}",
@@ -60,6 +85,7 @@ fn main() -> ExitCode {
         options.seed
     );
     let summary = run_trials(&options, |report| println!("{report}"));
+    drop(cluster);
     if default_scratch {
         // Empty unless a failing trial's data was kept.
         let _ = std::fs::remove_dir(&options.scratch);

@@ -75,7 +75,18 @@ fn lock(text: &Mutex<String>) -> String {
 impl Server {
     /// Start `binary` on `data` with [`ROOT_TOKEN`].
     pub fn start(binary: &Path, data: &Path) -> Result<Server, StartError> {
-        Server::spawn(binary, data, RootToken::Env(ROOT_TOKEN), false).map(|(server, _)| server)
+        Server::start_on(binary, data, None)
+    }
+
+    /// Start `binary` on `data` with [`ROOT_TOKEN`], the log in `store` (`--store`: a
+    /// PostgreSQL connection string) or, when `None`, on sled in `data`.
+    pub fn start_on(binary: &Path, data: &Path, store: Option<&str>) -> Result<Server, StartError> {
+        let mut command = Command::new(binary);
+        if let Some(store) = store {
+            command.env("LEDGER_STORE", store);
+        }
+        Server::spawn_command(command, data, RootToken::Env(ROOT_TOKEN), false)
+            .map(|(server, _)| server)
     }
 
     /// Spawn `BINARY serve --data DATA --listen 127.0.0.1:0` (with `--dev` if asked) and wait
@@ -87,6 +98,18 @@ impl Server {
         dev: bool,
     ) -> Result<(Server, Vec<String>), StartError> {
         let mut command = Command::new(binary);
+        command.env_remove("LEDGER_STORE");
+        Server::spawn_command(command, data, token, dev)
+    }
+
+    /// [`Server::spawn`] of a command that names the binary (and any environment of its own).
+    fn spawn_command(
+        mut command: Command,
+        data: &Path,
+        token: RootToken<'_>,
+        dev: bool,
+    ) -> Result<(Server, Vec<String>), StartError> {
+        let binary = Path::new(command.get_program()).to_path_buf();
         command
             .arg("serve")
             .arg("--data")
