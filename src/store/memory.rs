@@ -48,16 +48,8 @@ impl MemoryStore {
 impl EventStore for MemoryStore {
     fn append(&self, batch: &[EncodedEvent]) -> Result<(), Error> {
         let mut events = self.lock();
-        for event in batch {
-            let expected = events.last().map_or(0, |e| e.seq) + 1;
-            if event.seq != expected {
-                return Err(Error::OutOfOrder {
-                    expected,
-                    got: event.seq,
-                });
-            }
-            events.push(event.clone());
-        }
+        super::check_follows(events.last().map_or(0, |e| e.seq), batch)?;
+        events.extend_from_slice(batch);
         Ok(())
     }
 

@@ -65,6 +65,21 @@ pub enum Error {
     OutOfOrder { expected: u64, got: u64 },
 }
 
+/// Whether `batch` continues a log whose last sequence is `head`, one sequence after another:
+/// what every backend checks before it writes anything.
+pub fn check_follows(head: u64, batch: &[EncodedEvent]) -> Result<(), Error> {
+    for (index, event) in batch.iter().enumerate() {
+        let expected = head + 1 + index as u64;
+        if event.seq != expected {
+            return Err(Error::OutOfOrder {
+                expected,
+                got: event.seq,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// What a log backend must do. Appends are durable when `append` returns.
 pub trait EventStore: Send + Sync + 'static {
     /// Append events with consecutive sequences following `head()`, as one atomic record set,

@@ -201,15 +201,7 @@ impl EventStore for PostgresStore {
             return Ok(());
         }
         let head = self.head.load(Ordering::Acquire);
-        for (index, event) in batch.iter().enumerate() {
-            let expected = head + 1 + index as u64;
-            if event.seq != expected {
-                return Err(Error::OutOfOrder {
-                    expected,
-                    got: event.seq,
-                });
-            }
-        }
+        super::check_follows(head, batch)?;
         let rows: Vec<Row> = batch.chunks(RECORD_EVENTS_MAX).map(Row::of).collect();
         let last = batch.last().map_or(head, |e| e.seq);
         let expected_head = head as i64;

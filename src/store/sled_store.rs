@@ -141,15 +141,7 @@ impl EventStore for SledStore {
             return Ok(());
         }
         let head = self.head.load(Ordering::Acquire);
-        for (index, event) in batch.iter().enumerate() {
-            let expected = head + 1 + index as u64;
-            if event.seq != expected {
-                return Err(Error::OutOfOrder {
-                    expected,
-                    got: event.seq,
-                });
-            }
-        }
+        super::check_follows(head, batch)?;
         // One atomic sled batch; a large append is split into several records so no sled
         // value grows past RECORD_EVENTS_MAX events.
         let mut writes = sled::Batch::default();
