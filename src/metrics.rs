@@ -66,3 +66,11 @@ pub fn http_request(route: &str, method: &str, status: u16, seconds: f64) {
     metrics::histogram!("ledger_http_request_seconds", "route" => route.to_string())
         .record(seconds);
 }
+
+/// Record this node's part in a shared log: whether it writes, and how far behind it is.
+pub fn node(writer: bool, lag_events: Option<u64>) {
+    metrics::gauge!("ledger_node_writer").set(if writer { 1.0 } else { 0.0 });
+    if let Some(lag) = lag_events {
+        metrics::gauge!("ledger_follower_lag_events").set(lag as f64);
+    }
+}

@@ -149,7 +149,10 @@ pub async fn deliver_due(ledger: &Ledger, delivery: &Delivery) -> usize {
 pub fn spawn(ledger: Ledger, delivery: Delivery) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
-            deliver_due(&ledger, &delivery).await;
+            // Only the writer delivers: a follower would send every reminder a second time.
+            if ledger.is_writer() {
+                deliver_due(&ledger, &delivery).await;
+            }
             tokio::time::sleep(delivery.interval).await;
         }
     })

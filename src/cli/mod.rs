@@ -11,7 +11,6 @@ use crate::http::{app, App};
 use crate::ledger::Ledger;
 use crate::store::postgres::Access;
 use crate::store::sled_store::SledStore;
-use crate::store::EventStore;
 use clap::{Parser, Subcommand};
 use rand::RngCore;
 use std::net::SocketAddr;
@@ -185,6 +184,10 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// With a PostgreSQL store: the URL other nodes forward writes to while this node holds
+    /// the write lease (default: `http://` and the address it listens on).
+    #[arg(long, env = "LEDGER_ADVERTISE")]
+    pub advertise: Option<String>,
     /// Root token for creating tenants; never written to disk.
     #[arg(long, env = "LEDGER_ROOT_TOKEN", hide_env_values = true)]
     pub root_token: Option<String>,
@@ -299,34 +302,44 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             args.snapshot_every
         },
     };
-    let (store, world, snapshot_head): (Arc<dyn EventStore>, _, _) = match &args.store {
-        store::StoreSpec::Sled => {
-            let (store, world, at) = open_and_load(&args.data, STORE_REOPEN_EVENTS_MIN)?;
-            (Arc::new(store), world, at)
-        }
-        spec @ store::StoreSpec::Postgres(_) => {
-            std::fs::create_dir_all(&args.data)
-                .map_err(|e| format!("cannot create {}: {e}", args.data.display()))?;
-            let store = spec.open(&args.data, Access::Write)?;
-            let (world, at) = crate::ledger::World::load_from_dir(store.as_ref(), &args.data)
-                .map_err(|e| format!("cannot start: {e}"))?;
-            (Arc::from(store), world, at)
-        }
-    };
-    let ledger = Ledger::start_loaded(store, Some(snapshots), world, snapshot_head)
-        .map_err(|e| format!("cannot start: {e}"))?;
-    let state = App {
-        ledger,
-        root_token_hash: crate::http::auth::token_hash(&root_token),
-    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    // Bound first: a node on a shared log advertises the address it really listens on.
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind(args.listen))
+        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| format!("cannot read the bound address: {e}"))?;
+    let ledger = match &args.store {
+        store::StoreSpec::Sled => {
+            let (store, world, at) = open_and_load(&args.data, STORE_REOPEN_EVENTS_MIN)?;
+            Ledger::start_loaded(Arc::new(store), Some(snapshots), world, at)
+        }
+        store::StoreSpec::Postgres(url) => {
+            std::fs::create_dir_all(&args.data)
+                .map_err(|e| format!("cannot create {}: {e}", args.data.display()))?;
+            let store = Arc::new(
+                crate::store::postgres::PostgresStore::open(url, Access::Read)
+                    .map_err(|e| format!("cannot open the PostgreSQL store: {e}"))?,
+            );
+            let (world, at) = crate::ledger::World::load_from_dir(store.as_ref(), &args.data)
+                .map_err(|e| format!("cannot start: {e}"))?;
+            let advertise = args
+                .advertise
+                .clone()
+                .unwrap_or_else(|| format!("http://{local}"));
+            Ledger::start_node(store.clone(), store, advertise, Some(snapshots), world, at)
+        }
+    }
+    .map_err(|e| format!("cannot start: {e}"))?;
+    let state = App {
+        ledger,
+        root_token_hash: crate::http::auth::token_hash(&root_token),
+    };
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(args.listen)
-            .await
-            .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
         crate::reminders::spawn(
             state.ledger.clone(),
             crate::reminders::Delivery {
@@ -334,9 +347,6 @@ fn serve(args: ServeArgs) -> Result<(), String> {
                 ..crate::reminders::Delivery::default()
             },
         );
-        let local = listener
-            .local_addr()
-            .map_err(|e| format!("cannot read the bound address: {e}"))?;
         tracing::info!("listening on http://{local}");
         println!("listening on http://{local}");
         axum::serve(listener, app(state))

@@ -333,7 +333,8 @@ pub struct ReminderBody {
 
 // ---- Answers ------------------------------------------------------------------------------
 
-/// `{"status": "ok", "seq", "writes"}`, plus `writes_stopped_reason` once writes are stopped.
+/// `{"status": "ok", "seq", "writes"}`, plus `writes_stopped_reason` once writes are stopped,
+/// and `role` and `lag_events` on a log shared with other nodes.
 #[derive(ToSchema)]
 pub struct Health {
     pub status: String,
@@ -344,6 +345,19 @@ pub struct Health {
     pub writes: WritesState,
     /// Why writes are stopped; present only when `writes` is `stopped`.
     pub writes_stopped_reason: Option<String>,
+    /// On a log shared with other nodes (PostgreSQL): `writer` when this node holds the write
+    /// lease, `follower` while another does (writes sent here are forwarded to it).
+    pub role: Option<NodeRole>,
+    /// On a shared log: events committed that this node has not folded yet.
+    pub lag_events: Option<u64>,
+}
+
+/// A node's part in the log.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum NodeRole {
+    Writer,
+    Follower,
 }
 
 /// Whether the server takes writes.

@@ -70,6 +70,11 @@ impl ApiError {
         )
     }
 
+    /// 503 `unavailable`: this node cannot do it now; a retry may.
+    pub fn unavailable(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+    }
+
     /// 500 `internal`: the detail is logged, never returned.
     pub fn internal(detail: impl std::fmt::Display) -> ApiError {
         tracing::error!(%detail, "internal error");
@@ -214,6 +219,9 @@ impl From<ExecError> for ApiError {
             ),
             ExecError::Storage(e) => ApiError::internal(e),
             ExecError::Closed => ApiError::internal("the ledger writer stopped"),
+            ExecError::NotWriter => ApiError::unavailable(
+                "this node does not hold the write lease and could not reach the one that does; retry",
+            ),
             ExecError::WritesStopped(reason) => ApiError {
                 status: StatusCode::SERVICE_UNAVAILABLE,
                 code: "unavailable",

@@ -10,6 +10,7 @@ pub mod extract;
 mod groups;
 pub mod imports;
 pub mod licenses;
+pub mod nodes;
 pub mod openapi;
 pub mod reminders;
 mod tenants;
@@ -111,6 +112,10 @@ pub fn app(state: App) -> Router {
         .route_layer(axum::middleware::from_fn(observe))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            nodes::route,
+        ))
         .layer(DefaultBodyLimit::max(REQUEST_BODY_BYTES_MAX))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             |_: Box<dyn std::any::Any + Send>| {
@@ -122,7 +127,8 @@ pub fn app(state: App) -> Router {
 
 /// Liveness, with the global sequence of the last event and whether writes are taken: after a
 /// storage failure stopped the writer, `writes` is `stopped` and `writes_stopped_reason` says
-/// why (reads go on, so `status` stays `ok`).
+/// why (reads go on, so `status` stays `ok`). On a log shared with other nodes, `role` says
+/// whether this node writes and `lag_events` how far it is behind the log.
 #[utoipa::path(
     get,
     path = "/healthz",
@@ -133,7 +139,7 @@ pub fn app(state: App) -> Router {
 )]
 async fn healthz(State(app): State<App>) -> Json<Value> {
     let seq = app.ledger.read().head;
-    Json(match app.ledger.writes_stopped() {
+    let mut health = match app.ledger.writes_stopped() {
         None => json!({"status": "ok", "seq": seq, "writes": "ok"}),
         Some(reason) => json!({
             "status": "ok",
@@ -141,7 +147,17 @@ async fn healthz(State(app): State<App>) -> Json<Value> {
             "writes": "stopped",
             "writes_stopped_reason": reason,
         }),
-    })
+    };
+    // Only on a log shared with other nodes: a single node's answer stays as it was.
+    if let Some(lag) = app.ledger.lag() {
+        health["role"] = json!(if app.ledger.is_writer() {
+            "writer"
+        } else {
+            "follower"
+        });
+        health["lag_events"] = json!(lag);
+    }
+    Json(health)
 }
 
 /// Prometheus metrics.
@@ -153,7 +169,8 @@ async fn healthz(State(app): State<App>) -> Json<Value> {
     security(()),
     responses((status = 200, description = "Prometheus text exposition format.", body = String, content_type = "text/plain")),
 )]
-async fn metrics_text() -> Response {
+async fn metrics_text(State(app): State<App>) -> Response {
+    crate::metrics::node(app.ledger.is_writer(), app.ledger.lag());
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         crate::metrics::render(),

@@ -12,19 +12,21 @@
 //! reads of past states (`as_of.rs`). This file holds the handle, [`Ledger`], and the types
 //! its callers see.
 
-use crate::store::{Error as StoreError, EventStore};
+use crate::store::{Error as StoreError, EventStore, Lease};
 use events::{Command, CommandId, Event, KeyId, Rejection, Role, TenantId};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 use tokio::sync::{mpsc, oneshot};
 
 mod as_of;
+mod follower;
 mod replay;
 pub mod snapshots;
 mod world;
 mod writer;
 
 pub use as_of::{PastStates, CHECKPOINT_EVENTS, PAST_STATES_MAX, PAST_STATES_WEIGHT_MAX};
+pub use follower::FOLLOW_POLL;
 pub use snapshots::{SnapshotPolicy, SNAPSHOT_EVERY_EVENTS_DEFAULT};
 pub use world::{Timeline, World};
 use writer::{writer_loop, Job};
@@ -95,6 +97,9 @@ pub enum ExecError {
     Closed,
     #[error("this Idempotency-Key was used with a different request")]
     IdempotencyKeyReused,
+    /// This node follows another that holds the write lease.
+    #[error("this node does not hold the write lease; writes go to the node that does")]
+    NotWriter,
     /// A storage failure stopped the writer: no write is taken until a restart, reads go on.
     #[error("writes are stopped after a storage failure ({0}); reads still work; restart the ledger once the storage is sound")]
     WritesStopped(String),
@@ -125,6 +130,21 @@ struct Shared {
     /// Sequence of the last snapshot written (or found on start).
     snapshot_head: std::sync::atomic::AtomicU64,
     snapshot_running: std::sync::atomic::AtomicBool,
+    /// The head of the state, published after every change: what `min_seq` waits on.
+    head_watch: tokio::sync::watch::Sender<u64>,
+    /// On a log shared with other nodes: this node's part in it.
+    node: Option<Node>,
+}
+
+/// A node's part in a log several nodes share (see `follower.rs`).
+pub(super) struct Node {
+    lease: Arc<dyn Lease>,
+    /// Where this node takes writes, advertised to the others when it holds the lease.
+    advertise: String,
+    /// Holds the lease and writes.
+    writer: std::sync::atomic::AtomicBool,
+    /// The log's head as last seen in the store, for the lag.
+    log_head: std::sync::atomic::AtomicU64,
 }
 
 /// Handle to the running ledger; cheap to clone.
@@ -162,13 +182,46 @@ impl Ledger {
         world: World,
         snapshot_head: u64,
     ) -> Result<Ledger, StoreError> {
+        Ledger::start_shared(store, snapshots, world, snapshot_head, None)
+    }
+
+    /// Like [`Ledger::start_loaded`], on a log other nodes share through `lease`: the node
+    /// follows the log and serves reads until it takes the lease, then writes (advertising
+    /// `advertise` as where the others forward writes).
+    pub fn start_node(
+        store: Arc<dyn EventStore>,
+        lease: Arc<dyn Lease>,
+        advertise: String,
+        snapshots: Option<SnapshotPolicy>,
+        world: World,
+        snapshot_head: u64,
+    ) -> Result<Ledger, StoreError> {
+        let node = Node {
+            lease,
+            advertise,
+            writer: std::sync::atomic::AtomicBool::new(false),
+            log_head: std::sync::atomic::AtomicU64::new(world.head),
+        };
+        Ledger::start_shared(store, snapshots, world, snapshot_head, Some(node))
+    }
+
+    fn start_shared(
+        store: Arc<dyn EventStore>,
+        snapshots: Option<SnapshotPolicy>,
+        world: World,
+        snapshot_head: u64,
+        node: Option<Node>,
+    ) -> Result<Ledger, StoreError> {
         let _ = crate::metrics::handle();
         tracing::info!(
             head = world.head,
             tenants = world.tenants.len(),
             "state rebuilt from the log"
         );
+        let (head_watch, _) = tokio::sync::watch::channel(world.head);
         let shared = Arc::new(Shared {
+            head_watch,
+            node,
             keys: RwLock::new(world.keys.clone()),
             world: RwLock::new(world),
             store,
@@ -179,6 +232,12 @@ impl Ledger {
             snapshot_head: std::sync::atomic::AtomicU64::new(snapshot_head),
             snapshot_running: std::sync::atomic::AtomicBool::new(false),
         });
+        // A node that finds the lease free writes from the start, not after a first poll.
+        if let Some(node) = &shared.node {
+            if let Err(reason) = follower::try_promote(&shared, node) {
+                return Err(StoreError::Io(reason));
+            }
+        }
         let (queue, receiver) = mpsc::channel(QUEUE_DEPTH_MAX);
         let writer = Arc::clone(&shared);
         std::thread::Builder::new()
@@ -213,6 +272,9 @@ impl Ledger {
         request: Request,
         options: ExecOptions,
     ) -> Result<Written, ExecError> {
+        if !self.is_writer() {
+            return Err(ExecError::NotWriter);
+        }
         let (reply, answer) = oneshot::channel();
         let job = Job {
             request,
@@ -250,6 +312,47 @@ impl Ledger {
         self.shared
             .batches
             .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether this node takes writes: always on a log of its own; on a shared log, once it
+    /// holds the lease and has folded the whole log.
+    pub fn is_writer(&self) -> bool {
+        self.shared
+            .node
+            .as_ref()
+            .is_none_or(|node| node.writer.load(std::sync::atomic::Ordering::Acquire))
+    }
+
+    /// On a shared log: events committed that this node has not folded yet (as of its last
+    /// look at the log).
+    pub fn lag(&self) -> Option<u64> {
+        let node = self.shared.node.as_ref()?;
+        let seen = node.log_head.load(std::sync::atomic::Ordering::Acquire);
+        Some(seen.saturating_sub(self.read().head))
+    }
+
+    /// On a shared log: where the writer takes writes, as it advertised it.
+    pub fn writer_url(&self) -> Result<Option<String>, StoreError> {
+        match &self.shared.node {
+            Some(node) => node.lease.writer_url(),
+            None => Ok(None),
+        }
+    }
+
+    /// The log's committed head now (asked of the store on a shared log).
+    pub fn log_head(&self) -> Result<u64, StoreError> {
+        match &self.shared.node {
+            Some(node) => node.lease.log_head(),
+            None => Ok(self.read().head),
+        }
+    }
+
+    /// Wait until the state has folded sequence `seq`, at most `timeout`; returns whether
+    /// it has.
+    pub async fn wait_for_seq(&self, seq: u64, timeout: std::time::Duration) -> bool {
+        let mut head = self.shared.head_watch.subscribe();
+        let reached = tokio::time::timeout(timeout, head.wait_for(|head| *head >= seq)).await;
+        matches!(reached, Ok(Ok(_)))
     }
 
     /// The store underneath, for history queries.

@@ -218,6 +218,22 @@ impl World {
 
     /// Decode, hash and check one stored event of a tenant this part holds, and fold it into
     /// the tenant; answers the envelope, for its shared effects.
+    /// Fold the event after the head, with every check of a replay: a follower's step.
+    pub(super) fn follow(&mut self, stored: EventRef<'_>) -> Result<(), StoreError> {
+        if stored.seq != self.head + 1 {
+            return Err(StoreError::Corrupt {
+                seq: self.head + 1,
+                reason: format!("sequence gap: found {}", stored.seq),
+            });
+        }
+        let envelope = self.fold_stored(stored)?;
+        for effect in SharedEffect::of(&envelope) {
+            self.apply_shared(effect);
+        }
+        self.head = stored.seq;
+        Ok(())
+    }
+
     fn fold_stored(&mut self, stored: EventRef<'_>) -> Result<Envelope, StoreError> {
         let corrupt = |reason: String| StoreError::Corrupt {
             seq: stored.seq,

@@ -27,6 +27,11 @@ pub(super) struct Job {
 }
 
 pub(super) fn writer_loop(shared: Arc<Shared>, mut receiver: mpsc::Receiver<Job>) {
+    if let Some(node) = &shared.node {
+        if !super::follower::follow_until_writer(&shared, node) {
+            return;
+        }
+    }
     maybe_snapshot(&shared);
     while let Some(first) = receiver.blocking_recv() {
         let mut jobs = vec![first];
@@ -142,6 +147,7 @@ fn commit_batch(shared: &Shared, jobs: Vec<Job>) {
     if keys_changed {
         publish_keys(shared, &world);
     }
+    shared.head_watch.send_replace(world.head);
     drop(world);
     for (reply, outcome) in outcomes {
         // The caller may have gone away; its write is durable all the same.
@@ -150,7 +156,7 @@ fn commit_batch(shared: &Shared, jobs: Vec<Job>) {
 }
 
 /// Make the key index of `world` (durable by now) the one requests authenticate with.
-fn publish_keys(shared: &Shared, world: &World) {
+pub(super) fn publish_keys(shared: &Shared, world: &World) {
     let mut keys = shared.keys.write().unwrap_or_else(|p| p.into_inner());
     keys.clone_from(&world.keys);
 }

@@ -23,6 +23,15 @@ impl EncodedEvent {
         events::Envelope::hash_of(&self.bytes)
     }
 
+    /// The event lent, as a scan lends it.
+    pub fn borrowed(&self) -> EventRef<'_> {
+        EventRef {
+            seq: self.seq,
+            tenant: self.tenant,
+            bytes: &self.bytes,
+        }
+    }
+
     /// The envelope inside; undecodable bytes are corruption at this sequence.
     pub fn decode(&self) -> Result<events::Envelope, Error> {
         events::Envelope::decode(&self.bytes).map_err(|e| Error::Corrupt {
@@ -78,6 +87,20 @@ pub fn check_follows(head: u64, batch: &[EncodedEvent]) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+/// A log that several processes share with one writer at a time (PostgreSQL): what a node
+/// that follows the writer, and takes over when it goes, needs besides [`EventStore`].
+pub trait Lease: Send + Sync + 'static {
+    /// Take the write lease if it is free (true), advertising `url` as where writes go. Once
+    /// taken, [`EventStore::head`] is the log's head and appends are this process's.
+    fn try_take_lease(&self, url: Option<&str>) -> Result<bool, Error>;
+    /// Where the lease holder takes writes, as it advertised it.
+    fn writer_url(&self) -> Result<Option<String>, Error>;
+    /// The last committed sequence, whoever wrote it.
+    fn log_head(&self) -> Result<u64, Error>;
+    /// Wait until another process appends, or `timeout` passes.
+    fn wait_for_append(&self, timeout: std::time::Duration) -> Result<(), Error>;
 }
 
 /// What a log backend must do. Appends are durable when `append` returns.

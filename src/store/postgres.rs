@@ -21,6 +21,7 @@
 use super::record::{decode_record, encode_record, visit_record, RECORD_EVENTS_MAX};
 use super::{EncodedEvent, Error, EventRef, EventStore};
 use events::TenantId;
+use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, NoTls};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -31,14 +32,23 @@ use uuid::Uuid;
 
 /// The schema's migrations in order: version, name and SQL. Each runs once, in the transaction
 /// that records it.
-const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "log",
-    include_str!("../../migrations/postgres/0001_log.sql"),
-)];
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "log",
+        include_str!("../../migrations/postgres/0001_log.sql"),
+    ),
+    (
+        2,
+        "writer",
+        include_str!("../../migrations/postgres/0002_writer.sql"),
+    ),
+];
 
 /// Advisory lock key of the write lease (`pg_try_advisory_lock` takes a bigint).
 pub const WRITE_LEASE_KEY: i64 = 0x6c65_6467_6572_0001;
+/// The channel every append notifies, with its last sequence, when it commits.
+pub const NOTIFY_CHANNEL: &str = "ledger_log";
 /// Advisory lock key that serialises migrations of several processes starting at once.
 const MIGRATION_LOCK_KEY: i64 = 0x6c65_6467_6572_0002;
 /// Records read per query when scanning; the next page is asked for while one is visited.
@@ -53,16 +63,22 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum Access {
     /// Take the write lease; fails when another process holds it.
     Write,
-    /// Read only: no lease, appends refused (`verify`, `replay`, `export`, `what-if`).
+    /// No lease, appends refused until [`PostgresStore::try_take_lease`] takes it (`verify`,
+    /// `replay`, `export`, `what-if`, and `serve`, which follows the writer until then).
     Read,
 }
 
 /// See the module documentation.
 pub struct PostgresStore {
-    /// The connection holding the write lease; `None` when opened for reading.
-    writer: Option<Connections>,
+    /// The connection that holds the write lease, or asks for it.
+    writer: Mutex<Option<Connections>>,
+    /// Whether `writer` holds the lease.
+    leased: std::sync::atomic::AtomicBool,
     readers: Connections,
+    /// The connection that listens for appends of another writer, once asked to.
+    listener: Mutex<Option<Connections>>,
     head: AtomicU64,
+    config: postgres::Config,
     /// Host, port and database, for messages (never the password).
     target: String,
 }
@@ -71,7 +87,7 @@ impl std::fmt::Debug for PostgresStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PostgresStore")
             .field("target", &self.target)
-            .field("writer", &self.writer.is_some())
+            .field("writer", &self.is_writer())
             .field("head", &self.head())
             .finish()
     }
@@ -79,7 +95,7 @@ impl std::fmt::Debug for PostgresStore {
 
 impl PostgresStore {
     /// Connect to `url` (`postgres://user@host:port/database`), create or migrate the schema,
-    /// take the write lease when `access` says so, and read the head.
+    /// read the head, and take the write lease when `access` says so.
     pub fn open(url: &str, access: Access) -> Result<PostgresStore, Error> {
         let mut config: postgres::Config = url
             .parse()
@@ -88,31 +104,31 @@ impl PostgresStore {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
         let target = describe(&config);
-        let writer = match access {
-            Access::Write => {
-                let writer = Connections::start(&config, 1, &target)?;
-                writer.call(migrate)??;
-                let leased = writer.call(|c| {
-                    c.batch_execute("SET synchronous_commit = on")?;
-                    let row =
-                        c.query_one("SELECT pg_try_advisory_lock($1)", &[&WRITE_LEASE_KEY])?;
-                    Ok::<bool, postgres::Error>(row.get(0))
-                })?;
-                if !leased.map_err(pg)? {
-                    return Err(Error::Io(format!(
-                        "another ledger process holds the write lease on {target}: one writer \
-                         at a time"
-                    )));
-                }
-                Some(writer)
-            }
-            Access::Read => None,
-        };
         let readers = Connections::start(&config, READER_CONNECTIONS, &target)?;
-        if writer.is_none() {
-            readers.call(migrate)??;
+        readers.call(migrate)??;
+        let store = PostgresStore {
+            writer: Mutex::new(None),
+            leased: std::sync::atomic::AtomicBool::new(false),
+            readers,
+            listener: Mutex::new(None),
+            head: AtomicU64::new(0),
+            config,
+            target,
+        };
+        store.head.store(store.read_head()?, Ordering::Release);
+        if access == Access::Write && !store.try_take_lease(None)? {
+            return Err(Error::Io(format!(
+                "another ledger process holds the write lease on {}: one writer at a time",
+                store.target
+            )));
         }
-        let last = readers
+        Ok(store)
+    }
+
+    /// The sequence the log ends at, checked against the last record's own bytes.
+    fn read_head(&self) -> Result<u64, Error> {
+        let last = self
+            .readers
             .call(|c| {
                 let row = c.query_opt(
                     "SELECT first_seq, last_seq, record FROM ledger_records \
@@ -128,29 +144,124 @@ impl PostgresStore {
                 }))
             })?
             .map_err(pg)?;
-        let head = match last {
-            None => 0,
-            Some((first, last, record)) => {
-                let first = sequence(first)?;
-                let events = decode_record(first, &record)?;
-                let decoded = events.last().map_or(0, |e| e.seq);
-                if decoded != sequence(last)? {
-                    return Err(Error::Corrupt {
-                        seq: first,
-                        reason: format!(
-                            "the record's row says it ends at {last}, it holds {decoded}"
-                        ),
-                    });
-                }
-                decoded
+        let Some((first, last, record)) = last else {
+            return Ok(0);
+        };
+        let first = sequence(first)?;
+        let events = decode_record(first, &record)?;
+        let decoded = events.last().map_or(0, |e| e.seq);
+        if decoded != sequence(last)? {
+            return Err(Error::Corrupt {
+                seq: first,
+                reason: format!("the record's row says it ends at {last}, it holds {decoded}"),
+            });
+        }
+        Ok(decoded)
+    }
+
+    /// Take the write lease if it is free (true), advertising `url` as where writes go; the
+    /// head is then read again, since another writer may have appended until now. True at once
+    /// when this store already holds it.
+    pub fn try_take_lease(&self, url: Option<&str>) -> Result<bool, Error> {
+        let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        if self.leased.load(Ordering::Acquire) {
+            return Ok(true);
+        }
+        // The same connection asks again and again while another process holds the lease.
+        if writer.is_none() {
+            *writer = Some(Connections::start(&self.config, 1, &self.target)?);
+        }
+        let Some(connection) = writer.as_ref() else {
+            return Ok(false);
+        };
+        let url = url.map(str::to_string);
+        let leased = connection.call(move |c| {
+            let row = c.query_one("SELECT pg_try_advisory_lock($1)", &[&WRITE_LEASE_KEY])?;
+            if !row.get::<_, bool>(0) {
+                return Ok(false);
+            }
+            c.batch_execute("SET synchronous_commit = on")?;
+            c.execute(
+                "INSERT INTO ledger_writer (only_row, url, since) VALUES (true, $1, now()) \
+                 ON CONFLICT (only_row) DO UPDATE SET url = EXCLUDED.url, since = now()",
+                &[&url],
+            )?;
+            Ok::<bool, postgres::Error>(true)
+        });
+        let leased = match leased {
+            Ok(Ok(leased)) => leased,
+            Ok(Err(e)) => {
+                // Broken or refused: a new connection next time.
+                *writer = None;
+                return Err(pg(e));
+            }
+            Err(e) => {
+                *writer = None;
+                return Err(e);
             }
         };
-        Ok(PostgresStore {
-            writer,
-            readers,
-            head: AtomicU64::new(head),
-            target,
-        })
+        if !leased {
+            return Ok(false);
+        }
+        self.head.store(self.read_head()?, Ordering::Release);
+        self.leased.store(true, Ordering::Release);
+        tracing::info!(target = %self.target, "took the write lease");
+        Ok(true)
+    }
+
+    /// Whether this store holds the write lease.
+    pub fn is_writer(&self) -> bool {
+        self.leased.load(Ordering::Acquire)
+    }
+
+    /// Where the lease holder takes writes, as it advertised it (`None`: nobody serving).
+    pub fn writer_url(&self) -> Result<Option<String>, Error> {
+        self.readers
+            .call(|c| {
+                let row = c.query_opt("SELECT url FROM ledger_writer", &[])?;
+                Ok::<_, postgres::Error>(row.and_then(|r| r.get::<_, Option<String>>(0)))
+            })?
+            .map_err(pg)
+    }
+
+    /// The last committed sequence in the database, whoever wrote it (this store's
+    /// [`EventStore::head`] is the last it wrote or saw on open).
+    pub fn log_head(&self) -> Result<u64, Error> {
+        let found: i64 = self
+            .readers
+            .call(|c| {
+                c.query_one("SELECT COALESCE(MAX(last_seq), 0) FROM ledger_records", &[])
+                    .map(|r| r.get(0))
+            })?
+            .map_err(pg)?;
+        sequence(found)
+    }
+
+    /// Wait until a writer commits an append (a notification on [`NOTIFY_CHANNEL`]) or
+    /// `timeout` passes, whichever is first.
+    pub fn wait_for_append(&self, timeout: Duration) -> Result<(), Error> {
+        let mut listener = self.listener.lock().unwrap_or_else(|p| p.into_inner());
+        if listener.is_none() {
+            let connection = Connections::start(&self.config, 1, &self.target)?;
+            connection
+                .call(|c| c.batch_execute(&format!("LISTEN {NOTIFY_CHANNEL}")))?
+                .map_err(pg)?;
+            *listener = Some(connection);
+        }
+        let Some(connection) = listener.as_ref() else {
+            return Ok(());
+        };
+        let waited = connection.call(move |c| {
+            let mut notifications = c.notifications();
+            let mut waiting = notifications.timeout_iter(timeout);
+            waiting.next().map(|_| ())
+        })?;
+        if let Err(e) = waited {
+            // A broken listening connection is opened again on the next wait.
+            *listener = None;
+            return Err(pg(e));
+        }
+        Ok(())
     }
 
     /// Host, port and database of the store, for messages.
@@ -191,9 +302,10 @@ impl PostgresStore {
 
 impl EventStore for PostgresStore {
     fn append(&self, batch: &[EncodedEvent]) -> Result<(), Error> {
-        let Some(writer) = &self.writer else {
+        let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(writer) = writer.as_ref().filter(|_| self.is_writer()) else {
             return Err(Error::Io(format!(
-                "the store on {} was opened read-only",
+                "the store on {} is read-only: this process does not hold the write lease",
                 self.target
             )));
         };
@@ -224,6 +336,8 @@ impl EventStore for PostgresStore {
                 tx.execute(&insert_record, &[&row.first, &row.last, &row.record])?;
                 tx.execute(&insert_tenants, &[&row.tenants, &row.last, &row.first])?;
             }
+            let last = rows.last().map_or(0, |r| r.last).to_string();
+            tx.execute("SELECT pg_notify($1, $2)", &[&NOTIFY_CHANNEL, &last])?;
             tx.commit()?;
             Ok::<_, postgres::Error>(None)
         })?;
@@ -285,6 +399,21 @@ impl EventStore for PostgresStore {
 
     fn head(&self) -> u64 {
         self.head.load(Ordering::Acquire)
+    }
+}
+
+impl super::Lease for PostgresStore {
+    fn try_take_lease(&self, url: Option<&str>) -> Result<bool, Error> {
+        PostgresStore::try_take_lease(self, url)
+    }
+    fn writer_url(&self) -> Result<Option<String>, Error> {
+        PostgresStore::writer_url(self)
+    }
+    fn log_head(&self) -> Result<u64, Error> {
+        PostgresStore::log_head(self)
+    }
+    fn wait_for_append(&self, timeout: Duration) -> Result<(), Error> {
+        PostgresStore::wait_for_append(self, timeout)
     }
 }
 

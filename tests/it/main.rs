@@ -16,6 +16,7 @@ mod imports;
 mod isolation;
 mod limits;
 mod load;
+mod nodes;
 mod openapi;
 mod preview_cost;
 mod race;
