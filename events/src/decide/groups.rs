@@ -1,0 +1,357 @@
+//! Group rules: creating, renaming and moving groups in the tree, and setting or clearing a
+//! group's restriction (limits, window, reminder) and recording its reminders.
+
+use super::common::{check_name, group_exists, invalid, known_type, one, violations};
+use super::licenses::counted_limit_violations;
+use super::tenant::{check_tenant_total, TenantTotal};
+use super::{GROUP_DEPTH_MAX, LIMITS_PER_RESTRICTION_MAX, REMINDER_DAYS_MAX};
+use crate::event::{Event, Restriction};
+use crate::ids::{GroupId, TypeCode};
+use crate::rejection::{Rejection, Rule, Violation};
+use crate::state::Tenant;
+use crate::time::truncate_to_micros;
+use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
+
+/// The restriction with its instants cut to the microseconds the log stores, so the event
+/// folded live equals the one read back from disk.
+pub(super) fn at_log_precision(restriction: &Restriction) -> Restriction {
+    Restriction {
+        valid_from: restriction.valid_from.map(truncate_to_micros),
+        valid_until: restriction.valid_until.map(truncate_to_micros),
+        ..restriction.clone()
+    }
+}
+
+fn depth(state: &Tenant, group: GroupId) -> usize {
+    state.path_to_root(group).len()
+}
+
+/// Height of a subtree: 1 for a leaf.
+fn height(state: &Tenant, group: GroupId) -> usize {
+    state.groups.get(&group).map_or(1, |g| {
+        1 + g
+            .children
+            .iter()
+            .map(|c| height(state, *c))
+            .max()
+            .unwrap_or(0)
+    })
+}
+
+pub(super) fn create_group(
+    state: &Tenant,
+    group: GroupId,
+    name: &str,
+    parent: Option<GroupId>,
+) -> Result<Vec<Event>, Rejection> {
+    check_name(name)?;
+    if state.groups.contains_key(&group) {
+        return Err(Rejection::GroupAlreadyExists(group));
+    }
+    check_tenant_total(TenantTotal::Groups, state.groups.len(), 1).map_err(one)?;
+    if let Some(p) = parent {
+        group_exists(state, p)?;
+        if depth(state, p) + 1 > GROUP_DEPTH_MAX {
+            return Err(one(Violation::new(
+                Rule::GroupDepthExceeded,
+                format!("groups nest at most {GROUP_DEPTH_MAX} deep"),
+            )
+            .in_group(p)));
+        }
+    }
+    Ok(vec![Event::GroupCreated {
+        group,
+        name: name.to_string(),
+        parent,
+    }])
+}
+
+pub(super) fn update_group(
+    state: &Tenant,
+    group: GroupId,
+    name: Option<&str>,
+    parent: Option<Option<GroupId>>,
+) -> Result<Vec<Event>, Rejection> {
+    let current = state
+        .groups
+        .get(&group)
+        .ok_or(Rejection::GroupNotFound(group))?;
+    let mut events = Vec::new();
+    if let Some(name) = name {
+        check_name(name)?;
+        if name != current.name {
+            events.push(Event::GroupRenamed {
+                group,
+                name: name.to_string(),
+            });
+        }
+    }
+    if let Some(new_parent) = parent {
+        if new_parent != current.parent {
+            check_move(state, group, new_parent)?;
+            events.push(Event::GroupMoved {
+                group,
+                parent: new_parent,
+            });
+        }
+    }
+    Ok(events)
+}
+
+fn check_move(
+    state: &Tenant,
+    group: GroupId,
+    new_parent: Option<GroupId>,
+) -> Result<(), Rejection> {
+    let Some(p) = new_parent else {
+        return Ok(());
+    };
+    group_exists(state, p)?;
+    if state.path_to_root(p).contains(&group) {
+        return Err(one(Violation::new(
+            Rule::GroupCycle,
+            format!("group {group} cannot move under its own subtree"),
+        )
+        .in_group(p)));
+    }
+    let mut found = Vec::new();
+    if depth(state, p) + height(state, group) > GROUP_DEPTH_MAX {
+        found.push(
+            Violation::new(
+                Rule::GroupDepthExceeded,
+                format!("groups nest at most {GROUP_DEPTH_MAX} deep"),
+            )
+            .in_group(p),
+        );
+    }
+    // The moved subtree's usage lands on the new ancestors.
+    let adding: BTreeMap<&TypeCode, u64> = state.groups[&group]
+        .used
+        .iter()
+        .map(|(t, n)| (t, *n))
+        .collect();
+    found.extend(counted_limit_violations(
+        state,
+        p,
+        &adding,
+        current_parent(state, group),
+    ));
+    let moved = Hypothesis {
+        state,
+        restriction: None,
+        parent: Some((group, p)),
+    };
+    found.extend(moved.violations(group));
+    violations(found)
+}
+
+fn current_parent(state: &Tenant, group: GroupId) -> Option<GroupId> {
+    state.groups.get(&group).and_then(|g| g.parent)
+}
+
+/// Validate a restriction edit: every violated rule is listed, nothing is stored.
+pub(super) fn set_restriction(
+    state: &Tenant,
+    group: GroupId,
+    restriction: &Restriction,
+) -> Result<Vec<Event>, Rejection> {
+    let current = state
+        .groups
+        .get(&group)
+        .ok_or(Rejection::GroupNotFound(group))?;
+    if restriction.limits.len() > LIMITS_PER_RESTRICTION_MAX {
+        return Err(invalid(format!(
+            "at most {LIMITS_PER_RESTRICTION_MAX} limits per restriction"
+        )));
+    }
+    for t in restriction.limits.keys() {
+        known_type(state, t)?;
+    }
+    if let Some(reminder) = restriction.reminder {
+        if reminder.days_before == 0 || reminder.days_before > REMINDER_DAYS_MAX {
+            return Err(invalid(format!(
+                "reminder days_before must be between 1 and {REMINDER_DAYS_MAX}"
+            )));
+        }
+    }
+    let mut found = Vec::new();
+    if let (Some(from), Some(until)) = (restriction.valid_from, restriction.valid_until) {
+        if from >= until {
+            found.push(
+                Violation::new(
+                    Rule::WindowReversed,
+                    format!("valid_from {from} is not before valid_until {until}"),
+                )
+                .in_group(group),
+            );
+        }
+    }
+    if restriction.enabled {
+        let sip = restriction.limits.get(&TypeCode::from("sip_number"));
+        let mobile = restriction.limits.get(&TypeCode::from("mobile_app"));
+        if let (Some(&sip), Some(&mobile)) = (sip, mobile) {
+            if sip < mobile {
+                found.push(
+                    Violation::new(
+                        Rule::SipNumberBelowMobileApp,
+                        format!("sip_number limit {sip} is below mobile_app limit {mobile}"),
+                    )
+                    .in_group(group)
+                    .of_type(&"sip_number".into())
+                    .counts(mobile, sip),
+                );
+            }
+        }
+        for (t, &limit) in &restriction.limits {
+            let used = current.used_of(t);
+            if limit < used {
+                found.push(
+                    Violation::new(
+                        Rule::LimitBelowUsage,
+                        format!(
+                            "{t} limit {limit} is below the {used} already used in group {}",
+                            current.name
+                        ),
+                    )
+                    .in_group(group)
+                    .of_type(t)
+                    .counts(limit, used),
+                );
+            }
+        }
+    }
+    let edited = Hypothesis {
+        state,
+        restriction: Some((group, Some(restriction))),
+        parent: None,
+    };
+    found.extend(edited.violations(group));
+    violations(found)?;
+    Ok(vec![Event::RestrictionSet {
+        group,
+        restriction: restriction.clone(),
+    }])
+}
+
+pub(super) fn clear_restriction(state: &Tenant, group: GroupId) -> Result<Vec<Event>, Rejection> {
+    group_exists(state, group)?;
+    let cleared = Hypothesis {
+        state,
+        restriction: Some((group, None)),
+        parent: None,
+    };
+    violations(cleared.violations(group))?;
+    Ok(vec![Event::RestrictionCleared { group }])
+}
+
+/// The group tree as it would be after one edit, without cloning the tenant.
+struct Hypothesis<'a> {
+    state: &'a Tenant,
+    /// A group whose restriction is replaced (`None`: cleared).
+    restriction: Option<(GroupId, Option<&'a Restriction>)>,
+    /// A group moved under a new parent.
+    parent: Option<(GroupId, GroupId)>,
+}
+
+impl<'a> Hypothesis<'a> {
+    fn enabled_restriction(&self, id: GroupId) -> Option<&'a Restriction> {
+        match self.restriction {
+            Some((g, r)) if g == id => r.filter(|r| r.enabled),
+            _ => self.state.groups.get(&id)?.enabled_restriction(),
+        }
+    }
+
+    fn parent(&self, id: GroupId) -> Option<GroupId> {
+        match self.parent {
+            Some((g, p)) if g == id => Some(p),
+            _ => self.state.groups.get(&id)?.parent,
+        }
+    }
+
+    /// `id` and its ancestors, nearest first (bounded against cycles).
+    fn path_to_root(&self, id: GroupId) -> Vec<GroupId> {
+        let mut path = Vec::new();
+        let mut next = Some(id);
+        while let Some(g) = next {
+            if path.len() > self.state.groups.len() {
+                break;
+            }
+            path.push(g);
+            next = self.parent(g);
+        }
+        path
+    }
+
+    /// Child-versus-parent rules for every enabled restriction in `group`'s subtree, checked
+    /// against, per type, the nearest enabled ancestor limiting that type, and against the
+    /// intersection of ancestor windows.
+    fn violations(&self, group: GroupId) -> Vec<Violation> {
+        let mut found = Vec::new();
+        for id in self.state.subtree(group) {
+            let Some(r) = self.enabled_restriction(id) else {
+                continue;
+            };
+            let name = |g: GroupId| self.state.groups.get(&g).map_or("?", |g| g.name.as_str());
+            let ancestors = self.path_to_root(id).split_off(1);
+            // Per type: the nearest ancestor whose enabled restriction limits that type. A
+            // parent that is disabled, or limits only other types, is unlimited for it.
+            for (t, &limit) in &r.limits {
+                let nearest = ancestors.iter().find_map(|a| {
+                    let ar = self.enabled_restriction(*a)?;
+                    ar.limits.get(t).map(|&parent_limit| (*a, parent_limit))
+                });
+                if let Some((a, parent_limit)) = nearest {
+                    if limit > parent_limit {
+                        found.push(
+                            Violation::new(
+                                Rule::ChildLimitExceedsParent,
+                                format!(
+                                    "{t} limit {limit} of group {} exceeds {parent_limit} of its ancestor group {}",
+                                    name(id),
+                                    name(a)
+                                ),
+                            )
+                            .in_group(id)
+                            .of_type(t)
+                            .counts(parent_limit, limit),
+                        );
+                    }
+                }
+            }
+            let windows = ancestors
+                .iter()
+                .filter_map(|a| self.enabled_restriction(*a));
+            let from = windows.clone().filter_map(|w| w.valid_from).max();
+            let until = windows.filter_map(|w| w.valid_until).min();
+            let starts_early = matches!((r.valid_from, from), (Some(c), Some(p)) if c < p);
+            let ends_late = matches!((r.valid_until, until), (Some(c), Some(p)) if c > p);
+            if starts_early || ends_late {
+                found.push(
+                    Violation::new(
+                        Rule::WindowOutsideParent,
+                        format!(
+                            "the validity window of group {} does not lie inside its ancestors' window",
+                            name(id)
+                        ),
+                    )
+                    .in_group(id),
+                );
+            }
+        }
+        found
+    }
+}
+
+pub(super) fn record_reminder_delivered(
+    state: &Tenant,
+    group: GroupId,
+    due_at: DateTime<Utc>,
+) -> Result<Vec<Event>, Rejection> {
+    group_exists(state, group)?;
+    let due_at = truncate_to_micros(due_at);
+    if state.reminders_delivered.contains(&(group, due_at)) {
+        return Err(Rejection::ReminderAlreadyDelivered { group, due_at });
+    }
+    Ok(vec![Event::ReminderDelivered { group, due_at }])
+}

@@ -1,0 +1,151 @@
+//! `decide`: judge a command against a tenant's state and return the events it produces, or
+//! why it is refused. Pure: no I/O, no clock, no randomness (new ids derive from the command id).
+//!
+//! This file holds the bounds and the one entry, which hands each command to the file of its
+//! area: `tenant`, `licenses`, `addons`, `groups`, `users`, `catalogue`, `import`; `common`
+//! holds the checks they share.
+
+mod addons;
+mod catalogue;
+mod common;
+mod groups;
+mod import;
+mod licenses;
+mod tenant;
+mod users;
+
+pub use licenses::derived_license_ids;
+pub use tenant::{check_tenant_total, TenantTotal};
+
+use crate::command::{Command, Context};
+use crate::event::Event;
+use crate::rejection::Rejection;
+use crate::state::Tenant;
+
+/// Longest name of a tenant, group, user or key, in bytes.
+pub const NAME_BYTES_MAX: usize = 200;
+/// Longest extension or DID number, in bytes.
+pub const EXTENSION_BYTES_MAX: usize = 32;
+/// Licences provisioned by one call.
+pub const PROVISION_QUANTITY_MAX: u32 = 10_000;
+/// Users created by one batch.
+pub const USERS_PER_BATCH_MAX: usize = 10_000;
+/// Depth of a group tree (a root group has depth 1).
+pub const GROUP_DEPTH_MAX: usize = 32;
+/// Add-ons requested in one assignment.
+pub const ADDONS_PER_ASSIGNMENT_MAX: usize = 32;
+/// Per-type limits in one restriction.
+pub const LIMITS_PER_RESTRICTION_MAX: usize = 64;
+/// Longest call-recording retention in months.
+pub const RETENTION_MONTHS_MAX: u32 = 120;
+/// Longest free call-recording retention in days.
+pub const RETENTION_DAYS_FREE_MAX: u32 = 14;
+/// Codes listed in one `attaches_to`, `requires_any` or `excludes`.
+pub const CATALOGUE_REFERENCES_MAX: usize = 64;
+/// Longest webhook URL, in bytes.
+pub const WEBHOOK_URL_BYTES_MAX: usize = 2000;
+/// Rows of one import.
+pub const IMPORT_ROWS_MAX: usize = 200_000;
+/// The base type every import row hands out.
+pub const IMPORT_BASE_TYPE: &str = "phone_system";
+/// Longest reminder lead time in days.
+pub const REMINDER_DAYS_MAX: u32 = 366;
+/// Highest price of one licence unit, in minor units (ten million in major units): an invoice
+/// line stays exact in `i64` up to a billion units.
+pub const UNIT_PRICE_MINOR_MAX: i64 = 1_000_000_000;
+
+/// Users one tenant may ever create: removed users stay in its history and its state.
+pub const USERS_PER_TENANT_MAX: usize = 1_000_000;
+/// Groups of one tenant (groups are never deleted).
+pub const GROUPS_PER_TENANT_MAX: usize = 100_000;
+/// Keys of one tenant that are not revoked.
+pub const KEYS_PER_TENANT_MAX: usize = 10_000;
+/// Licences one tenant may ever provision: terminated ones stay in its history and its state.
+pub const LICENSES_PER_TENANT_MAX: usize = 10_000_000;
+
+// The bounds leave room for the largest tenants the product serves: 100 000 users and a
+// million licences.
+const _: () = assert!(USERS_PER_TENANT_MAX >= 100_000 && LICENSES_PER_TENANT_MAX >= 1_000_000);
+const _: () = assert!(USERS_PER_BATCH_MAX <= USERS_PER_TENANT_MAX);
+const _: () = assert!(PROVISION_QUANTITY_MAX as usize <= LICENSES_PER_TENANT_MAX);
+
+const _: () = assert!(UNIT_PRICE_MINOR_MAX as i128 * 1_000_000_000 <= i64::MAX as i128);
+
+const _: () = assert!(USERS_PER_BATCH_MAX as u64 <= PROVISION_QUANTITY_MAX as u64 * 10);
+
+/// Judge `command` against `state` at `ctx.now`.
+pub fn decide(state: &Tenant, command: &Command, ctx: &Context) -> Result<Vec<Event>, Rejection> {
+    use Command::*;
+    match command {
+        CreateTenant {
+            name,
+            billing_timezone,
+            currency,
+        } => tenant::create_tenant(state, name, billing_timezone, currency),
+        ProvisionLicenses {
+            license_type,
+            quantity,
+        } => licenses::provision(state, license_type, *quantity, ctx),
+        SetQuantity {
+            license_type,
+            quantity,
+        } => licenses::set_quantity(state, license_type, *quantity, ctx),
+        TerminateLicense { license } => licenses::terminate(state, *license),
+        AssignLicense { license, user } => licenses::assign(state, *license, *user),
+        UnassignLicense { license } => licenses::unassign(state, *license),
+        ReassignLicense { license, user } => licenses::reassign(state, *license, *user),
+        AttachAddon { base, addon } => addons::attach(state, *base, *addon),
+        DetachAddon { base, addon } => addons::detach(state, *base, *addon),
+        AssignByType {
+            user,
+            license_type,
+            addons,
+        } => licenses::assign_by_type(state, *user, license_type, addons),
+        CreateGroup {
+            group,
+            name,
+            parent,
+        } => groups::create_group(state, *group, name, *parent),
+        UpdateGroup {
+            group,
+            name,
+            parent,
+        } => groups::update_group(state, *group, name.as_deref(), *parent),
+        SetRestriction { group, restriction } => {
+            groups::set_restriction(state, *group, &groups::at_log_precision(restriction))
+        }
+        ClearRestriction { group } => groups::clear_restriction(state, *group),
+        CreateUser(user) => users::create_user(state, user),
+        CreateUsers(users) => users::create_users(state, users),
+        UpdateUser { user, name, group } => {
+            users::update_user(state, *user, name.as_deref(), *group)
+        }
+        DeleteUser { user } => users::delete_user(state, *user),
+        SetRetention(retention) => tenant::set_retention(*retention),
+        SetPrice {
+            license_type,
+            unit_price_minor,
+            currency,
+            effective_from,
+        } => tenant::set_price(
+            state,
+            license_type,
+            *unit_price_minor,
+            currency,
+            *effective_from,
+        ),
+        IssueKey {
+            key,
+            name,
+            role,
+            token_hash,
+        } => tenant::issue_key(state, *key, name, *role, *token_hash),
+        DefineLicenseType(definition) => catalogue::define_type(state, definition),
+        Import(rows) => import::import(state, rows, ctx),
+        SetWebhook { url } => tenant::set_webhook(url),
+        RecordReminderDelivered { group, due_at } => {
+            groups::record_reminder_delivered(state, *group, *due_at)
+        }
+        RevokeKey { key } => tenant::revoke_key(state, *key),
+    }
+}
