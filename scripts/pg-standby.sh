@@ -51,6 +51,15 @@ CONF
         -D "$dir/standby" -R -X stream >/dev/null
     echo "port = $standby_port" >> "$dir/standby/postgresql.conf"
     as_owner "$bin/pg_ctl" -D "$dir/standby" -l "$dir/standby.log" -w start >/dev/null
+    # Ready once the primary counts the standby as synchronous (it streams, caught up).
+    state=
+    for _ in $(seq 1 300); do
+        state=$(as_owner "$bin/psql" -h 127.0.0.1 -p "$primary_port" -U postgres -Atc \
+            "SELECT sync_state FROM pg_stat_replication WHERE application_name = 'standby'")
+        [ "$state" = sync ] && break
+        sleep 0.1
+    done
+    [ "$state" = sync ] || { echo "the standby did not become synchronous ($state)" >&2; exit 1; }
     echo "primary on 127.0.0.1:$primary_port, synchronous standby on 127.0.0.1:$standby_port"
     echo "store: postgres://postgres@127.0.0.1:$primary_port/postgres"
     ;;

@@ -154,3 +154,145 @@ fn three_nodes_share_one_log_forward_writes_and_fail_over_when_the_writer_dies()
     let report: Value = serde_json::from_slice(&verified.stdout).expect("a JSON report");
     assert_eq!(report["events"].as_u64(), Some(last));
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn standby_script(args: &[&str]) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/pg-standby.sh");
+    let ran = std::process::Command::new("bash")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("ran scripts/pg-standby.sh");
+    assert!(
+        ran.status.success(),
+        "pg-standby.sh {args:?}: {}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+}
+
+#[test]
+fn writes_acknowledged_on_the_primary_are_on_the_promoted_standby() {
+    use ledger::store::postgres::{Access, PostgresStore};
+    use ledger::store::{EncodedEvent, EventStore};
+    let dir = std::env::temp_dir().join(format!("ledger-it-standby-{}", uuid::Uuid::new_v4()));
+    let dir_text = dir.display().to_string();
+    let (primary, standby) = (free_port(), free_port());
+    /// Stops both clusters and removes them, however the test ends.
+    struct Clusters(String);
+    impl Drop for Clusters {
+        fn drop(&mut self) {
+            let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/pg-standby.sh");
+            let _ = std::process::Command::new("bash")
+                .args([script, "stop", &self.0])
+                .output();
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _clusters = Clusters(dir_text.clone());
+    standby_script(&[
+        "start",
+        &dir_text,
+        &primary.to_string(),
+        &standby.to_string(),
+    ]);
+    let url = |port: u16| format!("postgres://postgres@127.0.0.1:{port}/postgres");
+    let tenant = events::TenantId::new_random();
+    let written: Vec<EncodedEvent> = (1..=50)
+        .map(|seq| EncodedEvent {
+            seq,
+            tenant,
+            bytes: format!("event {seq}").into_bytes(),
+        })
+        .collect();
+    let mut admin = postgres::Client::connect(&url(primary), postgres::NoTls).expect("connected");
+    let replication: Vec<(String, String)> = admin
+        .query(
+            "SELECT application_name, sync_state FROM pg_stat_replication",
+            &[],
+        )
+        .expect("read")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        replication,
+        vec![("standby".to_string(), "sync".to_string())],
+        "the standby is synchronous"
+    );
+    let commit: String = admin
+        .query_one("SHOW synchronous_commit", &[])
+        .expect("read")
+        .get(0);
+    assert_eq!(commit, "remote_apply");
+    drop(admin);
+    {
+        let store = PostgresStore::open(&url(primary), Access::Write).expect("opened the primary");
+        for chunk in written.chunks(10) {
+            store
+                .append(chunk)
+                .expect("acknowledged by primary and standby");
+        }
+    }
+    // The primary's machine is lost: no clean shutdown, then the standby is promoted.
+    let bin = tools::postgres::find_server_binaries().expect("PostgreSQL");
+    let pg_ctl = bin.join("pg_ctl");
+    let mut immediate = if running_as_root() {
+        let mut c = std::process::Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(&pg_ctl);
+        c
+    } else {
+        std::process::Command::new(&pg_ctl)
+    };
+    let stopped = immediate
+        .args([
+            "-D",
+            &format!("{dir_text}/primary"),
+            "-m",
+            "immediate",
+            "stop",
+        ])
+        .output()
+        .expect("ran pg_ctl");
+    assert!(
+        stopped.status.success(),
+        "{}",
+        String::from_utf8_lossy(&stopped.stderr)
+    );
+    standby_script(&["promote", &dir_text]);
+    let promoted = PostgresStore::open(&url(standby), Access::Write).expect("opened the standby");
+    let mut found = Vec::new();
+    promoted
+        .scan(0, &mut |e| {
+            found.push(e);
+            true
+        })
+        .expect("scanned");
+    assert_eq!(
+        found, written,
+        "every acknowledged append is on the standby"
+    );
+    promoted
+        .append(&[EncodedEvent {
+            seq: 51,
+            tenant,
+            bytes: b"after the promotion".to_vec(),
+        }])
+        .expect("the promoted standby takes writes");
+}
+
+/// Whether this process runs as root (PostgreSQL then runs as `postgres`).
+fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+            line.split_whitespace().nth(2).map(|uid| uid == "0")
+        })
+        .unwrap_or(false)
+}
