@@ -349,13 +349,40 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         );
         tracing::info!("listening on http://{local}");
         println!("listening on http://{local}");
+        let ledger = state.ledger.clone();
         axum::serve(listener, app(state))
-            .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
+            .with_graceful_shutdown(stop_signal())
             .await
-            .map_err(|e| format!("server failed: {e}"))
+            .map_err(|e| format!("server failed: {e}"))?;
+        // Every request in flight was answered, so every acknowledged write is durable and
+        // the writer is idle: leave a snapshot so the next start is quick.
+        match tokio::task::spawn_blocking(move || ledger.snapshot_on_stop()).await {
+            Ok(Ok(Some(seq))) => tracing::info!(seq, "stopped; snapshot written"),
+            Ok(Ok(None)) => tracing::info!("stopped"),
+            Ok(Err(reason)) => tracing::warn!(%reason, "stopped; no snapshot written"),
+            Err(error) => tracing::warn!(%error, "stopped; no snapshot written"),
+        }
+        Ok(())
     })
+}
+
+/// SIGINT (Ctrl-C) or SIGTERM (systemd, container runtimes): stop taking connections, answer
+/// the requests in flight, then return.
+async fn stop_signal() {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+    match &mut terminate {
+        Ok(terminate) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
+        }
+        Err(error) => {
+            tracing::warn!(%error, "cannot listen for SIGTERM; stopping on SIGINT only");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+    tracing::info!("stopping: no new connections, answering the requests in flight");
 }
 
 #[cfg(test)]

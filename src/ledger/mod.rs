@@ -355,6 +355,16 @@ impl Ledger {
         matches!(reached, Ok(Ok(_)))
     }
 
+    /// For a clean stop, after the last request was answered: write a start-up snapshot when
+    /// the log grew since the last one and this node writes (see [`SnapshotPolicy`]). The
+    /// sequence written, if one was.
+    pub fn snapshot_on_stop(&self) -> Result<Option<u64>, String> {
+        if !self.is_writer() {
+            return Ok(None);
+        }
+        snapshots::snapshot_on_stop(&self.shared)
+    }
+
     /// The store underneath, for history queries.
     pub fn store(&self) -> &dyn EventStore {
         self.shared.store.as_ref()

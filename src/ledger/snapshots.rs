@@ -128,36 +128,62 @@ pub(super) fn maybe_snapshot(shared: &Arc<Shared>) {
     let spawned = std::thread::Builder::new()
         .name("ledger-snapshot".into())
         .spawn(move || {
-            let started = std::time::Instant::now();
-            // Copy under the read lock (tenants and billing are shared, not copied), serialise
-            // the copy outside it.
-            let copied = snapshotter.world.read().map(|world| World::clone(&world));
-            let held = started.elapsed();
-            let encoded = match copied {
-                Ok(world) => encode(&world).map(|b| (world.head, b)),
-                Err(_) => Err("the state lock is poisoned".into()),
-            };
-            let written = encoded.and_then(|(head, bytes)| {
-                snapshot_file::write(&policy.dir, &bytes).map(|()| (head, bytes.len()))
-            });
-            match written {
-                Ok((head, bytes)) => {
-                    snapshotter.snapshot_head.store(head, Ordering::Release);
-                    tracing::info!(
-                        head,
-                        bytes,
-                        seconds = started.elapsed().as_secs_f64(),
-                        state_held_seconds = held.as_secs_f64(),
-                        "snapshot written"
-                    );
-                }
-                Err(reason) => tracing::warn!(%reason, "snapshot not written; the log is intact"),
+            if let Err(reason) = write_snapshot(&snapshotter, &policy) {
+                tracing::warn!(%reason, "snapshot not written; the log is intact");
             }
             snapshotter.snapshot_running.store(false, Ordering::Release);
         });
     if spawned.is_err() {
         shared.snapshot_running.store(false, Ordering::Release);
     }
+}
+
+/// Copy the state under the read lock (tenants and billing are shared, not copied), then
+/// serialise and write the copy outside it; the sequence written and the file's size.
+fn write_snapshot(shared: &Shared, policy: &SnapshotPolicy) -> Result<(u64, usize), String> {
+    use std::sync::atomic::Ordering;
+    let started = std::time::Instant::now();
+    let copied = shared
+        .world
+        .read()
+        .map(|world| World::clone(&world))
+        .map_err(|_| "the state lock is poisoned".to_string())?;
+    let held = started.elapsed();
+    let bytes = encode(&copied)?;
+    snapshot_file::write(&policy.dir, &bytes)?;
+    shared.snapshot_head.store(copied.head, Ordering::Release);
+    tracing::info!(
+        head = copied.head,
+        bytes = bytes.len(),
+        seconds = started.elapsed().as_secs_f64(),
+        state_held_seconds = held.as_secs_f64(),
+        "snapshot written"
+    );
+    Ok((copied.head, bytes.len()))
+}
+
+/// On a clean stop, once the writer is idle: write a snapshot when the log grew since the last
+/// one (and the policy writes snapshots at all), waiting for one already being written. The
+/// sequence written, if one was.
+pub(super) fn snapshot_on_stop(shared: &Arc<Shared>) -> Result<Option<u64>, String> {
+    use std::sync::atomic::Ordering;
+    let Some(policy) = shared.snapshots.clone() else {
+        return Ok(None);
+    };
+    if policy.every_events == u64::MAX {
+        return Ok(None);
+    }
+    while shared.snapshot_running.swap(true, Ordering::AcqRel) {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let head = shared.world.read().map(|w| w.head).unwrap_or(0);
+    let written = if head > shared.snapshot_head.load(Ordering::Acquire) {
+        write_snapshot(shared, &policy).map(|(head, _)| Some(head))
+    } else {
+        Ok(None)
+    };
+    shared.snapshot_running.store(false, Ordering::Release);
+    written
 }
 
 const MAGIC: &[u8; 8] = b"LEDGSNAP";

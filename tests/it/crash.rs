@@ -116,3 +116,54 @@ fn serve_refuses_to_start_without_a_root_token_and_dev_prints_one_that_works() {
         other => panic!("another token than the printed one must be refused: {other:?}"),
     }
 }
+
+#[test]
+fn sigterm_answers_requests_in_flight_writes_a_snapshot_and_exits_cleanly() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let mut server = start(data.path());
+    let api = Api::new(&server.base, ROOT_TOKEN, 2);
+    let tenant = "44444444-4444-4444-8444-444444444444";
+    api.expect(
+        "POST",
+        "/v1/tenants",
+        Some(&json!({"id": tenant, "name": "Term", "billing_timezone": "UTC"})),
+        201,
+    )
+    .expect("created");
+    let provisioned = api
+        .expect(
+            "POST",
+            &format!("/v1/tenants/{tenant}/licenses"),
+            Some(&json!({"type": "phone_system", "quantity": 3})),
+            201,
+        )
+        .expect("provisioned");
+    let seq = provisioned["seq"].as_u64().expect("seq");
+    let status = server.terminate().expect("stopped on SIGTERM");
+    assert!(
+        status.success(),
+        "exit status {status}; stderr:\n{}",
+        server.stderr()
+    );
+    let snapshot = data.path().join(ledger::store::snapshot::SNAPSHOT_FILE);
+    assert!(
+        snapshot.is_file(),
+        "no snapshot left at {}",
+        snapshot.display()
+    );
+    let read = ledger::ledger::snapshots::read(data.path())
+        .expect("a sound snapshot")
+        .expect("a snapshot");
+    assert_eq!(
+        read.head, seq,
+        "the snapshot holds every acknowledged write"
+    );
+    // The next start uses it and answers as before.
+    let restarted = start(data.path());
+    let api = Api::new(&restarted.base, ROOT_TOKEN, 2);
+    assert_eq!(api.health_seq().expect("health"), seq);
+    let usage = api
+        .get(&format!("/v1/tenants/{tenant}/usage"))
+        .expect("usage");
+    assert!(usage.to_string().contains("phone_system"), "{usage}");
+}

@@ -974,3 +974,37 @@ async fn real_answers_of_every_operation_conform_to_the_document() {
 fn urlencode(text: &str) -> String {
     text.replace('+', "%2B").replace(':', "%3A")
 }
+
+/// Every `` `METHOD /path` `` in `docs/API.md`, normalised.
+fn operations_in_api_md() -> BTreeSet<(String, String)> {
+    let text = include_str!("../../docs/API.md");
+    let mut out = BTreeSet::new();
+    for quoted in text.split('`').skip(1).step_by(2) {
+        let Some((method, rest)) = quoted.split_once(' ') else {
+            continue;
+        };
+        if !["GET", "POST", "PUT", "PATCH", "DELETE"].contains(&method) || !rest.starts_with('/') {
+            continue;
+        }
+        let path = rest.split(['?', ' ']).next().unwrap_or(rest);
+        out.insert((method.to_string(), normalise(path)));
+    }
+    out
+}
+
+#[tokio::test]
+async fn docs_api_md_lists_exactly_the_operations_the_server_documents() {
+    let server = Server::start();
+    let document = served_document(&server).await;
+    let served: BTreeSet<(String, String)> = operations(&document)
+        .keys()
+        .map(|(method, path)| (method.clone(), normalise(path)))
+        .collect();
+    let written = operations_in_api_md();
+    let undocumented: Vec<_> = served.difference(&written).collect();
+    let unserved: Vec<_> = written.difference(&served).collect();
+    assert!(
+        undocumented.is_empty() && unserved.is_empty(),
+        "served but not in docs/API.md: {undocumented:?}; in docs/API.md but not served: {unserved:?}"
+    );
+}

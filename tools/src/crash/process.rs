@@ -210,12 +210,21 @@ impl Server {
 
     /// SIGINT (graceful shutdown) and wait for the exit.
     pub fn interrupt(&mut self) -> Result<ExitStatus, Problem> {
+        self.signal_and_wait("INT")
+    }
+
+    /// SIGTERM (what systemd and container runtimes send) and wait for the exit.
+    pub fn terminate(&mut self) -> Result<ExitStatus, Problem> {
+        self.signal_and_wait("TERM")
+    }
+
+    fn signal_and_wait(&mut self, signal: &str) -> Result<ExitStatus, Problem> {
         let sent = Command::new("kill")
-            .args(["-INT", &self.child.id().to_string()])
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
             .status()
-            .map_err(|e| Problem::new(format!("run kill -INT: {e}")))?;
+            .map_err(|e| Problem::new(format!("run kill -{signal}: {e}")))?;
         if !sent.success() {
-            return Err(Problem::new(format!("kill -INT failed: {sent}")));
+            return Err(Problem::new(format!("kill -{signal} failed: {sent}")));
         }
         let deadline = Instant::now() + HANG_TIMEOUT;
         loop {
@@ -228,7 +237,7 @@ impl Server {
             }
             if Instant::now() >= deadline {
                 return Err(Problem::new(format!(
-                    "safety net: the server did not exit within {HANG_TIMEOUT:?} of SIGINT; stderr:\n{}",
+                    "safety net: the server did not exit within {HANG_TIMEOUT:?} of SIG{signal}; stderr:\n{}",
                     self.stderr()
                 )));
             }
