@@ -1,5 +1,6 @@
 //! The command line (clap): `ledger serve`, `replay`, `export`, `verify`.
 
+pub mod backup;
 pub mod bench;
 pub mod bench_http;
 pub mod bench_memory;
@@ -60,6 +61,10 @@ pub enum CliCommand {
     /// RSS as JSON.
     #[command(hide = true)]
     BenchLoad(bench_memory::BenchLoadArgs),
+    /// Copy a serving ledger's log over HTTP into a directory (a consistent copy, continued
+    /// on the next run), then verify it: an online backup; the directory is a data directory
+    /// to restore from.
+    Backup(backup::BackupArgs),
     /// Check sequences, checksums and hash chains, and that every projection rebuilt from each
     /// tenant's stream equals the global replay. Exits non-zero naming the first bad sequence.
     Verify(VerifyArgs),
@@ -245,6 +250,7 @@ pub fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         CliCommand::WhatIf(args) => whatif::run(args),
+        CliCommand::Backup(args) => backup::run(&args),
         CliCommand::Verify(args) => {
             let store = args.store.open(&args.data, Access::Read)?;
             // A PostgreSQL store's snapshot, if this node keeps one, is in --data.

@@ -10,6 +10,7 @@ pub mod extract;
 mod groups;
 pub mod imports;
 pub mod licenses;
+pub mod log;
 pub mod nodes;
 pub mod openapi;
 pub mod reminders;
@@ -106,6 +107,7 @@ pub fn app(state: App) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
         .route("/v1/openapi.json", get(openapi::serve))
+        .route("/v1/log", get(log::read))
         .route("/v1/tenants", post(tenants::create))
         .nest("/v1/tenants/{t}", tenant_routes)
         .route_layer(axum::middleware::from_fn(fingerprint))

@@ -30,6 +30,7 @@ pub const BEARER_SCHEME: &str = "bearer_auth";
     ),
     paths(
         super::healthz,
+        super::log::read,
         super::metrics_text,
         serve,
         tenants::create,

@@ -167,3 +167,74 @@ fn sigterm_answers_requests_in_flight_writes_a_snapshot_and_exits_cleanly() {
         .expect("usage");
     assert!(usage.to_string().contains("phone_system"), "{usage}");
 }
+
+#[test]
+fn backup_copies_a_serving_ledger_into_a_data_directory_that_restores_it() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let copy = tempfile::tempdir().expect("temp dir");
+    let backup_dir = copy.path().join("backup");
+    let server = start(data.path());
+    let api = Api::new(&server.base, ROOT_TOKEN, 2);
+    let tenant = "55555555-5555-4555-8555-555555555555";
+    api.expect(
+        "POST",
+        "/v1/tenants",
+        Some(&json!({"id": tenant, "name": "Backed up", "billing_timezone": "UTC"})),
+        201,
+    )
+    .expect("created");
+    let backup = |expected_copied: u64| {
+        let ran = std::process::Command::new(binary())
+            .args(["backup", "--url", &server.base, "--to"])
+            .arg(&backup_dir)
+            .env("LEDGER_ROOT_TOKEN", ROOT_TOKEN)
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("ran backup");
+        assert!(
+            ran.status.success(),
+            "ledger backup: {}",
+            String::from_utf8_lossy(&ran.stderr)
+        );
+        let report: serde_json::Value = serde_json::from_slice(&ran.stdout).expect("JSON");
+        assert_eq!(report["copied"].as_u64(), Some(expected_copied), "{report}");
+        assert_eq!(report["verified"], true);
+        report["events"].as_u64().expect("events")
+    };
+    let first = api.health_seq().expect("seq");
+    assert_eq!(
+        backup(first),
+        first,
+        "the whole log, while the server serves"
+    );
+    let provisioned = api
+        .expect(
+            "POST",
+            &format!("/v1/tenants/{tenant}/licenses"),
+            Some(&json!({"type": "phone_system", "quantity": 4})),
+            201,
+        )
+        .expect("provisioned");
+    let last = provisioned["seq"].as_u64().expect("seq");
+    assert_eq!(
+        backup(last - first),
+        last,
+        "a second run copies what is new"
+    );
+    let denied = std::process::Command::new(binary())
+        .args(["backup", "--url", &server.base, "--to"])
+        .arg(copy.path().join("other"))
+        .env("LEDGER_ROOT_TOKEN", "not-the-root-token")
+        .output()
+        .expect("ran backup");
+    assert!(!denied.status.success(), "a wrong token copies nothing");
+    // The copy is a data directory: a server started on it answers as the original.
+    let restored = start(&backup_dir);
+    let restored_api = Api::new(&restored.base, ROOT_TOKEN, 2);
+    assert_eq!(restored_api.health_seq().expect("seq"), last);
+    let path = format!("/v1/tenants/{tenant}/usage");
+    assert_eq!(
+        restored_api.get(&path).expect("usage")["types"],
+        api.get(&path).expect("usage")["types"]
+    );
+}

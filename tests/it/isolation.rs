@@ -198,6 +198,11 @@ fn matrix() -> Vec<Entry> {
             "/v1/openapi.json",
             vec![case("", Public, |_| Call::get("/v1/openapi.json".into()))],
         ),
+        entry(
+            "GET",
+            "/v1/log",
+            vec![case("", RootOnly, |_| Call::get("/v1/log?limit=10".into()))],
+        ),
         // Tenants and keys.
         entry(
             "POST",

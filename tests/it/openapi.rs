@@ -420,6 +420,9 @@ async fn every_operation_documents_its_parameters_bodies_errors_and_security() {
                     schema["$ref"], "#/components/schemas/ErrorBody",
                     "{what} {status}"
                 );
+            } else if path == "/v1/log" {
+                let binary = &response["content"]["application/octet-stream"];
+                assert!(binary.is_object(), "{what} {status}: no binary answer");
             } else if path != "/metrics" {
                 assert!(schema.is_object(), "{what} {status}: no JSON schema");
             }
@@ -608,6 +611,18 @@ async fn real_answers_of_every_operation_conform_to_the_document() {
         .insert(("GET".into(), "/metrics".into()));
     let document = api.ok(Method::GET, "/v1/openapi.json", None).await;
     assert_eq!(document["openapi"], api.contract.document["openapi"]);
+    // The log: one record, in the stores' format, as documented.
+    let reply = api
+        .server
+        .request(Method::GET, "/v1/log?limit=5", Some(ROOT_TOKEN), None, &[])
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let content_type = reply.headers[header::CONTENT_TYPE].to_str().expect("ascii");
+    assert_eq!(content_type, "application/octet-stream");
+    assert!(reply.headers.contains_key("x-ledger-head"));
+    api.contract
+        .answered
+        .insert(("GET".into(), "/v1/log".into()));
 
     // Tenants, keys, catalogue, settings, prices.
     let tenant = api
