@@ -26,27 +26,45 @@ pub(super) struct Job {
     pub(super) reply: oneshot::Sender<Result<Written, ExecError>>,
 }
 
+/// On a log shared with other nodes, attempts to rebuild the state from the log after a failed
+/// append (one a second) before the process gives up and exits for its supervisor to restart.
+const RELOAD_ATTEMPTS_MAX: u32 = 60;
+
 pub(super) fn writer_loop(shared: Arc<Shared>, mut receiver: mpsc::Receiver<Job>) {
-    if let Some(node) = &shared.node {
-        if !super::follower::follow_until_writer(&shared, node) {
-            return;
-        }
-    }
-    maybe_snapshot(&shared);
-    while let Some(first) = receiver.blocking_recv() {
-        let mut jobs = vec![first];
-        while jobs.len() < JOBS_PER_BATCH_MAX {
-            match receiver.try_recv() {
-                Ok(job) => jobs.push(job),
-                Err(_) => break,
+    loop {
+        if let Some(node) = &shared.node {
+            if !super::follower::follow_until_writer(&shared, node) {
+                return;
             }
         }
-        commit_batch(&shared, jobs);
         maybe_snapshot(&shared);
+        loop {
+            let Some(first) = receiver.blocking_recv() else {
+                return;
+            };
+            let mut jobs = vec![first];
+            while jobs.len() < JOBS_PER_BATCH_MAX {
+                match receiver.try_recv() {
+                    Ok(job) => jobs.push(job),
+                    Err(_) => break,
+                }
+            }
+            if !commit_batch(&shared, jobs) {
+                // Stepped down: whatever still waits goes to the next writer, through its
+                // caller's retry.
+                while let Ok(job) = receiver.try_recv() {
+                    let _ = job.reply.send(Err(ExecError::NotWriter));
+                }
+                break;
+            }
+            maybe_snapshot(&shared);
+        }
     }
 }
 
-fn commit_batch(shared: &Shared, jobs: Vec<Job>) {
+/// Decide, append and answer one batch; `false` when this node stepped down from writing (a
+/// failed append on a log shared with other nodes).
+fn commit_batch(shared: &Shared, jobs: Vec<Job>) -> bool {
     let stopped = shared
         .stopped
         .lock()
@@ -58,7 +76,7 @@ fn commit_batch(shared: &Shared, jobs: Vec<Job>) {
                 .reply
                 .send(Err(ExecError::WritesStopped(reason.clone())));
         }
-        return;
+        return true;
     }
     let mut world = shared
         .world
@@ -108,6 +126,41 @@ fn commit_batch(shared: &Shared, jobs: Vec<Job>) {
         encoded.len(),
         started.elapsed().as_secs_f64(),
     );
+    if let (Err(error), Some(node)) = (&appended, &shared.node) {
+        // The database knows what was committed: step down, let another node (or this one,
+        // later) take the lease, and rebuild the state from the log meanwhile.
+        tracing::error!(%error, "append failed; this node steps down from writing");
+        node.writer
+            .store(false, std::sync::atomic::Ordering::Release);
+        node.lease.release_lease();
+        let mut attempts = 0;
+        loop {
+            match World::load(shared.store.as_ref()) {
+                Ok(reloaded) => {
+                    *world = reloaded;
+                    publish_keys(shared, &world);
+                    break;
+                }
+                Err(reload) if attempts < RELOAD_ATTEMPTS_MAX => {
+                    attempts += 1;
+                    tracing::warn!(%reload, attempts, "cannot rebuild the state yet");
+                    std::thread::sleep(std::time::Duration::from_secs(1));
+                }
+                Err(reload) => {
+                    tracing::error!(%reload, "cannot rebuild the state; stopping");
+                    std::process::exit(70);
+                }
+            }
+        }
+        shared.head_watch.send_replace(world.head);
+        drop(world);
+        let reason = error.to_string();
+        for (reply, outcome) in outcomes {
+            let failed = outcome.and(Err(ExecError::WritesStopped(reason.clone())));
+            let _ = reply.send(failed);
+        }
+        return false;
+    }
     if let Err(error) = appended {
         tracing::error!(%error, "append failed; writes stop, reads go on from the durable log");
         let reason = error.to_string();
@@ -131,7 +184,7 @@ fn commit_batch(shared: &Shared, jobs: Vec<Job>) {
             let failed = outcome.and(Err(ExecError::WritesStopped(reason.clone())));
             let _ = reply.send(failed);
         }
-        return;
+        return true;
     }
     let keys_changed = outcomes.iter().any(|(_, outcome)| {
         outcome.as_ref().is_ok_and(|written| {
@@ -153,6 +206,7 @@ fn commit_batch(shared: &Shared, jobs: Vec<Job>) {
         // The caller may have gone away; its write is durable all the same.
         let _ = reply.send(outcome);
     }
+    true
 }
 
 /// Make the key index of `world` (durable by now) the one requests authenticate with.

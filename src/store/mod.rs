@@ -95,6 +95,8 @@ pub trait Lease: Send + Sync + 'static {
     /// Take the write lease if it is free (true), advertising `url` as where writes go. Once
     /// taken, [`EventStore::head`] is the log's head and appends are this process's.
     fn try_take_lease(&self, url: Option<&str>) -> Result<bool, Error>;
+    /// Let the lease go (a writer whose append failed steps down to follower).
+    fn release_lease(&self);
     /// Where the lease holder takes writes, as it advertised it.
     fn writer_url(&self) -> Result<Option<String>, Error>;
     /// The last committed sequence, whoever wrote it.

@@ -104,7 +104,7 @@ impl PostgresStore {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
         let target = describe(&config);
-        let readers = Connections::start(&config, READER_CONNECTIONS, &target)?;
+        let readers = Connections::start(&config, READER_CONNECTIONS, &target, Reconnect::Yes)?;
         readers.call(migrate)??;
         let store = PostgresStore {
             writer: Mutex::new(None),
@@ -169,7 +169,13 @@ impl PostgresStore {
         }
         // The same connection asks again and again while another process holds the lease.
         if writer.is_none() {
-            *writer = Some(Connections::start(&self.config, 1, &self.target)?);
+            // Never reconnected behind the lease's back: the lock lives and dies with it.
+            *writer = Some(Connections::start(
+                &self.config,
+                1,
+                &self.target,
+                Reconnect::No,
+            )?);
         }
         let Some(connection) = writer.as_ref() else {
             return Ok(false);
@@ -209,6 +215,14 @@ impl PostgresStore {
         Ok(true)
     }
 
+    /// Let the lease go: the connection holding it is closed, so the database releases the
+    /// lock whether or not it can still be reached. Appends are refused until it is taken again.
+    pub fn release_lease(&self) {
+        let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        self.leased.store(false, Ordering::Release);
+        *writer = None;
+    }
+
     /// Whether this store holds the write lease.
     pub fn is_writer(&self) -> bool {
         self.leased.load(Ordering::Acquire)
@@ -242,7 +256,8 @@ impl PostgresStore {
     pub fn wait_for_append(&self, timeout: Duration) -> Result<(), Error> {
         let mut listener = self.listener.lock().unwrap_or_else(|p| p.into_inner());
         if listener.is_none() {
-            let connection = Connections::start(&self.config, 1, &self.target)?;
+            // Opened again, LISTEN included, by the next wait after an error.
+            let connection = Connections::start(&self.config, 1, &self.target, Reconnect::No)?;
             connection
                 .call(|c| c.batch_execute(&format!("LISTEN {NOTIFY_CHANNEL}")))?
                 .map_err(pg)?;
@@ -406,6 +421,9 @@ impl super::Lease for PostgresStore {
     fn try_take_lease(&self, url: Option<&str>) -> Result<bool, Error> {
         PostgresStore::try_take_lease(self, url)
     }
+    fn release_lease(&self) {
+        PostgresStore::release_lease(self)
+    }
     fn writer_url(&self) -> Result<Option<String>, Error> {
         PostgresStore::writer_url(self)
     }
@@ -526,6 +544,14 @@ fn describe(config: &postgres::Config) -> String {
     format!("{host}:{port}/{database}")
 }
 
+/// Whether a connection found closed (the server restarted, the network broke) is opened
+/// again before its next job.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reconnect {
+    Yes,
+    No,
+}
+
 /// Work lent to a connection's thread.
 type Job<T> = Box<dyn FnOnce(&mut Client) -> T + Send>;
 type Task = Box<dyn FnOnce(&mut Client) + Send>;
@@ -538,7 +564,12 @@ struct Connections {
 }
 
 impl Connections {
-    fn start(config: &postgres::Config, count: usize, target: &str) -> Result<Connections, Error> {
+    fn start(
+        config: &postgres::Config,
+        count: usize,
+        target: &str,
+        reconnect: Reconnect,
+    ) -> Result<Connections, Error> {
         let (queue, tasks) = mpsc::channel::<Task>();
         let tasks = Arc::new(Mutex::new(tasks));
         let mut threads = Vec::with_capacity(count);
@@ -564,10 +595,16 @@ impl Connections {
                             Ok(receiver) => receiver.recv(),
                             Err(poisoned) => poisoned.into_inner().recv(),
                         };
-                        match task {
-                            Ok(task) => task(&mut client),
-                            Err(_) => return,
+                        let Ok(task) = task else {
+                            return;
+                        };
+                        if client.is_closed() && reconnect == Reconnect::Yes {
+                            match config.connect(NoTls) {
+                                Ok(fresh) => client = fresh,
+                                Err(e) => tracing::warn!(error = %pg(e), "cannot reconnect"),
+                            }
                         }
+                        task(&mut client);
                     }
                 })
                 .map_err(|e| Error::Io(format!("cannot start a PostgreSQL thread: {e}")))?;

@@ -296,3 +296,117 @@ fn running_as_root() -> bool {
         })
         .unwrap_or(false)
 }
+
+/// Provision one licence through `api`, retrying while the nodes recover; the ids of each
+/// acknowledged provisioning, and how many answers had an unknown outcome (503 or a cut
+/// connection: maybe written, maybe not).
+fn provision_until_acknowledged(api: &Api, tenant: &str) -> (Vec<String>, usize) {
+    let started = Instant::now();
+    let mut unknown = 0;
+    loop {
+        let sent = api.send(
+            "POST",
+            &format!("/v1/tenants/{tenant}/licenses"),
+            Some(&json!({"type": "phone_system", "quantity": 1})),
+        );
+        match sent {
+            Ok((201, body)) => {
+                let ids = body["ids"]
+                    .as_array()
+                    .expect("ids")
+                    .iter()
+                    .map(|id| id.as_str().expect("id").to_string())
+                    .collect();
+                return (ids, unknown);
+            }
+            other => {
+                unknown += 1;
+                assert!(
+                    started.elapsed() < SAFETY_NET,
+                    "no write acknowledged after the database came back: {other:?}"
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+#[test]
+fn nodes_go_on_writing_after_the_database_crashes_and_lose_nothing_acknowledged() {
+    let mut pg = Postgres::start();
+    let store = pg.new_database();
+    let scratch = tempfile::tempdir().expect("temp dir");
+    let servers: Vec<Server> = (0..2)
+        .map(|i| {
+            let data = scratch.path().join(format!("node-{i}"));
+            Server::start_on(binary(), &data, Some(&store)).expect("node started")
+        })
+        .collect();
+    let apis: Vec<Api> = servers
+        .iter()
+        .map(|s| Api::new(&s.base, ROOT_TOKEN, 4))
+        .collect();
+    let (writer, _) = the_writer(&apis.iter().collect::<Vec<_>>());
+    let follower = &apis[1 - writer];
+    let tenant = "22222222-2222-4222-8222-222222222222";
+    follower
+        .expect(
+            "POST",
+            "/v1/tenants",
+            Some(&json!({"id": tenant, "name": "Crash", "billing_timezone": "UTC"})),
+            201,
+        )
+        .expect("created");
+    let mut acknowledged = Vec::new();
+    let mut unknown = 0;
+    for round in 0..3 {
+        for api in [&apis[0], &apis[1]] {
+            let (ids, maybe) = provision_until_acknowledged(api, tenant);
+            acknowledged.extend(ids);
+            unknown += maybe;
+        }
+        eprintln!("nodes: database crash {}", round + 1);
+        pg.crash_and_restart();
+    }
+    for api in [&apis[0], &apis[1]] {
+        let (ids, maybe) = provision_until_acknowledged(api, tenant);
+        acknowledged.extend(ids);
+        unknown += maybe;
+    }
+    let (writer, _) = the_writer(&apis.iter().collect::<Vec<_>>());
+    let head = apis[writer].health_seq().expect("seq");
+    for api in &apis {
+        let listed = api
+            .get(&format!(
+                "/v1/tenants/{tenant}/licenses?limit=1000&min_seq={head}"
+            ))
+            .expect("listed");
+        let ids: std::collections::BTreeSet<String> = listed["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|l| l["id"].as_str().expect("id").to_string())
+            .collect();
+        for id in &acknowledged {
+            assert!(ids.contains(id), "acknowledged licence {id} is missing");
+        }
+        assert!(
+            ids.len() <= acknowledged.len() + unknown,
+            "{} licences, {} acknowledged, {unknown} unknown outcomes",
+            ids.len(),
+            acknowledged.len()
+        );
+    }
+    drop(servers);
+    let verified = std::process::Command::new(binary())
+        .args(["verify", "--store", &store, "--data"])
+        .arg(scratch.path().join("verify"))
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("ran verify");
+    assert!(
+        verified.status.success(),
+        "ledger verify: {}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+}

@@ -307,6 +307,13 @@ impl Postgres {
         self.url(&name)
     }
 
+    /// `pg_ctl stop -m immediate`, then start again on the same port.
+    pub(crate) fn crash_and_restart(&self) {
+        self.cluster
+            .crash_and_restart()
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
     /// The cluster's own `postgres` database, to create others from.
     pub(crate) fn server_url(&self) -> String {
         self.url("postgres")

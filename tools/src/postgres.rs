@@ -74,6 +74,8 @@ pub struct Cluster {
     /// The system user the server runs as when this process is root (`postgres` refuses root).
     run_as: Option<String>,
     running: bool,
+    /// The server options it was started with, to start it again.
+    options: String,
 }
 
 impl Cluster {
@@ -98,6 +100,7 @@ impl Cluster {
             port: free_loopback_port()?,
             run_as,
             running: false,
+            options: String::new(),
         };
         let data = cluster.data.display().to_string();
         cluster.run(
@@ -111,16 +114,43 @@ impl Cluster {
             dir.display(),
             POOL_CONNECTIONS_MAX + 20
         );
-        let log = dir.join("postgres.log").display().to_string();
-        let wait = CLUSTER_WAIT_SECONDS.to_string();
+        cluster.options = options;
         cluster.running = true;
-        cluster.run(
+        cluster.start_server()?;
+        Ok(cluster)
+    }
+
+    fn start_server(&self) -> Result<(), String> {
+        let data = self.data.display().to_string();
+        let log = self
+            .data
+            .with_file_name("postgres.log")
+            .display()
+            .to_string();
+        let wait = CLUSTER_WAIT_SECONDS.to_string();
+        self.run(
             "pg_ctl",
             &[
-                "-D", &data, "-l", &log, "-w", "-t", &wait, "-o", &options, "start",
+                "-D",
+                &data,
+                "-l",
+                &log,
+                "-w",
+                "-t",
+                &wait,
+                "-o",
+                &self.options,
+                "start",
             ],
-        )?;
-        Ok(cluster)
+        )
+    }
+
+    /// Crash the server (`pg_ctl stop -m immediate`: no checkpoint, clients cut off, recovery
+    /// from the WAL on the next start) and start it again on the same port.
+    pub fn crash_and_restart(&self) -> Result<(), String> {
+        let data = self.data.display().to_string();
+        self.run("pg_ctl", &["-D", &data, "-m", "immediate", "-w", "stop"])?;
+        self.start_server()
     }
 
     /// The tokio-postgres connection string.
