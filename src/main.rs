@@ -9,14 +9,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
     let cli = ledger::cli::Cli::parse();
-    // The bench drives the router with many thousands of requests: a log line each would be
-    // measured along with them, so it logs warnings only unless RUST_LOG says otherwise.
-    let default_level = match cli.command {
-        ledger::cli::CliCommand::Bench(_) | ledger::cli::CliCommand::BenchLoad(_) => "warn",
-        _ => "info",
-    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

@@ -1,9 +1,6 @@
 //! The command line (clap): `ledger serve`, `replay`, `export`, `verify`.
 
 pub mod backup;
-pub mod bench;
-pub mod bench_http;
-pub mod bench_memory;
 pub mod offline;
 pub mod store;
 pub mod whatif;
@@ -54,13 +51,6 @@ pub enum CliCommand {
     Import(ImportArgs),
     /// Write a tenant's events as JSON lines or CSV to stdout.
     Export(ExportArgs),
-    /// Measure append, replay, start-up, invoice and query speed and the projections' peak
-    /// memory beside their references, and write the table to BENCH.md.
-    Bench(bench::BenchArgs),
-    /// The child process of the bench's memory row: replay the whole log and print the peak
-    /// RSS as JSON.
-    #[command(hide = true)]
-    BenchLoad(bench_memory::BenchLoadArgs),
     /// Copy a serving ledger's log over HTTP into a directory (a consistent copy, continued
     /// on the next run), then verify it: an online backup; the directory is a data directory
     /// to restore from.
@@ -238,16 +228,6 @@ pub fn run(cli: Cli) -> Result<(), String> {
                 &mut out,
             )?;
             std::io::Write::flush(&mut out).map_err(|e| e.to_string())
-        }
-        CliCommand::Bench(args) => {
-            let command_line = std::env::args().collect::<Vec<_>>().join(" ");
-            bench::run(args, &command_line)
-        }
-        CliCommand::BenchLoad(args) => {
-            let report = bench_memory::load_and_report(&args.data, args.scan_only)?;
-            let line = serde_json::to_string(&report).map_err(|e| e.to_string())?;
-            println!("{line}");
-            Ok(())
         }
         CliCommand::WhatIf(args) => whatif::run(args),
         CliCommand::Backup(args) => backup::run(&args),

@@ -4,7 +4,6 @@ mod support;
 
 mod api;
 mod bad_input;
-mod bench;
 mod catalogue;
 mod cli;
 mod crash;

@@ -1,7 +1,12 @@
 //! Data generation for benchmarks: a realistic tenant mix as commands, and churn on it.
-//! Deterministic for a seed, so two runs measure the same work. [`crash`] holds the crash
-//! trials of the real binary (run by `crash-trials` and by `tests/it/crash.rs`).
+//! Deterministic for a seed, so two runs measure the same work. [`bench`] is the bench itself
+//! (run by the `bench` binary: `cargo run --release -p tools --bin bench`), with the load
+//! driver ([`load`]) and the PostgreSQL reference ([`postgres`]) it measures with; [`crash`]
+//! holds the crash trials of the real binary (run by `crash-trials` and by
+//! `tests/it/crash.rs`). This crate depends on `ledger`, never the reverse: the server carries
+//! none of it.
 
+pub mod bench;
 pub mod crash;
 
 use events::{Command, GroupId, NewUser, Restriction, TenantId, TypeCode, UserId};

@@ -2,27 +2,29 @@
 //! projection from a log holding one tenant of 100 000 users and 1 000 000 licences.
 //!
 //! The bench process itself has allocated a great deal by then (it built the log), so the
-//! figure comes from a child process of the same binary, `ledger bench-load`, which opens the
+//! figure comes from a child process of the same binary, `bench load` (hidden), which opens the
 //! store, replays the whole log (no snapshot) and reports its own peak RSS. The references are
 //! the same child on an empty store (the process and sled's fixed buffers) and the same child
 //! only scanning the log without folding it (what sled's cache of the records read adds).
 //! Peak RSS is read from `/proc/self/status`: elsewhere the row says it was skipped, and why.
 
-use super::bench::{actor, flush_if_large, Row};
-use crate::ledger::{Request, World};
-use crate::store::sled_store::SledStore;
-use crate::store::EventStore;
+use super::common::{flush_if_large, request, Row};
 use chrono::Utc;
 use events::CommandId;
+use ledger::ledger::World;
+use ledger::store::sled_store::SledStore;
+use ledger::store::EventStore;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 /// The target of the row: the projections of the large tenant fit in 1 GiB.
 const MEMORY_TARGET_BYTES: u64 = 1 << 30;
+/// The hidden subcommand of the bench binary that runs the child.
+pub const LOAD_COMMAND: &str = "load";
 const MIB: f64 = (1u64 << 20) as f64;
 const GIB: f64 = (1u64 << 30) as f64;
 
-/// `ledger bench-load`: the child process of the memory row.
+/// `bench load`: the child process of the memory row.
 #[derive(clap::Args, Debug)]
 pub struct BenchLoadArgs {
     /// Directory of the store to replay.
@@ -33,7 +35,7 @@ pub struct BenchLoadArgs {
     pub scan_only: bool,
 }
 
-/// What `ledger bench-load` prints on stdout, one JSON object.
+/// What `bench load` prints on stdout, one JSON object.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct LoadReport {
     /// Events replayed.
@@ -50,7 +52,7 @@ pub struct LoadReport {
 /// Open the store in `data`, replay the whole log into a [`World`] (with `scan_only`, only
 /// read its events) and report the process's peak RSS with the state still held.
 pub fn load_and_report(data: &Path, scan_only: bool) -> Result<LoadReport, String> {
-    let store = super::offline::open_store(data)?;
+    let store = ledger::cli::offline::open_store(data)?;
     let world = if scan_only {
         let mut events = 0;
         store
@@ -99,7 +101,7 @@ fn parse_status_kib(status: &str, field: &str) -> Option<u64> {
 
 /// The memory row: build the log of `users` users and `licenses` licences in `dir`, then run
 /// the child on it and on an empty store.
-pub(crate) fn memory_row(dir: &Path, users: usize, licenses: u32) -> Result<Row, String> {
+pub(super) fn memory_row(dir: &Path, users: usize, licenses: u32) -> Result<Row, String> {
     let scenario =
         format!("projection memory, {users} users, {licenses} licences (full replay, no snapshot)");
     if !cfg!(target_os = "linux") {
@@ -147,25 +149,24 @@ pub(crate) fn memory_row(dir: &Path, users: usize, licenses: u32) -> Result<Row,
     })
 }
 
-/// Append the tenant of [`tools::memory_layout`] and its assignments to a new store in `dir`,
+/// Append the tenant of [`crate::memory_layout`] and its assignments to a new store in `dir`,
 /// in records of about 4096 events, one command a millisecond; returns the licences assigned.
 fn build_memory_log(dir: &Path, users: usize, licenses: u32) -> Result<u64, String> {
-    let memory = tools::memory_layout(users, licenses, 5);
+    let memory = crate::memory_layout(users, licenses, 5);
     let store = SledStore::open(dir).map_err(|e| e.to_string())?;
     let mut world = World::default();
     let mut encoded = Vec::new();
     let start = events::time::truncate_to_micros(Utc::now()) - chrono::Duration::days(7);
     let commands = memory.layout.setup.into_iter().chain(memory.assignments);
     for (index, command) in commands.enumerate() {
-        let request = Request {
-            tenant: memory.layout.tenant,
-            actor: actor(),
-            expected_version: None,
-            command,
-        };
         let now = start + chrono::Duration::milliseconds(index as i64);
         world
-            .decide_into(&request, CommandId::new_random(), now, &mut encoded)
+            .decide_into(
+                &request(memory.layout.tenant, command),
+                CommandId::new_random(),
+                now,
+                &mut encoded,
+            )
             .map_err(|e| format!("building the memory log: {e}"))?;
         flush_if_large(&store, &mut encoded, 4096)?;
     }
@@ -173,11 +174,11 @@ fn build_memory_log(dir: &Path, users: usize, licenses: u32) -> Result<u64, Stri
     Ok(memory.assigned)
 }
 
-/// Run `ledger bench-load --data dir` (this very binary) and read its report.
+/// Run `bench load --data dir` (this very binary) and read its report.
 fn run_child(dir: &Path, scan_only: bool) -> Result<LoadReport, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
     let mut child = std::process::Command::new(&exe);
-    child.arg("bench-load").arg("--data").arg(dir);
+    child.arg(LOAD_COMMAND).arg("--data").arg(dir);
     if scan_only {
         child.arg("--scan-only");
     }
@@ -187,7 +188,7 @@ fn run_child(dir: &Path, scan_only: bool) -> Result<LoadReport, String> {
         .map_err(|e| format!("cannot run {}: {e}", exe.display()))?;
     if !output.status.success() {
         return Err(format!(
-            "`{} bench-load` failed ({}): {}",
+            "`{} {LOAD_COMMAND}` failed ({}): {}",
             exe.display(),
             output.status,
             String::from_utf8_lossy(&output.stderr).trim()
@@ -195,7 +196,7 @@ fn run_child(dir: &Path, scan_only: bool) -> Result<LoadReport, String> {
     }
     serde_json::from_slice(&output.stdout).map_err(|e| {
         format!(
-            "`bench-load` printed no report ({e}): {}",
+            "`{LOAD_COMMAND}` printed no report ({e}): {}",
             String::from_utf8_lossy(&output.stdout).trim()
         )
     })

@@ -1,6 +1,7 @@
-//! `ledger bench --only memory` on a small tenant: the memory row is in the table, with a peak
-//! RSS measured by the child process that is plausible beside its references (the empty store,
-//! the scan that folds nothing). Not timed: the figures are only checked to be there and sane.
+//! The bench binary (`cargo run -p tools --bin bench`) with `--only memory` on a small
+//! tenant: the memory row is in the table, with a peak RSS measured by the child process that
+//! is plausible beside its references (the empty store, the scan that folds nothing). Not
+//! timed: the figures are only checked to be there and sane.
 
 use std::process::Command;
 
@@ -14,21 +15,26 @@ fn number_after(text: &str, label: &str) -> Option<f64> {
 fn memory_row_reports_the_peak_rss_of_a_full_replay_beside_an_empty_store() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let out = dir.path().join("BENCH.md");
-    let run = Command::new(env!("CARGO_BIN_EXE_ledger"))
-        .args(["bench", "--only", "memory"])
+    let run = Command::new(env!("CARGO_BIN_EXE_bench"))
+        .args(["--only", "memory"])
         .args(["--memory-users", "300", "--memory-licences", "3000"])
         .arg("--out")
         .arg(&out)
         .arg("--scratch")
         .arg(dir.path().join("scratch"))
         .output()
-        .expect("run the ledger binary");
+        .expect("run the bench binary");
     assert!(
         run.status.success(),
         "{}",
         String::from_utf8_lossy(&run.stderr)
     );
     let table = std::fs::read_to_string(&out).expect("the table");
+    // The table names the command that reproduces it, not the path of the binary that ran.
+    assert!(
+        table.contains("Command: `cargo run --release -p tools --bin bench -- --only memory "),
+        "{table}"
+    );
     let row = table
         .lines()
         .find(|line| line.starts_with("| projection memory, 300 users, 3000 licences"))

@@ -1,6 +1,6 @@
-//! The HTTP rows of `ledger bench`: assign / unassign churn over loopback HTTP against the real
+//! The HTTP rows of the bench: assign / unassign churn over loopback HTTP against the real
 //! router, against a bare axum endpoint served the same way, and against a CRUD service on
-//! PostgreSQL, all driven by the same open-loop load driver (`tools::load`) in this process.
+//! PostgreSQL, all driven by the same open-loop load driver ([`crate::load`]) in this process.
 //!
 //! Method: each server first gets a closed-loop probe (every connection sends its next request
 //! as soon as the answer came) to find its capacity, then an open-loop run at a share of that
@@ -8,14 +8,18 @@
 //! Every connection owns its own licence–user pairs, so no two requests conflict; only 2xx
 //! counts as a success.
 
-use super::bench::{actor, ms, setup_layout, BenchArgs, Row};
-use crate::http::auth::token_hash;
-use crate::http::{app, App};
-use crate::ledger::Ledger;
-use crate::store::sled_store::SledStore;
+use super::common::{ms, request, setup_layout, BenchArgs, Row};
+use crate::load::{
+    measure_at_capacity, AssignUnassignChurn, CapacityReport, LoadConfig, LoadReport, Pace,
+};
+use crate::postgres::{self, Cluster, ReferenceTenant};
 use axum::routing::post;
 use axum::{Json, Router};
 use events::TypeCode;
+use ledger::http::auth::token_hash;
+use ledger::http::{app, App};
+use ledger::ledger::Ledger;
+use ledger::store::sled_store::SledStore;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -23,10 +27,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::runtime::Runtime;
 use tokio::sync::oneshot;
-use tools::load::{
-    measure_at_capacity, AssignUnassignChurn, CapacityReport, LoadConfig, LoadReport, Pace,
-};
-use tools::postgres::{self, Cluster, ReferenceTenant};
 use uuid::Uuid;
 
 /// Users of the tenant the HTTP scenarios churn on (the same size as the append scenario's).
@@ -64,7 +64,7 @@ impl Measured {
 
 /// The HTTP rows, each with its reference and the ratio. Never fails: a reference that cannot
 /// be measured says why in its cell.
-pub(crate) fn http_rows(runtime: &Runtime, scratch: &Path, args: &BenchArgs) -> Vec<Row> {
+pub(super) fn http_rows(runtime: &Runtime, scratch: &Path, args: &BenchArgs) -> Vec<Row> {
     match ledger_and_bare(runtime, scratch, args) {
         Ok(rows) => rows,
         Err(reason) => vec![Row {
@@ -120,24 +120,22 @@ struct BenchLedger {
     prefix: String,
     pairs: Vec<(Uuid, Uuid)>,
     licenses: Vec<(Uuid, String)>,
-    layout: tools::Layout,
+    layout: crate::Layout,
 }
 
 fn bench_ledger(runtime: &Runtime, dir: &Path, args: &BenchArgs) -> Result<BenchLedger, String> {
     let store = Arc::new(SledStore::open(dir).map_err(|e| e.to_string())?);
     let ledger = Ledger::start(store).map_err(|e| e.to_string())?;
     let layout = runtime.block_on(setup_layout(&ledger, HTTP_TENANT_USERS))?;
-    let operator_key = crate::ledger::Request {
-        tenant: layout.tenant,
-        actor: actor(),
-        expected_version: None,
-        command: events::Command::IssueKey {
+    let operator_key = request(
+        layout.tenant,
+        events::Command::IssueKey {
             key: events::KeyId::new_random(),
             name: "bench load".into(),
             role: events::Role::Operator,
             token_hash: token_hash(BENCH_OPERATOR_TOKEN),
         },
-    };
+    );
     runtime
         .block_on(ledger.execute(operator_key))
         .map_err(|e| e.to_string())?;
@@ -208,7 +206,7 @@ fn ledger_and_bare(
          closed-loop probe (stepping down ×{} until it keeps up), {} s, {} connections",
         args.http_load_percent,
         args.http_probe_seconds,
-        tools::load::LOAD_STEP_FACTOR,
+        crate::load::LOAD_STEP_FACTOR,
         args.http_seconds,
         args.connections
     );
@@ -250,7 +248,7 @@ fn at_postgres_rate(
                 },
                 ..load_config(address, args)
             };
-            let (report, _) = tools::load::drive(&config, workloads).await;
+            let (report, _) = crate::load::drive(&config, workloads).await;
             stop.stop().await;
             Ok::<_, String>(report)
         })
