@@ -19,7 +19,10 @@ use events::TypeCode;
 use ledger::http::auth::token_hash;
 use ledger::http::{app, App};
 use ledger::ledger::Ledger;
+use ledger::ledger::World;
+use ledger::store::postgres::{Access, PostgresStore};
 use ledger::store::sled_store::SledStore;
+use ledger::store::EventStore;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -125,6 +128,15 @@ struct BenchLedger {
 
 fn bench_ledger(runtime: &Runtime, dir: &Path, args: &BenchArgs) -> Result<BenchLedger, String> {
     let store = Arc::new(SledStore::open(dir).map_err(|e| e.to_string())?);
+    bench_ledger_on(runtime, store, args)
+}
+
+/// [`bench_ledger`] on a store already open.
+fn bench_ledger_on(
+    runtime: &Runtime,
+    store: Arc<dyn EventStore>,
+    args: &BenchArgs,
+) -> Result<BenchLedger, String> {
     let ledger = Ledger::start(store).map_err(|e| e.to_string())?;
     let layout = runtime.block_on(setup_layout(&ledger, HTTP_TENANT_USERS))?;
     let operator_key = request(
@@ -210,11 +222,16 @@ fn ledger_and_bare(
         args.http_seconds,
         args.connections
     );
+    let crud_reference = postgres_reference
+        .as_ref()
+        .map(|on| Measured(on.crud.0.clone()))
+        .map_err(String::clone);
     let mut rows = vec![
-        versus_postgres(&ledger_figures, &postgres_reference, &method),
+        versus_postgres(&ledger_figures, &crud_reference, &method),
         versus_bare(&ledger_figures, &bare_figures, &method),
     ];
-    if let Ok(postgres) = &postgres_reference {
+    rows.extend(on_postgres_rows(&postgres_reference, &method));
+    if let Ok(postgres) = &crud_reference {
         let rate = postgres.run().successes_per_second();
         if rate > 0.0 {
             eprintln!("HTTP: a fresh ledger at PostgreSQL's rate ({rate:.0}/s) …");
@@ -281,33 +298,16 @@ fn versus_postgres(ledger: &Measured, postgres: &Result<Measured, String>, metho
     let scenario =
         format!("assign/unassign over HTTP, ledger vs a CRUD service on PostgreSQL ({method})");
     match postgres {
-        Ok(postgres) => {
-            let ledger_p99 = ledger.run().percentile(0.99);
-            let postgres_p99 = postgres.run().percentile(0.99);
-            let rate = postgres.run().successes_per_second();
-            Row {
-                scenario,
-                figure: ledger.figure(),
-                reference: format!(
-                    "PostgreSQL, one transaction per command, row locks on the licence and \
+        Ok(postgres) => Row {
+            scenario,
+            figure: ledger.figure(),
+            reference: format!(
+                "PostgreSQL, one transaction per command, row locks on the licence and \
                      every ancestor's counter, audit row, synchronous_commit on: {}",
-                    postgres.figure()
-                ),
-                ratio: format!(
-                    "{}; p99 {} than PostgreSQL's",
-                    if rate > 0.0 {
-                        format!("{:.1}×", ledger.run().successes_per_second() / rate)
-                    } else {
-                        "— (PostgreSQL answered nothing)".into()
-                    },
-                    if ledger_p99 < postgres_p99 {
-                        "lower"
-                    } else {
-                        "not lower"
-                    }
-                ),
-            }
-        }
+                postgres.figure()
+            ),
+            ratio: ratio_to_postgres(ledger, postgres),
+        },
         Err(reason) => Row {
             scenario,
             figure: ledger.figure(),
@@ -345,6 +345,15 @@ fn bare_router() -> Router {
         .route("/v1/tenants/{t}/licenses/{id}/unassign", post(bare))
 }
 
+/// What the bench measures on one throw-away PostgreSQL cluster: the CRUD reference, the
+/// ledger on the PostgreSQL store (same tenant, same load), and a replay of that store's log.
+struct OnPostgres {
+    crud: Measured,
+    ledger: Result<Measured, String>,
+    /// Events replayed and the seconds it took.
+    replay: Result<(u64, f64), String>,
+}
+
 fn postgres_figures(
     runtime: &Runtime,
     scratch: &Path,
@@ -352,7 +361,7 @@ fn postgres_figures(
     prefix: &str,
     pairs: &[(Uuid, Uuid)],
     args: &BenchArgs,
-) -> Result<Measured, String> {
+) -> Result<OnPostgres, String> {
     let bin = postgres::find_server_binaries().map_err(|reason| format!("skipped: {reason}"))?;
     let cluster = Cluster::start(&bin, &scratch.join("postgres"))
         .map_err(|reason| format!("failed: {reason}"))?;
@@ -360,14 +369,110 @@ fn postgres_figures(
         .block_on(async {
             let client = postgres::connect(&cluster.connection_string()).await?;
             postgres::load_tenant(&client, tenant).await?;
+            client
+                .batch_execute("CREATE DATABASE ledger_store")
+                .await
+                .map_err(|e| e.to_string())?;
             let pool = postgres::Pool::open(&cluster.connection_string(), args.connections).await?;
             Ok::<_, String>(postgres::router(pool))
         })
         .map_err(|reason| format!("failed: {reason}"))?;
-    let measured =
-        measure(runtime, router, prefix, pairs, args).map_err(|r| format!("failed: {r}"));
+    let crud = measure(runtime, router, prefix, pairs, args).map_err(|r| format!("failed: {r}"))?;
+    let url = format!(
+        "postgres://postgres@127.0.0.1:{}/ledger_store",
+        cluster.port
+    );
+    eprintln!("HTTP: ledger on the PostgreSQL store …");
+    let on_store = PostgresStore::open(&url, Access::Write)
+        .map_err(|e| format!("failed: {e}"))
+        .map(Arc::new);
+    let ledger = on_store.clone().and_then(|store| {
+        let bench = bench_ledger_on(runtime, store, args)?;
+        measure(runtime, bench.router, &bench.prefix, &bench.pairs, args)
+    });
+    let replay = on_store.and_then(|store| {
+        eprintln!("HTTP: replay from the PostgreSQL store …");
+        let started = std::time::Instant::now();
+        let world = World::load(store.as_ref()).map_err(|e| format!("failed: {e}"))?;
+        Ok((world.head, started.elapsed().as_secs_f64()))
+    });
     drop(cluster);
-    measured
+    Ok(OnPostgres {
+        crud,
+        ledger,
+        replay,
+    })
+}
+
+/// "N×; p99 lower than PostgreSQL's": the ledger's rate over the CRUD service's, and whether
+/// its p99 is lower.
+fn ratio_to_postgres(ledger: &Measured, postgres: &Measured) -> String {
+    let rate = postgres.run().successes_per_second();
+    format!(
+        "{}; p99 {} than PostgreSQL's",
+        if rate > 0.0 {
+            format!("{:.1}×", ledger.run().successes_per_second() / rate)
+        } else {
+            "— (PostgreSQL answered nothing)".into()
+        },
+        if ledger.run().percentile(0.99) < postgres.run().percentile(0.99) {
+            "lower"
+        } else {
+            "not lower"
+        }
+    )
+}
+
+/// The ledger on the PostgreSQL store against the CRUD service on the same PostgreSQL.
+fn on_postgres_rows(on: &Result<OnPostgres, String>, method: &str) -> Vec<Row> {
+    let scenario = format!(
+        "assign/unassign over HTTP, ledger on the PostgreSQL store vs the CRUD service on the same PostgreSQL ({method})"
+    );
+    let replay_scenario = "replay from the PostgreSQL store: decode + fold every projection of the log the row above wrote"
+        .to_string();
+    let on = match on {
+        Ok(on) => on,
+        Err(reason) => {
+            return vec![Row {
+                scenario,
+                figure: reason.clone(),
+                reference: "—".into(),
+                ratio: "—".into(),
+            }]
+        }
+    };
+    let versus = match &on.ledger {
+        Ok(ledger) => Row {
+            scenario,
+            figure: ledger.figure(),
+            reference: format!("the CRUD service: {}", on.crud.figure()),
+            ratio: ratio_to_postgres(ledger, &on.crud),
+        },
+        Err(reason) => Row {
+            scenario,
+            figure: format!("failed: {reason}"),
+            reference: format!("the CRUD service: {}", on.crud.figure()),
+            ratio: "—".into(),
+        },
+    };
+    let replay = match &on.replay {
+        Ok((events, seconds)) => Row {
+            scenario: replay_scenario,
+            figure: format!(
+                "{:.0} events/s ({events} events in {seconds:.2} s)",
+                *events as f64 / seconds.max(f64::EPSILON)
+            ),
+            reference: "—".into(),
+            ratio: "—".into(),
+        },
+        Err(reason) => Row {
+            scenario: replay_scenario,
+            figure: reason.clone(),
+            reference: "—".into(),
+            ratio: "—".into(),
+        },
+    };
+    vec![versus, replay]
 }
 
 /// A server on 127.0.0.1 and the way to stop it.
