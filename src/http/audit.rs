@@ -140,7 +140,7 @@ pub async fn events(
                 }
             }
         })
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::from)?;
     if let Some(e) = failure {
         return Err(ApiError::internal(e));
     }

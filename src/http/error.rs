@@ -2,6 +2,7 @@
 //! `{"error": {"code", "message", "details"}}`.
 
 use crate::ledger::ExecError;
+use crate::store::Error as StoreError;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -206,6 +207,21 @@ impl From<Rejection> for ApiError {
     }
 }
 
+impl From<StoreError> for ApiError {
+    /// A store that cannot be reached or written (a database restarting, a failing disk) is 503
+    /// `unavailable`, `details.reason` `storage`: nothing was changed by this request and a retry
+    /// may succeed. A damaged log is 500 (logged, never shown).
+    fn from(error: StoreError) -> ApiError {
+        match error {
+            StoreError::Io(reason) => ApiError::unavailable(format!(
+                "the event store could not be reached; retry ({reason})"
+            ))
+            .with_details(json!({"reason": "storage"})),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
 impl From<ExecError> for ApiError {
     fn from(error: ExecError) -> ApiError {
         match error {
@@ -217,7 +233,7 @@ impl From<ExecError> for ApiError {
             .with_details(
                 json!({"reason": "version_mismatch", "expected": expected, "actual": actual}),
             ),
-            ExecError::Storage(e) => ApiError::internal(e),
+            ExecError::Storage(e) => e.into(),
             ExecError::Closed => ApiError::internal("the ledger writer stopped"),
             ExecError::NotWriter => ApiError::unavailable(
                 "this node does not hold the write lease and could not reach the one that does; retry",

@@ -472,7 +472,7 @@ pub async fn one(
             .ledger
             .store()
             .read_tenant(tenant)
-            .map_err(ApiError::internal)?;
+            .map_err(ApiError::from)?;
         let mut events = Vec::new();
         for stored in history {
             let envelope = stored.decode().map_err(ApiError::internal)?;

@@ -78,7 +78,7 @@ pub async fn read(
             page.push(event);
             page.len() < limit && bytes < LOG_PAGE_BYTES_MAX
         })
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::from)?;
     Ok((
         [
             (header::CONTENT_TYPE, "application/octet-stream".to_string()),

@@ -22,7 +22,7 @@ pub mod whatif;
 use crate::ledger::{Actor, ExecError, Ledger, Request, Written};
 use auth::{Auth, Need};
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
@@ -307,7 +307,7 @@ impl App {
         self.may_read_past(tenant, auth, needs)?;
         self.ledger
             .with_view_at(tenant, at, user, read)
-            .map_err(ApiError::internal)?
+            .map_err(ApiError::from)?
     }
 
     /// The tenant's usage at `at` and its version then, from the usage history (no past state
@@ -381,8 +381,19 @@ pub fn written(status: StatusCode, written: &Written, extra: Value) -> Response 
     if let (Some(body), Value::Object(extra)) = (body.as_object_mut(), extra) {
         body.extend(extra);
     }
-    with_etag((status, Json(body)).into_response(), written.version)
+    let mut response = with_etag((status, Json(body)).into_response(), written.version);
+    if written.replayed {
+        response.headers_mut().insert(
+            HeaderName::from_static(IDEMPOTENT_REPLAYED),
+            HeaderValue::from_static("true"),
+        );
+    }
+    response
 }
+
+/// The header on an answer repeated for an `Idempotency-Key` already used (nothing appended),
+/// as Stripe names it.
+pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
 
 /// Add `ETag: "<version>"` to a tenant-scoped answer.
 pub fn with_etag(mut response: Response, version: u64) -> Response {

@@ -90,7 +90,7 @@ async fn forward(app: &App, request: Request) -> Response {
             return ApiError::unavailable("no node holds the write lease yet; retry")
                 .into_response()
         }
-        Err(error) => return ApiError::internal(error).into_response(),
+        Err(error) => return ApiError::from(error).into_response(),
     };
     let (parts, body) = request.into_parts();
     let Ok(body) = axum::body::to_bytes(body, REQUEST_BODY_BYTES_MAX).await else {

@@ -6,7 +6,8 @@ use serde_json::json;
 use std::path::Path;
 pub(crate) use tools::crash::ROOT_TOKEN;
 use tools::crash::{
-    run_trials, Api, Failure, Options, RootToken, Server, StartError, SEED_DEFAULT,
+    run_cluster_trials, run_trials, Api, Failure, Options, RootToken, Server, StartError,
+    SEED_DEFAULT,
 };
 
 /// The binary cargo built for this test run.
@@ -68,6 +69,32 @@ fn acknowledged_writes_on_postgres_survive_sigkill_and_state_equals_replay() {
     };
     let summary = run_trials(&options, |report| eprintln!("crash on postgres: {report}"));
     eprintln!("crash on postgres: {summary}");
+    assert!(summary.passed(), "{summary}");
+    assert_eq!(summary.trials, options.trials);
+    assert_eq!(summary.lost, 0);
+    assert!(summary.acknowledged > 0, "{summary}");
+}
+
+/// Cluster trials run by default (one of each fault); `CRASH_TRIALS_NODES` overrides it.
+const CLUSTER_TRIALS_DEFAULT: u64 = 2;
+
+#[test]
+fn three_nodes_under_load_apply_every_write_once_when_the_writer_or_the_database_dies() {
+    let pg = crate::store_conformance::Postgres::start();
+    let scratch = tempfile::tempdir().expect("temp dir");
+    let options = Options {
+        binary: binary().to_path_buf(),
+        trials: from_env("CRASH_TRIALS_NODES", CLUSTER_TRIALS_DEFAULT),
+        seed: from_env("CRASH_SEED", SEED_DEFAULT),
+        scratch: scratch.path().to_path_buf(),
+        keep: false,
+        postgres: Some(pg.server_url()),
+    };
+    let crash_database = || pg.cluster().crash_and_restart();
+    let summary = run_cluster_trials(&options, &crash_database, |report| {
+        eprintln!("crash on three nodes: {report}")
+    });
+    eprintln!("crash on three nodes: {summary}");
     assert!(summary.passed(), "{summary}");
     assert_eq!(summary.trials, options.trials);
     assert_eq!(summary.lost, 0);

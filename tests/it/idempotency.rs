@@ -6,7 +6,7 @@ use axum::http::{Method, StatusCode};
 use serde_json::json;
 
 #[tokio::test]
-async fn a_retried_write_returns_the_first_answer_and_appends_nothing() {
+async fn a_retried_write_returns_the_first_answer_says_so_and_appends_nothing() {
     let server = Server::start();
     let tenant = server.tenant().await;
     let group = server.group(&tenant, "Sales", None).await;
@@ -22,6 +22,10 @@ async fn a_retried_write_returns_the_first_answer_and_appends_nothing() {
         )
         .await;
     assert_eq!(first.status, StatusCode::CREATED, "{}", first.body);
+    assert!(
+        first.headers.get("idempotent-replayed").is_none(),
+        "a first answer is not a replay"
+    );
     let events = server.event_count().await;
     let again = server
         .request(
@@ -33,6 +37,14 @@ async fn a_retried_write_returns_the_first_answer_and_appends_nothing() {
         )
         .await;
     assert_eq!(again.status, StatusCode::CREATED, "{}", again.body);
+    assert_eq!(
+        again
+            .headers
+            .get("idempotent-replayed")
+            .and_then(|v| v.to_str().ok()),
+        Some("true"),
+        "the repeated answer says it repeats"
+    );
     assert_eq!(
         again.body, first.body,
         "the server-chosen user id and seq repeat"
@@ -60,6 +72,10 @@ async fn the_same_key_with_a_different_body_is_a_conflict_and_changes_nothing() 
         )
         .await;
     assert_eq!(first.status, StatusCode::CREATED, "{}", first.body);
+    assert!(
+        first.headers.get("idempotent-replayed").is_none(),
+        "a first answer is not a replay"
+    );
     let events = server.event_count().await;
     let other = server
         .request(

@@ -307,6 +307,11 @@ impl Postgres {
         self.url(&name)
     }
 
+    /// The running cluster.
+    pub(crate) fn cluster(&self) -> &Cluster {
+        &self.cluster
+    }
+
     /// `pg_ctl stop -m immediate`, then start again on the same port.
     pub(crate) fn crash_and_restart(&self) {
         self.cluster

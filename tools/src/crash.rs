@@ -12,12 +12,17 @@
 //! one write, so each write's effect is checkable on its own: acknowledged → present, never
 //! sent → absent, in flight at the kill → either, but nothing in between.
 //!
+//! [`run_cluster_trials`] runs the same workload against three nodes on one PostgreSQL log
+//! and kills the writer node or crashes the database under it (see `crash/cluster.rs`).
+//!
 //! The harness talks to the binary over HTTP and its command line only. Timeouts are only
 //! safety nets against hangs; nothing is judged on timing.
 
+mod cluster;
 mod process;
 mod workload;
 
+pub use cluster::{run_cluster_trials, ClusterTrialReport, Fault, NODES};
 pub use process::{Api, Failure, RootToken, Server, StartError, ROOT_TOKEN};
 
 use serde_json::{json, Value};
@@ -198,6 +203,9 @@ pub struct Summary {
     /// Acknowledged writes found missing.
     pub lost: usize,
     pub seconds: f64,
+    /// Cluster trials: the longest time writes were stopped by a fault (from the fault to the
+    /// first acknowledgement of a write sent after it).
+    pub writes_stopped_max: Option<Duration>,
     pub failure: Option<TrialFailure>,
 }
 
@@ -215,6 +223,9 @@ impl std::fmt::Display for Summary {
             "{} trials, {} acknowledged writes, {} lost, {:.0} s",
             self.trials, self.acknowledged, self.lost, self.seconds
         )?;
+        if let Some(stopped) = self.writes_stopped_max {
+            write!(f, "; writes stopped at most {} ms", stopped.as_millis())?;
+        }
         if let Some(failure) = &self.failure {
             write!(f, "\nFAILED: {failure}")?;
         }
@@ -229,34 +240,79 @@ pub fn trial_seed(first: u64, index: u64) -> u64 {
 
 /// Run `options.trials` trials, handing each passing one to `on_trial`; stop at the first
 /// failure.
-pub fn run_trials(options: &Options, mut on_trial: impl FnMut(&TrialReport)) -> Summary {
+pub fn run_trials(options: &Options, on_trial: impl FnMut(&TrialReport)) -> Summary {
+    run_each(
+        options,
+        "trial",
+        |_, dir, seed, store| run_trial(&options.binary, dir, seed, store),
+        on_trial,
+    )
+}
+
+/// What a run of trials takes from each passing trial's report.
+trait Report {
+    /// Number the report (from 1).
+    fn number(&mut self, trial: u64);
+    /// Writes acknowledged in the trial.
+    fn acknowledged(&self) -> usize;
+    /// How long writes were stopped by the fault, where the trial measures it.
+    fn writes_stopped(&self) -> Option<Duration>;
+}
+
+impl Report for TrialReport {
+    fn number(&mut self, trial: u64) {
+        self.trial = trial;
+    }
+    fn acknowledged(&self) -> usize {
+        self.acknowledged
+    }
+    fn writes_stopped(&self) -> Option<Duration> {
+        None
+    }
+}
+
+/// The loop of every kind of trial: `run(trial, dir, seed, store)` for each trial in its own
+/// directory `{kind}-{trial}-seed-{seed}` (removed after it unless it failed and
+/// `options.keep`), with a new database when `options.postgres` names a server; a panic of the
+/// harness is a failure too. Stops at the first failure.
+fn run_each<R: Report>(
+    options: &Options,
+    kind: &str,
+    run: impl Fn(u64, &Path, u64, Option<&str>) -> Result<R, Problem>,
+    mut on_trial: impl FnMut(&R),
+) -> Summary {
     let started = Instant::now();
     let mut summary = Summary {
         trials: 0,
         acknowledged: 0,
         lost: 0,
         seconds: 0.0,
+        writes_stopped_max: None,
         failure: None,
     };
     for index in 0..options.trials {
         let (trial, seed) = (index + 1, trial_seed(options.seed, index));
         summary.trials = trial;
-        let dir = options.scratch.join(format!("trial-{trial}-seed-{seed}"));
+        let dir = options.scratch.join(format!("{kind}-{trial}-seed-{seed}"));
         let result = std::fs::create_dir_all(&dir)
             .map_err(|e| Problem::new(format!("create {}: {e}", dir.display())))
             .and_then(|()| match &options.postgres {
-                Some(server) => new_database(server, &format!("ledger_trial_{trial}_{seed}")),
+                Some(server) => new_database(server, &format!("ledger_{kind}_{trial}_{seed}")),
                 None => Ok(None),
             })
-            .and_then(|store| run_trial_caught(&options.binary, &dir, seed, store.as_deref()));
+            .and_then(|store| caught(|| run(trial, &dir, seed, store.as_deref())));
         let keep = result.is_err() && options.keep;
         if !keep {
             let _ = std::fs::remove_dir_all(&dir);
         }
         match result {
             Ok(mut report) => {
-                report.trial = trial;
-                summary.acknowledged += report.acknowledged;
+                report.number(trial);
+                summary.acknowledged += report.acknowledged();
+                if let Some(stopped) = report.writes_stopped() {
+                    let max = summary.writes_stopped_max.get_or_insert(stopped);
+                    *max = (*max).max(stopped);
+                }
                 on_trial(&report);
             }
             Err(problem) => {
@@ -275,14 +331,9 @@ pub fn run_trials(options: &Options, mut on_trial: impl FnMut(&TrialReport)) -> 
     summary
 }
 
-/// [`run_trial`], with a panic (a bug of the harness) turned into a problem too.
-fn run_trial_caught(
-    binary: &Path,
-    dir: &Path,
-    seed: u64,
-    store: Option<&str>,
-) -> Result<TrialReport, Problem> {
-    std::panic::catch_unwind(|| run_trial(binary, dir, seed, store)).unwrap_or_else(|panic| {
+/// `trial`, with a panic (a bug of the harness) turned into a problem.
+fn caught<T>(trial: impl FnOnce() -> Result<T, Problem>) -> Result<T, Problem> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(trial)).unwrap_or_else(|panic| {
         let text = panic
             .downcast_ref::<String>()
             .cloned()

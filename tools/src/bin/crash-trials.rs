@@ -3,15 +3,19 @@
 //! ```sh
 //! cargo build --release
 //! cargo run --release -p tools --bin crash-trials -- --binary target/release/ledger --trials 100
+//! # three nodes on one PostgreSQL log; odd trials SIGKILL the writer, even ones crash the database
+//! cargo run --release -p tools --bin crash-trials -- --binary target/release/ledger \
+//!     --store postgres --nodes 3 --trials 20
 //! ```
 //!
 //! Prints one line per trial and a summary; exits non-zero naming the trial, its seed and the
 //! first problem when an acknowledged write is lost, a sequence has a gap or a replay differs.
 
+use clap::builder::TypedValueParser;
 use clap::Parser;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use tools::crash::{run_trials, Options, SEED_DEFAULT};
+use tools::crash::{run_cluster_trials, run_trials, Options, NODES, SEED_DEFAULT};
 
 /// Crash trials: start the binary, drive concurrent writes of every kind, SIGKILL it at a
 /// seeded random moment, restart it and check that nothing acknowledged was lost.
@@ -38,6 +42,12 @@ struct Args {
     /// the machine's server binaries (`scripts/install-postgres.sh`), a new database per trial.
     #[arg(long, value_enum, default_value = "sled")]
     store: Store,
+    /// 1: one server, SIGKILLed and restarted. 3: three nodes on one PostgreSQL log under load
+    /// (needs `--store postgres`); odd trials SIGKILL the writer node, even ones crash the
+    /// database (`pg_ctl stop -m immediate`); every write is retried with its
+    /// `Idempotency-Key` until acknowledged and must be applied exactly once.
+    #[arg(long, default_value_t = 1, value_parser = clap::builder::PossibleValuesParser::new(["1", "3"]).map(|n| n.parse::<usize>().unwrap_or(1)))]
+    nodes: usize,
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -84,7 +94,18 @@ fn main() -> ExitCode {
         options.binary.display(),
         options.seed
     );
-    let summary = run_trials(&options, |report| println!("{report}"));
+    let summary = match (&cluster, args.nodes) {
+        (Some(cluster), NODES) => {
+            run_cluster_trials(&options, &|| cluster.crash_and_restart(), |report| {
+                println!("{report}")
+            })
+        }
+        (None, NODES) => {
+            eprintln!("crash-trials: --nodes {NODES} needs --store postgres");
+            return ExitCode::from(2);
+        }
+        _ => run_trials(&options, |report| println!("{report}")),
+    };
     drop(cluster);
     if default_scratch {
         // Empty unless a failing trial's data was kept.

@@ -293,10 +293,27 @@ impl Api {
         path: &str,
         body: Option<&Value>,
     ) -> Result<(u16, Value), Failure> {
-        let request = self
+        self.send_keyed(method, path, body, None)
+            .map(|(status, answer, _)| (status, answer))
+    }
+
+    /// [`Api::send`] with an `Idempotency-Key`, when given: a retry with the same key returns
+    /// the first answer and appends nothing. The third value: the answer says it repeats an
+    /// earlier one (`Idempotent-Replayed: true`).
+    pub fn send_keyed(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        idempotency_key: Option<&str>,
+    ) -> Result<(u16, Value, bool), Failure> {
+        let mut request = self
             .agent
             .request(method, &format!("{}{path}", self.base))
             .set("Authorization", &format!("Bearer {}", self.token));
+        if let Some(key) = idempotency_key {
+            request = request.set("Idempotency-Key", key);
+        }
         let result = match body {
             Some(body) => request.send_json(body),
             None => request.call(),
@@ -304,9 +321,10 @@ impl Api {
         match result {
             Ok(response) => {
                 let status = response.status();
+                let replayed = response.header("idempotent-replayed") == Some("true");
                 response
                     .into_json::<Value>()
-                    .map(|body| (status, body))
+                    .map(|body| (status, body, replayed))
                     .map_err(|e| Failure::Transport(format!("reading the {status} answer: {e}")))
             }
             Err(ureq::Error::Status(status, response)) => Err(Failure::Status(
