@@ -21,6 +21,8 @@ enum Fault {
     BeforeWrite(String),
     /// The batch reaches sled but the flush reports a failure: its outcome is unknown.
     AfterWrite(String),
+    /// Reading the log fails (a database restarting); appends are not touched.
+    ReadsFail(String),
 }
 
 struct FaultyStore {
@@ -32,13 +34,21 @@ impl FaultyStore {
     fn set(&self, fault: Fault) {
         *self.fault.lock().expect("fault lock") = fault;
     }
+
+    /// The injected read failure, if any.
+    fn reads(&self) -> Result<(), Error> {
+        match &*self.fault.lock().expect("fault lock") {
+            Fault::ReadsFail(message) => Err(Error::Io(message.clone())),
+            _ => Ok(()),
+        }
+    }
 }
 
 impl EventStore for FaultyStore {
     fn append(&self, batch: &[EncodedEvent]) -> Result<(), Error> {
         let fault = self.fault.lock().expect("fault lock").clone();
         match fault {
-            Fault::None => self.inner.append(batch),
+            Fault::None | Fault::ReadsFail(_) => self.inner.append(batch),
             Fault::BeforeWrite(message) => Err(Error::Io(message)),
             Fault::AfterWrite(message) => {
                 self.inner.append(batch)?;
@@ -48,6 +58,7 @@ impl EventStore for FaultyStore {
     }
 
     fn scan(&self, after: u64, visit: &mut dyn FnMut(EncodedEvent) -> bool) -> Result<(), Error> {
+        self.reads()?;
         self.inner.scan(after, visit)
     }
 
@@ -57,6 +68,7 @@ impl EventStore for FaultyStore {
         after: u64,
         visit: &mut dyn FnMut(EncodedEvent) -> bool,
     ) -> Result<(), Error> {
+        self.reads()?;
         self.inner.scan_tenant(tenant, after, visit)
     }
 
@@ -257,4 +269,34 @@ async fn a_failed_flush_is_fatal_for_the_writer_and_its_batch_is_checked_after_a
     // The acknowledged three are there, and the batch whose flush reported a failure had
     // reached sled, so it comes back whole: the 503 said its outcome was unknown.
     assert_eq!(owned_phones(&router, &tenant).await, 5);
+}
+
+#[tokio::test]
+async fn a_log_that_cannot_be_read_answers_503_storage_changes_nothing_and_serves_once_back() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let (router, _ledger, store) = open(dir.path());
+    let tenant = a_tenant_with_three_phones(&router).await;
+    let events = format!("/v1/tenants/{tenant}/events");
+    let (status, before) = call(&router, Method::GET, &events, None).await;
+    assert_eq!(status, StatusCode::OK, "{before}");
+    store.set(Fault::ReadsFail(
+        "PostgreSQL 57P03: the database system is starting up".into(),
+    ));
+    let (status, body) = call(&router, Method::GET, &events, None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"]["code"], "unavailable", "{body}");
+    assert_eq!(body["error"]["details"]["reason"], "storage", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("retry")),
+        "{body}"
+    );
+    // State served from memory does not need the log, and writes were never stopped.
+    assert_eq!(owned_phones(&router, &tenant).await, 3);
+    assert_eq!(health(&router).await["writes"], "ok");
+    store.set(Fault::None);
+    let (status, after) = call(&router, Method::GET, &events, None).await;
+    assert_eq!(status, StatusCode::OK, "{after}");
+    assert_eq!(after, before, "the failed read changed nothing");
 }
