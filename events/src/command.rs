@@ -87,10 +87,14 @@ pub enum Command {
     },
     CreateUser(NewUser),
     CreateUsers(Vec<NewUser>),
+    /// Rename, move, or change the extension or DID number: `None` leaves a field as it is;
+    /// for the numbers `Some(None)` clears one.
     UpdateUser {
         user: UserId,
         name: Option<String>,
         group: Option<GroupId>,
+        extension: Option<Option<String>>,
+        number: Option<Option<String>>,
     },
     DeleteUser {
         user: UserId,

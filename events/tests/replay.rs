@@ -227,6 +227,8 @@ fn scripted_session() -> Session {
         user: BOB,
         name: Some("Robert".into()),
         group: Some(SUPPORT),
+        extension: None,
+        number: None,
     });
     s.accept(Command::UpdateGroup {
         group: SALES_EU,

@@ -1820,6 +1820,8 @@ fn moving_a_user_carries_their_licences_to_the_new_group() {
         user: ALICE,
         name: None,
         group: Some(SUPPORT_L1),
+        extension: None,
+        number: None,
     })
     .then_events(&[Event::UserMoved {
         user: ALICE,
@@ -1845,6 +1847,8 @@ fn moving_a_user_to_a_group_whose_limit_would_break_is_refused() {
         user: ALICE,
         name: None,
         group: Some(SUPPORT),
+        extension: None,
+        number: None,
     })
     .then_violations(&[violation(Rule::GroupLimitReached)
         .in_group(SUPPORT)
@@ -1862,6 +1866,8 @@ fn moving_a_user_within_a_full_ancestor_is_allowed() {
         user: ALICE,
         name: Some("Alice Novak".into()),
         group: Some(SALES_US),
+        extension: None,
+        number: None,
     })
     .then_events(&[
         Event::UserRenamed {
@@ -1873,6 +1879,78 @@ fn moving_a_user_within_a_full_ancestor_is_allowed() {
             group: SALES_US,
         },
     ]);
+}
+
+#[test]
+fn a_users_extension_and_number_change_and_the_old_extension_is_free_again() {
+    let state = with(&[])
+        .when(Command::UpdateUser {
+            user: ALICE,
+            name: None,
+            group: None,
+            extension: Some(Some("111".into())),
+            number: Some(Some("+420601000111".into())),
+        })
+        .then_events(&[Event::UserNumbersSet {
+            user: ALICE,
+            extension: Some("111".into()),
+            number: Some("+420601000111".into()),
+        }]);
+    assert_eq!(state.extensions.get("111"), Some(&ALICE));
+    assert!(!state.extensions.contains_key("101"));
+    let alice = &state.users[&ALICE];
+    assert_eq!(alice.number.as_deref(), Some("+420601000111"));
+}
+
+#[test]
+fn a_null_extension_clears_it_and_leaves_the_number() {
+    let state = with(&[Event::UserNumbersSet {
+        user: ALICE,
+        extension: Some("101".into()),
+        number: Some("+420601000101".into()),
+    }])
+    .when(Command::UpdateUser {
+        user: ALICE,
+        name: None,
+        group: None,
+        extension: Some(None),
+        number: None,
+    })
+    .then_events(&[Event::UserNumbersSet {
+        user: ALICE,
+        extension: None,
+        number: Some("+420601000101".into()),
+    }]);
+    assert!(!state.extensions.contains_key("101"));
+}
+
+#[test]
+fn changing_an_extension_to_another_users_is_a_conflict_naming_the_holder() {
+    with(&[])
+        .when(Command::UpdateUser {
+            user: ALICE,
+            name: Some("Alice Novak".into()),
+            group: None,
+            extension: Some(Some("102".into())),
+            number: None,
+        })
+        .then_reject(Rejection::ExtensionTaken {
+            extension: "102".into(),
+            user: BOB,
+        });
+}
+
+#[test]
+fn setting_the_extension_a_user_already_has_appends_nothing() {
+    with(&[])
+        .when(Command::UpdateUser {
+            user: ALICE,
+            name: None,
+            group: None,
+            extension: Some(Some("101".into())),
+            number: None,
+        })
+        .then_events(&[]);
 }
 
 // ---- Retention ----

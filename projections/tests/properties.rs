@@ -816,6 +816,9 @@ impl Ledger {
                 user: self.user(*user),
                 name: rename.then(|| format!("user {} moved", user.index)),
                 group: Some(self.group(*group)),
+                extension: None,
+                // A renamed user gets a new DID number too: numbers replay like the rest.
+                number: rename.then(|| Some(format!("+420{}", user.index))),
             },
             Step::DeleteUser { user } => Command::DeleteUser {
                 user: self.user(*user),

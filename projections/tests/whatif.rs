@@ -416,6 +416,8 @@ fn resolve(tenant: &Tenant, op: &Op, at: DateTime<Utc>) -> Command {
             user: user(*u),
             name: None,
             group: Some(group_id(*g)),
+            extension: None,
+            number: None,
         },
         Op::MoveGroup(g, p) => Command::UpdateGroup {
             group: group_id(*g),

@@ -12,9 +12,10 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use events::{Command, Envelope, Event, LicenseId, LicenseStatus, TenantId, UserId};
+use events::{Command, Envelope, Event, LicenseId, LicenseStatus, Tenant, TenantId, UserId};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::collections::BTreeSet;
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct ProvisionBody {
@@ -371,6 +372,9 @@ pub struct ListQuery {
     /// Licences held by the user with this extension.
     #[param(max_length = 200)]
     extension: Option<String>,
+    /// Licences held by the user with this DID number (as stored, e.g. `+420601000101`).
+    #[param(max_length = 200)]
+    number: Option<String>,
     #[param(value_type = Option<doc::LicenseStatusName>)]
     status: Option<String>,
     /// Page size.
@@ -381,7 +385,8 @@ pub struct ListQuery {
     after: Option<LicenseId>,
 }
 
-/// `GET /v1/tenants/{t}/licenses?type=&user_id=&extension=&status=&limit=&after=`.
+/// `GET /v1/tenants/{t}/licenses?type=&user_id=&extension=&number=&status=&limit=&after=`;
+/// the holder filters (`user_id`, `extension`, `number`) all apply when several are given.
 #[utoipa::path(
     get,
     path = "/v1/tenants/{t}/licenses",
@@ -401,6 +406,7 @@ pub async fn list(
 ) -> Result<Response, ApiError> {
     let limit = page_limit(query.limit)?;
     super::filter_text("extension", query.extension.as_deref())?;
+    super::filter_text("number", query.number.as_deref())?;
     let license_type = query.license_type.as_deref().map(parse_type).transpose()?;
     let status = match query.status.as_deref() {
         None => None,
@@ -417,29 +423,57 @@ pub async fn list(
         if let Some(code) = &license_type {
             known_type(t, code)?;
         }
-        let holder = match (&query.user_id, &query.extension) {
-            (Some(user), _) => Some(Some(*user)),
-            (None, Some(ext)) => Some(t.extensions.get(ext).copied()),
-            (None, None) => None,
-        };
+        let holders = holders(t, &query);
         let keep = |l: &events::License| {
             license_type.as_ref().is_none_or(|ty| &l.license_type == ty)
                 && status.is_none_or(|s| l.status() == s)
-                && match holder {
-                    None => true,
-                    Some(None) => false,
-                    Some(Some(user)) => {
-                        let base_holder =
-                            l.base.and_then(|b| t.licenses.get(&b)).and_then(|b| b.user);
-                        l.user == Some(user) || base_holder == Some(user)
-                    }
-                }
+                && holders.as_ref().is_none_or(|holders| {
+                    let base_holder = l.base.and_then(|b| t.licenses.get(&b)).and_then(|b| b.user);
+                    [l.user, base_holder]
+                        .iter()
+                        .flatten()
+                        .any(|user| holders.contains(user))
+                })
         };
         let (items, next) = page_after(t.licenses.iter_after(query.after), limit, keep, |l| {
             license_json(t, l)
         });
         Ok(page(items, next, t.version))
     })
+}
+
+/// The users a licence list is narrowed to by its holder filters, every given one applying;
+/// `None` when none is given.
+fn holders(t: &Tenant, query: &ListQuery) -> Option<BTreeSet<UserId>> {
+    if query.user_id.is_none() && query.extension.is_none() && query.number.is_none() {
+        return None;
+    }
+    let candidates: BTreeSet<UserId> = match (&query.user_id, &query.extension) {
+        (Some(user), _) => BTreeSet::from([*user]),
+        (None, Some(ext)) => t.extensions.get(ext).copied().into_iter().collect(),
+        (None, None) => t
+            .users
+            .values()
+            .filter(|u| !u.removed && u.number.is_some())
+            .map(|u| u.id)
+            .collect(),
+    };
+    Some(
+        candidates
+            .into_iter()
+            .filter(|user| {
+                let u = t.active_user(*user);
+                query
+                    .extension
+                    .as_ref()
+                    .is_none_or(|ext| t.extensions.get(ext) == Some(user))
+                    && query
+                        .number
+                        .as_ref()
+                        .is_none_or(|n| u.and_then(|u| u.number.as_ref()) == Some(n))
+            })
+            .collect(),
+    )
 }
 
 /// `GET /v1/tenants/{t}/licenses/{id}`: the licence, and its full history for roles that may

@@ -125,9 +125,25 @@ pub struct PatchBody {
     name: Option<String>,
     #[schema(value_type = Option<uuid::Uuid>)]
     group_id: Option<GroupId>,
+    /// The new extension; `null` clears it; absent leaves it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, nullable = true)]
+    extension: Option<Option<String>>,
+    /// The new DID number; `null` clears it; absent leaves it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, nullable = true)]
+    number: Option<Option<String>>,
 }
 
-/// `PATCH /v1/tenants/{t}/users/{u}` (operator): rename or move; 422 if the move breaks a limit.
+/// A field that is present in the body, `null` or not (absent is the `default`, `None`).
+fn present<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(deserializer).map(Some)
+}
+
+/// `PATCH /v1/tenants/{t}/users/{u}` (operator): rename, move, change the extension or the
+/// DID number; 422 if the move breaks a limit, 409 if the extension is another user's.
 #[utoipa::path(
     patch,
     path = "/v1/tenants/{t}/users/{u}",
@@ -136,7 +152,7 @@ pub struct PatchBody {
     params(doc::UserPath, doc::WriteHeaders),
     request_body = PatchBody,
     responses(
-        (status = 200, description = "Renamed or moved.", body = doc::Written),
+        (status = 200, description = "Renamed, moved or renumbered.", body = doc::Written),
         doc::WriteErrors,
     ),
 )]
@@ -151,6 +167,8 @@ pub async fn update(
         user,
         name: body.name,
         group: body.group_id,
+        extension: body.extension,
+        number: body.number,
     };
     let done = app
         .write(tenant, &auth, Need::Operate, meta, command)

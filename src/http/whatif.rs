@@ -261,6 +261,8 @@ impl Op {
                 user: user_id,
                 name: None,
                 group: Some(group_id),
+                extension: None,
+                number: None,
             },
             Op::MoveGroup {
                 group_id,

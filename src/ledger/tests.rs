@@ -316,6 +316,8 @@ fn as_of_group_state_and_entitlements_from_the_past_index_equal_a_fold() {
             user: users[1],
             name: None,
             group: Some(team),
+            extension: None,
+            number: None,
         },
         hour(6),
     );

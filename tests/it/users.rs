@@ -513,3 +513,97 @@ async fn entitlement_at_a_past_instant_shows_the_add_on_held_then_even_after_a_r
     assert_eq!(body["allowed"], false, "{body}");
     assert_eq!(body["blocked_by"]["rule"], "holds_license", "{body}");
 }
+
+#[tokio::test]
+async fn patching_a_users_extension_and_number_reads_back_and_finds_their_licences_by_number() {
+    let server = Server::start();
+    let tenant = server.tenant().await;
+    let group = server.group(&tenant, "Sales", None).await;
+    let ada = server
+        .user_with(
+            &tenant,
+            json!({"name": "Ada", "group_id": group, "extension": "201", "number": "+420601000201"}),
+        )
+        .await;
+    let bob = server
+        .user_with(
+            &tenant,
+            json!({"name": "Bob", "group_id": group, "extension": "202"}),
+        )
+        .await;
+    let phones = server.provision(&tenant, "phone_system", 2).await;
+    server.assign(&tenant, &phones[0], &ada).await;
+    server.assign(&tenant, &phones[1], &bob).await;
+    let ada_path = tenant.path(&format!("/users/{ada}"));
+
+    // Bob's extension is refused, naming him; nothing changes.
+    let events = server.event_count().await;
+    let (status, body) = server
+        .patch(&ada_path, &tenant.operator, json!({"extension": "202"}))
+        .await;
+    assert_error(status, &body, StatusCode::CONFLICT, "conflict");
+    assert_eq!(
+        body["error"]["details"]["reason"], "extension_taken",
+        "{body}"
+    );
+    assert_eq!(body["error"]["details"]["user_id"], bob.as_str(), "{body}");
+    assert_eq!(server.event_count().await, events);
+
+    let (status, body) = server
+        .patch(
+            &ada_path,
+            &tenant.operator,
+            json!({"extension": "301", "number": "+420601000301"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, user) = server.get(&ada_path, &tenant.viewer).await;
+    assert_eq!(user["extension"], "301", "{user}");
+    assert_eq!(user["number"], "+420601000301", "{user}");
+    let by = |query: &'static str| {
+        let server = &server;
+        let tenant = &tenant;
+        async move {
+            let (status, page) = server
+                .get(&tenant.path(&format!("/licenses?{query}")), &tenant.viewer)
+                .await;
+            assert_eq!(status, StatusCode::OK, "{query}: {page}");
+            page["items"]
+                .as_array()
+                .expect("items")
+                .iter()
+                .map(|l| l["id"].as_str().expect("id").to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(by("number=%2B420601000301").await, vec![phones[0].clone()]);
+    assert_eq!(by("number=%2B420601000201").await, Vec::<String>::new());
+    assert_eq!(by("extension=201").await, Vec::<String>::new());
+    assert_eq!(by("extension=301").await, vec![phones[0].clone()]);
+    // Holder filters combine: Ada's number with Bob's extension matches nobody.
+    assert_eq!(
+        by("number=%2B420601000301&extension=202").await,
+        Vec::<String>::new()
+    );
+
+    // null clears the number; the old extension is free for Bob.
+    let (status, body) = server
+        .patch(&ada_path, &tenant.operator, json!({"number": null}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, user) = server.get(&ada_path, &tenant.viewer).await;
+    assert_eq!(user["extension"], "301", "{user}");
+    assert!(user["number"].is_null(), "{user}");
+    let (status, body) = server
+        .patch(
+            &tenant.path(&format!("/users/{bob}")),
+            &tenant.operator,
+            json!({"extension": "201"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = server
+        .patch(&ada_path, &tenant.operator, json!({"extension": "2 01"}))
+        .await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
+}

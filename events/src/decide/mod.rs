@@ -117,9 +117,22 @@ pub fn decide(state: &Tenant, command: &Command, ctx: &Context) -> Result<Vec<Ev
         ClearRestriction { group } => groups::clear_restriction(state, *group),
         CreateUser(user) => users::create_user(state, user),
         CreateUsers(users) => users::create_users(state, users),
-        UpdateUser { user, name, group } => {
-            users::update_user(state, *user, name.as_deref(), *group)
-        }
+        UpdateUser {
+            user,
+            name,
+            group,
+            extension,
+            number,
+        } => users::update_user(
+            state,
+            *user,
+            users::UserChange {
+                name: name.as_deref(),
+                group: *group,
+                extension: extension.as_ref(),
+                number: number.as_ref(),
+            },
+        ),
         DeleteUser { user } => users::delete_user(state, *user),
         SetRetention(retention) => tenant::set_retention(*retention),
         SetPrice {

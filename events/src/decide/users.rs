@@ -83,15 +83,24 @@ fn check_new_user(
     Ok(())
 }
 
+/// What an update changes; `None` leaves a field as it is.
+pub(super) struct UserChange<'a> {
+    pub(super) name: Option<&'a str>,
+    pub(super) group: Option<GroupId>,
+    /// `Some(None)` clears the extension.
+    pub(super) extension: Option<&'a Option<String>>,
+    /// `Some(None)` clears the DID number.
+    pub(super) number: Option<&'a Option<String>>,
+}
+
 pub(super) fn update_user(
     state: &Tenant,
     user: UserId,
-    name: Option<&str>,
-    group: Option<GroupId>,
+    change: UserChange<'_>,
 ) -> Result<Vec<Event>, Rejection> {
     let u = active_user(state, user)?;
     let mut events = Vec::new();
-    if let Some(name) = name {
+    if let Some(name) = change.name {
         check_name(name)?;
         if name != u.name {
             events.push(Event::UserRenamed {
@@ -100,7 +109,31 @@ pub(super) fn update_user(
             });
         }
     }
-    if let Some(group) = group {
+    if change.extension.is_some() || change.number.is_some() {
+        let extension = change.extension.unwrap_or(&u.extension);
+        let number = change.number.unwrap_or(&u.number);
+        check_number("extension", extension)?;
+        check_number("number", number)?;
+        if let Some(ext) = extension {
+            match state.extensions.get(ext) {
+                Some(holder) if *holder != user => {
+                    return Err(Rejection::ExtensionTaken {
+                        extension: ext.clone(),
+                        user: *holder,
+                    })
+                }
+                _ => {}
+            }
+        }
+        if (extension, number) != (&u.extension, &u.number) {
+            events.push(Event::UserNumbersSet {
+                user,
+                extension: extension.clone(),
+                number: number.clone(),
+            });
+        }
+    }
+    if let Some(group) = change.group {
         group_exists(state, group)?;
         if group != u.group {
             let holdings = state.holdings(user);
