@@ -7,7 +7,7 @@ use super::extract::{AppPath, AppQuery, WriteMeta};
 use super::{with_etag, written, App};
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::Utc;
@@ -101,6 +101,49 @@ fn rejected(rows: usize, errors: &[RowError]) -> ApiError {
         ),
         details: Some(report(false, rows, errors)),
     }
+}
+
+/// The vendor's sample import file (seed 000, "Mass configuration"): the columns the importer
+/// reads and four users with their extensions, DID numbers and add-on codes. Importable as is
+/// into a tenant that has users named John, Alice, Lucie and Hallie in a group.
+pub const SAMPLE_CSV: &str = "\
+Ext Key,Number,User,Addon license 1,Addon license 2,Addon license 3,Addon license 4
+101,6567891230,John,device_ip_phone,device_mobile_app,license_dnc_checking_enabled,call_recording
+102,6567891231,Alice,device_ip_phone,device_mobile_app,license_dnc_checking_enabled,call_recording
+104,6567891232,Lucie,device_ip_phone,device_desktop_app,call_recording
+109,6567891233,Hallie,device_ip_phone,device_desktop_app,call_recording
+";
+
+/// `GET /v1/tenants/{t}/imports/sample.csv` (every role of the tenant): the sample file to fill
+/// in, as `text/csv`, offered for download.
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{t}/imports/sample.csv",
+    operation_id = "import_sample",
+    tag = "imports",
+    params(doc::TenantPath),
+    responses(
+        (status = 200, description = "The sample import file.", body = String, content_type = "text/csv"),
+        doc::ReadErrors,
+    ),
+)]
+pub async fn sample(
+    State(app): State<App>,
+    auth: Auth,
+    AppPath(tenant): AppPath<TenantId>,
+) -> Result<Response, ApiError> {
+    app.read_tenant(tenant, &auth, Need::Read, |_| Ok(()))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"ledger-import-sample.csv\"",
+            ),
+        ],
+        SAMPLE_CSV,
+    )
+        .into_response())
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]

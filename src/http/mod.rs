@@ -95,6 +95,7 @@ pub fn app(state: App) -> Router {
             "/imports",
             post(imports::import).layer(DefaultBodyLimit::max(imports::IMPORT_BYTES_MAX)),
         )
+        .route("/imports/sample.csv", get(imports::sample))
         .route("/reminders", get(reminders::due))
         .route("/webhook", put(reminders::set_webhook))
         .route("/users", post(users::create).get(users::list))

@@ -66,6 +66,7 @@ pub const BEARER_SCHEME: &str = "bearer_auth";
         groups::state,
         whatif::preview,
         imports::import,
+        imports::sample,
         reminders::due,
         reminders::set_webhook,
         users::create,

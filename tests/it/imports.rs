@@ -48,6 +48,36 @@ async fn vendor_tenant(server: &Server) -> Tenant {
 }
 
 #[tokio::test]
+async fn the_served_sample_file_is_the_vendors_and_imports_as_it_is() {
+    let server = Server::start();
+    let tenant = vendor_tenant(&server).await;
+    let request = Request::builder()
+        .method(Method::GET)
+        .uri(tenant.path("/imports/sample.csv"))
+        .header(header::AUTHORIZATION, format!("Bearer {}", tenant.viewer))
+        .body(Body::empty())
+        .expect("request");
+    let reply = server.send(request).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let header_of = |name| reply.headers.get(name).and_then(|v| v.to_str().ok());
+    assert_eq!(
+        header_of(header::CONTENT_TYPE),
+        Some("text/csv; charset=utf-8")
+    );
+    assert!(
+        header_of(header::CONTENT_DISPOSITION).is_some_and(|d| d.starts_with("attachment")),
+        "offered for download: {:?}",
+        reply.headers
+    );
+    let sample = reply.body.as_str().expect("CSV text").to_string();
+    assert_eq!(sample, VENDOR_SAMPLE);
+    let (status, body) = post_csv(&server, &tenant, "", &sample).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["applied"], true, "{body}");
+    assert_eq!(body["rows"], 4, "{body}");
+}
+
+#[tokio::test]
 async fn the_vendors_own_sample_applies() {
     let server = Server::start();
     let tenant = vendor_tenant(&server).await;

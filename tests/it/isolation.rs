@@ -571,6 +571,11 @@ fn matrix() -> Vec<Entry> {
             ],
         ),
         entry(
+            "GET",
+            "/v1/tenants/{t}/imports/sample.csv",
+            vec![case("", Read, |f| Call::get(f.path("/imports/sample.csv")))],
+        ),
+        entry(
             "POST",
             "/v1/tenants/{t}/imports",
             vec![

@@ -53,6 +53,7 @@ const CONTRACT: &[(&str, &str)] = &[
     ("GET", "/v1/tenants/{t}/reminders"),
     ("POST", "/v1/tenants/{t}/what-if"),
     ("POST", "/v1/tenants/{t}/imports"),
+    ("GET", "/v1/tenants/{t}/imports/sample.csv"),
     // Operations
     ("GET", "/healthz"),
     ("GET", "/metrics"),
@@ -423,6 +424,9 @@ async fn every_operation_documents_its_parameters_bodies_errors_and_security() {
             } else if path == "/v1/log" {
                 let binary = &response["content"]["application/octet-stream"];
                 assert!(binary.is_object(), "{what} {status}: no binary answer");
+            } else if path.ends_with(".csv") {
+                let text = &response["content"]["text/csv"];
+                assert!(text.is_object(), "{what} {status}: no CSV answer");
             } else if path != "/metrics" {
                 assert!(schema.is_object(), "{what} {status}: no JSON schema");
             }
@@ -882,6 +886,24 @@ async fn real_answers_of_every_operation_conform_to_the_document() {
         api.contract
             .check(&Method::POST, &imports, reply.status, &reply.body);
     }
+    // The sample file: CSV, as documented.
+    let sample = format!("{imports}/sample.csv");
+    let reply = api
+        .server
+        .request(Method::GET, &sample, Some(ROOT_TOKEN), None, &[])
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{sample}: {}", reply.body);
+    let content_type = reply.headers[header::CONTENT_TYPE].to_str().expect("ascii");
+    assert!(content_type.starts_with("text/csv"), "{content_type}");
+    let documented = &api.contract.document["paths"]["/v1/tenants/{t}/imports/sample.csv"]["get"]
+        ["responses"]["200"];
+    assert!(
+        documented["content"]["text/csv"].is_object(),
+        "{documented}"
+    );
+    api.contract
+        .answered
+        .insert(("GET".into(), "/v1/tenants/{t}/imports/sample.csv".into()));
 
     // Errors, each in the envelope its operation documents. The import took licences: look
     // for one still free.

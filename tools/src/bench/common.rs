@@ -82,6 +82,7 @@ impl BenchArgs {
 }
 
 /// One line of the table.
+#[derive(Clone)]
 pub(crate) struct Row {
     pub(crate) scenario: String,
     pub(crate) figure: String,

@@ -235,27 +235,29 @@ fn ledger_and_bare(
         let rate = postgres.run().successes_per_second();
         if rate > 0.0 {
             eprintln!("HTTP: a fresh ledger at PostgreSQL's rate ({rate:.0}/s) …");
-            rows.push(at_postgres_rate(runtime, scratch, args, postgres, rate));
+            let fresh = bench_ledger(runtime, &scratch.join("ledger-same-load"), args);
+            rows.push(at_postgres_rate(runtime, fresh, "", args, postgres, rate));
         }
     }
     Ok(rows)
 }
 
-/// A fresh ledger driven open loop at the rate PostgreSQL sustained: the p99 each gives the
-/// same offered load.
+/// A fresh ledger (`on`: which store, for the scenario, "" for sled) driven open loop at the
+/// rate PostgreSQL sustained: the p99 each gives the same offered load.
 fn at_postgres_rate(
     runtime: &Runtime,
-    scratch: &Path,
+    fresh: Result<BenchLedger, String>,
+    on: &str,
     args: &BenchArgs,
     postgres: &Measured,
     rate: f64,
 ) -> Row {
     let scenario = format!(
-        "assign/unassign over HTTP at PostgreSQL's rate: open loop, Poisson arrivals at \
+        "assign/unassign over HTTP{on} at PostgreSQL's rate: open loop, Poisson arrivals at \
          {rate:.0} requests/s, latency from the scheduled send, {} s, {} connections",
         args.http_seconds, args.connections
     );
-    let measured = bench_ledger(runtime, &scratch.join("ledger-same-load"), args).and_then(|l| {
+    let measured = fresh.and_then(|l| {
         runtime.block_on(async {
             let (address, stop) = serve(l.router).await?;
             let workloads = AssignUnassignChurn::split(&l.prefix, &l.pairs, args.connections);
@@ -350,6 +352,8 @@ fn bare_router() -> Router {
 struct OnPostgres {
     crud: Measured,
     ledger: Result<Measured, String>,
+    /// A fresh ledger on a second PostgreSQL store at the CRUD service's rate.
+    at_rate: Option<Row>,
     /// Events replayed and the seconds it took.
     replay: Result<(u64, f64), String>,
 }
@@ -369,23 +373,13 @@ fn postgres_figures(
         .block_on(async {
             let client = postgres::connect(&cluster.connection_string()).await?;
             postgres::load_tenant(&client, tenant).await?;
-            client
-                .batch_execute("CREATE DATABASE ledger_store")
-                .await
-                .map_err(|e| e.to_string())?;
             let pool = postgres::Pool::open(&cluster.connection_string(), args.connections).await?;
             Ok::<_, String>(postgres::router(pool))
         })
         .map_err(|reason| format!("failed: {reason}"))?;
     let crud = measure(runtime, router, prefix, pairs, args).map_err(|r| format!("failed: {r}"))?;
-    let url = format!(
-        "postgres://postgres@127.0.0.1:{}/ledger_store",
-        cluster.port
-    );
     eprintln!("HTTP: ledger on the PostgreSQL store …");
-    let on_store = PostgresStore::open(&url, Access::Write)
-        .map_err(|e| format!("failed: {e}"))
-        .map(Arc::new);
+    let on_store = new_store(runtime, &cluster, "ledger_store");
     let ledger = on_store.clone().and_then(|store| {
         let bench = bench_ledger_on(runtime, store, args)?;
         measure(runtime, bench.router, &bench.prefix, &bench.pairs, args)
@@ -396,10 +390,25 @@ fn postgres_figures(
         let world = World::load(store.as_ref()).map_err(|e| format!("failed: {e}"))?;
         Ok((world.head, started.elapsed().as_secs_f64()))
     });
+    let rate = crud.run().successes_per_second();
+    let at_rate = (rate > 0.0).then(|| {
+        eprintln!("HTTP: a fresh ledger on the PostgreSQL store at PostgreSQL's rate …");
+        let fresh = new_store(runtime, &cluster, "ledger_store_at_rate")
+            .and_then(|store| bench_ledger_on(runtime, store, args));
+        at_postgres_rate(
+            runtime,
+            fresh,
+            " on the PostgreSQL store",
+            args,
+            &crud,
+            rate,
+        )
+    });
     drop(cluster);
     Ok(OnPostgres {
         crud,
         ledger,
+        at_rate,
         replay,
     })
 }
@@ -421,6 +430,26 @@ fn ratio_to_postgres(ledger: &Measured, postgres: &Measured) -> String {
             "not lower"
         }
     )
+}
+
+/// A new database `name` in `cluster`, opened as the ledger's store.
+fn new_store(
+    runtime: &Runtime,
+    cluster: &Cluster,
+    name: &str,
+) -> Result<Arc<dyn EventStore>, String> {
+    runtime
+        .block_on(async {
+            let client = postgres::connect(&cluster.connection_string()).await?;
+            client
+                .batch_execute(&format!("CREATE DATABASE {name}"))
+                .await
+                .map_err(|e| e.to_string())
+        })
+        .map_err(|e| format!("failed: {e}"))?;
+    let url = format!("postgres://postgres@127.0.0.1:{}/{name}", cluster.port);
+    let store = PostgresStore::open(&url, Access::Write).map_err(|e| format!("failed: {e}"))?;
+    Ok(Arc::new(store))
 }
 
 /// The ledger on the PostgreSQL store against the CRUD service on the same PostgreSQL.
@@ -472,7 +501,10 @@ fn on_postgres_rows(on: &Result<OnPostgres, String>, method: &str) -> Vec<Row> {
             ratio: "—".into(),
         },
     };
-    vec![versus, replay]
+    let mut rows = vec![versus];
+    rows.extend(on.at_rate.clone());
+    rows.push(replay);
+    rows
 }
 
 /// A server on 127.0.0.1 and the way to stop it.
