@@ -1,5 +1,8 @@
 //! Expiry reminders (SPEC "Expiry reminders"): a group asks to be reminded `days_before` its
-//! `valid_until`, once, daily, weekly or every 30 days until the window ends.
+//! `valid_until`, once, daily, weekly or every 30 days until the window ends. The window that
+//! counts is the group's effective one, inherited along its path: when an ancestor's window
+//! ends first (or the group has no end of its own), the group's users are blocked then, so the
+//! reminder counts back from then.
 
 use chrono::{DateTime, Duration, Utc};
 use events::{GroupId, Reminder, ReminderFrequency, Restriction, Tenant};
@@ -26,13 +29,23 @@ fn period(frequency: ReminderFrequency) -> Option<Duration> {
     }
 }
 
-/// The latest occurrence of a restriction's reminder at or before `at`, if one has fallen due.
+/// The latest occurrence of a restriction's reminder at or before `at`, counted back from its
+/// own `valid_until`, if one has fallen due.
 pub fn latest_occurrence(restriction: &Restriction, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    occurrence_before(restriction, restriction.valid_until?, at)
+}
+
+/// The latest occurrence of a restriction's reminder at or before `at` for a window that ends
+/// at `until`, if one has fallen due.
+fn occurrence_before(
+    restriction: &Restriction,
+    until: DateTime<Utc>,
+    at: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
     if !restriction.enabled {
         return None;
     }
     let reminder = restriction.reminder?;
-    let until = restriction.valid_until?;
     let first = until - Duration::days(i64::from(reminder.days_before));
     if at < first {
         return None;
@@ -51,18 +64,21 @@ pub fn latest_occurrence(restriction: &Restriction, at: DateTime<Utc>) -> Option
     }
 }
 
-/// Every group's latest reminder occurrence due at or before `due_before`, by group id.
+/// Every group's latest reminder occurrence due at or before `due_before`, by group id;
+/// `valid_until` is the end of the group's effective (inherited) window.
 pub fn due_reminders(tenant: &Tenant, due_before: DateTime<Utc>) -> Vec<DueReminder> {
     tenant
         .groups
         .values()
         .filter_map(|g| {
             let restriction = g.restriction.as_ref()?;
-            let due_at = latest_occurrence(restriction, due_before)?;
+            let (_, until) = tenant.effective_window(g.id);
+            let until = until?;
+            let due_at = occurrence_before(restriction, until, due_before)?;
             Some(DueReminder {
                 group: g.id,
                 group_name: g.name.clone(),
-                valid_until: restriction.valid_until?,
+                valid_until: until,
                 reminder: restriction.reminder?,
                 due_at,
                 delivered: tenant.reminders_delivered.contains(&(g.id, due_at)),

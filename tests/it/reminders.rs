@@ -168,3 +168,47 @@ async fn a_webhook_must_be_an_http_url_and_only_admins_set_it() {
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn a_reminder_without_its_own_end_counts_back_from_the_inherited_one() {
+    let server = Server::start();
+    let tenant = server.tenant().await;
+    let parent = server.group(&tenant, "Distributor", None).await;
+    let child = server.group(&tenant, "Dealer", Some(&parent)).await;
+    let parent_until = Utc::now() + Duration::days(5);
+    for (group, body) in [
+        (
+            &parent,
+            json!({"enabled": true, "valid_until": parent_until.to_rfc3339()}),
+        ),
+        (
+            &child,
+            json!({"enabled": true, "reminder": {"days_before": 10, "frequency": "once"}}),
+        ),
+    ] {
+        let (status, body) = server
+            .put(
+                &tenant.path(&format!("/groups/{group}/restriction")),
+                &tenant.admin,
+                body,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    // The dealer's window has no end of its own, but its users are blocked in five days.
+    let (_, due) = server.get(&tenant.path("/reminders"), &tenant.viewer).await;
+    let items = due["items"].as_array().expect("items");
+    assert_eq!(items.len(), 1, "{due}");
+    assert_eq!(items[0]["group_id"], json!(child), "{due}");
+    let reported = chrono::DateTime::parse_from_rfc3339(
+        items[0]["valid_until"].as_str().expect("valid_until"),
+    )
+    .expect("an instant");
+    assert!(
+        (reported.with_timezone(&Utc) - parent_until)
+            .num_seconds()
+            .abs()
+            < 1,
+        "the inherited end: {due}"
+    );
+}
