@@ -1529,6 +1529,64 @@ fn sip_number_limit_below_mobile_app_limit_is_refused() {
 }
 
 #[test]
+fn a_child_mobile_app_limit_above_the_sip_number_limit_it_inherits_is_refused() {
+    // SALES_EU's sip_number limit is SALES's 2; its own mobile_app 3 would exceed it.
+    with(&[restriction_set(SALES, limits(&[("sip_number", 2)]))])
+        .when(Command::SetRestriction {
+            group: SALES_EU,
+            restriction: limits(&[("mobile_app", 3)]),
+        })
+        .then_violations(&[violation(Rule::SipNumberBelowMobileApp)
+            .in_group(SALES_EU)
+            .of_type(&type_code("sip_number"))
+            .counts(3, 2)]);
+    with(&[restriction_set(SALES, limits(&[("sip_number", 2)]))])
+        .when(Command::SetRestriction {
+            group: SALES_EU,
+            restriction: limits(&[("mobile_app", 2)]),
+        })
+        .then_accepted();
+}
+
+#[test]
+fn a_parent_lowering_sip_number_below_a_childs_mobile_app_limit_is_refused_naming_the_child() {
+    with(&[
+        restriction_set(SALES, limits(&[("sip_number", 5), ("mobile_app", 5)])),
+        restriction_set(SALES_EU, limits(&[("mobile_app", 4)])),
+    ])
+    .when(Command::SetRestriction {
+        group: SALES,
+        restriction: limits(&[("sip_number", 3), ("mobile_app", 3)]),
+    })
+    .then_violations(&[
+        violation(Rule::SipNumberBelowMobileApp)
+            .in_group(SALES_EU)
+            .of_type(&type_code("sip_number"))
+            .counts(4, 3),
+        violation(Rule::ChildLimitExceedsParent)
+            .in_group(SALES_EU)
+            .of_type(&type_code("mobile_app"))
+            .counts(3, 4),
+    ]);
+}
+
+#[test]
+fn a_child_sip_number_limit_below_the_mobile_app_limit_it_inherits_is_refused() {
+    with(&[restriction_set(
+        SALES,
+        limits(&[("mobile_app", 4), ("sip_number", 9)]),
+    )])
+    .when(Command::SetRestriction {
+        group: SALES_EU,
+        restriction: limits(&[("sip_number", 3)]),
+    })
+    .then_violations(&[violation(Rule::SipNumberBelowMobileApp)
+        .in_group(SALES_EU)
+        .of_type(&type_code("sip_number"))
+        .counts(4, 3)]);
+}
+
+#[test]
 fn limit_below_current_usage_is_refused() {
     with(&[assigned(PHONE_1, "phone_system", ALICE)])
         .when(Command::SetRestriction {

@@ -188,21 +188,6 @@ pub(super) fn set_restriction(
         }
     }
     if restriction.enabled {
-        let sip = restriction.limits.get(&TypeCode::from("sip_number"));
-        let mobile = restriction.limits.get(&TypeCode::from("mobile_app"));
-        if let (Some(&sip), Some(&mobile)) = (sip, mobile) {
-            if sip < mobile {
-                found.push(
-                    Violation::new(
-                        Rule::SipNumberBelowMobileApp,
-                        format!("sip_number limit {sip} is below mobile_app limit {mobile}"),
-                    )
-                    .in_group(group)
-                    .of_type(&"sip_number".into())
-                    .counts(mobile, sip),
-                );
-            }
-        }
         for (t, &limit) in &restriction.limits {
             let used = current.used_of(t);
             if limit < used {
@@ -283,6 +268,54 @@ impl<'a> Hypothesis<'a> {
         path
     }
 
+    /// The limit of `t` that holds in group `id`: its own enabled restriction's, else the
+    /// nearest enabled ancestor's that limits `t` (a child never exceeds its parent, so the
+    /// nearest is the tightest); with the group that sets it.
+    fn effective_limit(&self, id: GroupId, t: &TypeCode) -> Option<(GroupId, u64)> {
+        self.path_to_root(id).into_iter().find_map(|g| {
+            let limit = *self.enabled_restriction(g)?.limits.get(t)?;
+            Some((g, limit))
+        })
+    }
+
+    /// SPEC: for every group, the `sip_number` limit is at least the `mobile_app` limit, both
+    /// as they hold in the group (set there or inherited). Checked where a group's own
+    /// restriction sets one of them: elsewhere both are its parent's, checked there.
+    fn sip_number_below_mobile_app(&self, id: GroupId) -> Option<Violation> {
+        let (sip_code, mobile_code) = (TypeCode::from("sip_number"), TypeCode::from("mobile_app"));
+        let own = self.enabled_restriction(id)?;
+        if !own.limits.contains_key(&sip_code) && !own.limits.contains_key(&mobile_code) {
+            return None;
+        }
+        let (sip_from, sip) = self.effective_limit(id, &sip_code)?;
+        let (mobile_from, mobile) = self.effective_limit(id, &mobile_code)?;
+        if sip >= mobile {
+            return None;
+        }
+        let name = |g: GroupId| self.state.groups.get(&g).map_or("?", |g| g.name.as_str());
+        let whence = |from: GroupId| {
+            if from == id {
+                String::new()
+            } else {
+                format!(" (inherited from group {})", name(from))
+            }
+        };
+        Some(
+            Violation::new(
+                Rule::SipNumberBelowMobileApp,
+                format!(
+                    "sip_number limit {sip}{} is below mobile_app limit {mobile}{} in group {}",
+                    whence(sip_from),
+                    whence(mobile_from),
+                    name(id)
+                ),
+            )
+            .in_group(id)
+            .of_type(&sip_code)
+            .counts(mobile, sip),
+        )
+    }
+
     /// Child-versus-parent rules for every enabled restriction in `group`'s subtree, checked
     /// against, per type, the nearest enabled ancestor limiting that type, and against the
     /// intersection of ancestor windows.
@@ -319,6 +352,7 @@ impl<'a> Hypothesis<'a> {
                     }
                 }
             }
+            found.extend(self.sip_number_below_mobile_app(id));
             let windows = ancestors
                 .iter()
                 .filter_map(|a| self.enabled_restriction(*a));
