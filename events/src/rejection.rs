@@ -193,6 +193,19 @@ pub enum Rejection {
     /// Some rows of an import are bad; every one is listed. Nothing was stored.
     #[error("{} row(s) of the import are bad; nothing was applied", .0.len())]
     ImportRejected(Vec<RowError>),
+    /// Removing `license` from `user` (unassign, reassign, detach) would leave licences they
+    /// hold without the type those require: remove the dependants first.
+    #[error(
+        "licence {license} is required by {} licence(s) user {user} holds ({}); remove those first",
+        .dependants.len(),
+        dependants_text(.dependants)
+    )]
+    RequiredByHeld {
+        license: LicenseId,
+        user: UserId,
+        /// The licences that would lose what they require, with their types.
+        dependants: Vec<(LicenseId, TypeCode)>,
+    },
     #[error("the reminder of group {group} due at {due_at} was already delivered")]
     ReminderAlreadyDelivered {
         group: GroupId,
@@ -214,6 +227,14 @@ fn addons_text(addons: &[LicenseId]) -> String {
     } else {
         format!(" ({} add-on(s) attached)", addons.len())
     }
+}
+
+fn dependants_text(dependants: &[(LicenseId, TypeCode)]) -> String {
+    let named: Vec<String> = dependants
+        .iter()
+        .map(|(id, t)| format!("{t} {id}"))
+        .collect();
+    named.join(", ")
 }
 
 fn violations_text(violations: &[Violation]) -> String {
@@ -242,6 +263,7 @@ impl Rejection {
             | GroupAlreadyExists(_)
             | KeyAlreadyExists(_)
             | KeyAlreadyRevoked(_)
+            | RequiredByHeld { .. }
             | ReminderAlreadyDelivered { .. } => RejectionClass::Conflict,
             ImportRejected(_) => RejectionClass::RuleViolation,
             RuleViolations(_) => RejectionClass::RuleViolation,
@@ -276,6 +298,7 @@ impl Rejection {
             RuleViolations(_) => "rule_violations",
             BatchRejected(_) => "batch_rejected",
             ImportRejected(_) => "import_rejected",
+            RequiredByHeld { .. } => "required_by_held_licenses",
             ReminderAlreadyDelivered { .. } => "reminder_already_delivered",
         }
     }

@@ -889,6 +889,82 @@ fn attach_outbound_is_allowed_once_the_holder_holds_voice() {
     .then_events(&[attached(OUTBOUND_1, "outbound", PHONE_1)]);
 }
 
+fn alice_with_voice_and_outbound() -> Vec<Event> {
+    vec![
+        assigned(PHONE_1, "phone_system", ALICE),
+        assigned(VOICE_1, "voice", ALICE),
+        attached(OUTBOUND_1, "outbound", PHONE_1),
+    ]
+}
+
+#[test]
+fn unassigning_voice_that_a_held_outbound_requires_is_refused_naming_it() {
+    let rejection = with(&alice_with_voice_and_outbound())
+        .when(Command::UnassignLicense { license: VOICE_1 })
+        .then_reject(Rejection::RequiredByHeld {
+            license: VOICE_1,
+            user: ALICE,
+            dependants: vec![(OUTBOUND_1, type_code("outbound"))],
+        });
+    assert_eq!(rejection.class(), RejectionClass::Conflict);
+    // Once outbound is detached, voice goes.
+    with(&alice_with_voice_and_outbound())
+        .when(Command::DetachAddon {
+            base: PHONE_1,
+            addon: OUTBOUND_1,
+        })
+        .then_accepted();
+}
+
+#[test]
+fn reassigning_voice_away_from_a_user_whose_outbound_needs_it_is_refused() {
+    with(&alice_with_voice_and_outbound())
+        .when(Command::ReassignLicense {
+            license: VOICE_1,
+            user: BOB,
+        })
+        .then_reject(Rejection::RequiredByHeld {
+            license: VOICE_1,
+            user: ALICE,
+            dependants: vec![(OUTBOUND_1, type_code("outbound"))],
+        });
+}
+
+#[test]
+fn unassigning_a_base_takes_its_own_dependants_with_it_and_is_allowed() {
+    // Outbound rides on PHONE_1 and leaves with it; voice stays, nothing is left wanting.
+    with(&alice_with_voice_and_outbound())
+        .when(Command::UnassignLicense { license: PHONE_1 })
+        .then_accepted();
+}
+
+#[test]
+fn detaching_call_recording_that_unlimited_storage_requires_is_refused() {
+    let unlimited = license(71);
+    with(&[
+        provisioned("license_call_recording_unlimited_enabled", &[unlimited]),
+        assigned(PHONE_1, "phone_system", ALICE),
+        attached(RECORDING_1, "call_recording", PHONE_1),
+        attached(
+            unlimited,
+            "license_call_recording_unlimited_enabled",
+            PHONE_1,
+        ),
+    ])
+    .when(Command::DetachAddon {
+        base: PHONE_1,
+        addon: RECORDING_1,
+    })
+    .then_reject(Rejection::RequiredByHeld {
+        license: RECORDING_1,
+        user: ALICE,
+        dependants: vec![(
+            unlimited,
+            type_code("license_call_recording_unlimited_enabled"),
+        )],
+    });
+}
+
 #[test]
 fn historical_analytics_never_attaches_to_a_cc_agent() {
     // A free agent seat: only the catalogue's attaches_to rule applies.

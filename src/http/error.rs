@@ -138,6 +138,18 @@ fn rejection_details(rejection: &Rejection) -> Value {
             details["base_id"] = json!(base);
             details["addons"] = json!(addons);
         }
+        Rejection::RequiredByHeld {
+            license,
+            user,
+            dependants,
+        } => {
+            details["license_id"] = json!(license);
+            details["user_id"] = json!(user);
+            details["dependants"] = dependants
+                .iter()
+                .map(|(id, t)| json!({"license_id": id, "type": t}))
+                .collect();
+        }
         Rejection::LicenseAlreadyAssigned {
             license,
             user,

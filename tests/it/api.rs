@@ -807,6 +807,69 @@ async fn attaching_an_addon_that_breaks_a_catalogue_rule_is_422() {
 }
 
 #[tokio::test]
+async fn removing_a_licence_another_held_licence_requires_is_a_conflict_listing_the_dependants() {
+    let server = Server::start();
+    let tenant = server.tenant().await;
+    let group = server.group(&tenant, "Sales", None).await;
+    let ada = server.user(&tenant, &group, "Ada").await;
+    let bob = server.user(&tenant, &group, "Bob").await;
+    let phone = server.provision(&tenant, "phone_system", 1).await.remove(0);
+    let voice = server.provision(&tenant, "voice", 1).await.remove(0);
+    let outbound = server.provision(&tenant, "outbound", 1).await.remove(0);
+    server.assign(&tenant, &phone, &ada).await;
+    server.assign(&tenant, &voice, &ada).await;
+    server.attach(&tenant, &phone, &outbound).await;
+    let before = server.event_count().await;
+
+    let refusals = [
+        (format!("/licenses/{voice}/unassign"), json!({})),
+        (
+            format!("/licenses/{voice}/reassign"),
+            json!({"user_id": bob}),
+        ),
+    ];
+    for (path, body) in refusals {
+        let (status, answer) = server
+            .post(&tenant.path(&path), &tenant.operator, body)
+            .await;
+        assert_error(status, &answer, StatusCode::CONFLICT, "conflict");
+        let details = &answer["error"]["details"];
+        assert_eq!(details["reason"], "required_by_held_licenses", "{answer}");
+        assert_eq!(details["license_id"], voice.as_str(), "{answer}");
+        assert_eq!(details["user_id"], ada.as_str(), "{answer}");
+        assert_eq!(
+            details["dependants"],
+            json!([{"license_id": outbound, "type": "outbound"}]),
+            "{answer}"
+        );
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(&outbound)),
+            "the message names the dependant: {answer}"
+        );
+    }
+    assert_eq!(server.event_count().await, before, "nothing changed");
+
+    // Detach the dependant first; then voice goes.
+    let (status, body) = server
+        .delete(
+            &tenant.path(&format!("/licenses/{phone}/addons/{outbound}")),
+            &tenant.operator,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = server
+        .post(
+            &tenant.path(&format!("/licenses/{voice}/unassign")),
+            &tenant.operator,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[tokio::test]
 async fn an_assignment_by_type_picks_free_licences_and_attaches_addons() {
     let server = Server::start();
     let tenant = server.tenant().await;

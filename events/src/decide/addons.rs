@@ -95,13 +95,16 @@ pub(super) fn detach(
     base_id: LicenseId,
     addon_id: LicenseId,
 ) -> Result<Vec<Event>, Rejection> {
-    license(state, base_id)?;
+    let base = license(state, base_id)?;
     let addon = license(state, addon_id)?;
     if addon.base != Some(base_id) {
         return Err(Rejection::AddonNotAttached {
             addon: addon_id,
             base: base_id,
         });
+    }
+    if let Some(holder) = base.user {
+        super::licenses::keep_requirements(state, holder, addon_id, &[addon_id])?;
     }
     Ok(vec![Event::AddonDetached {
         addon: addon_id,

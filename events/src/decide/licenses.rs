@@ -290,11 +290,70 @@ pub(super) fn assign(state: &Tenant, id: LicenseId, user: UserId) -> Result<Vec<
     }])
 }
 
+/// Refuse taking `removed` (licence ids: a base with its add-ons, or one add-on) away from
+/// `user` when a licence the user keeps requires a type only those provided: the dependants
+/// are named, and the caller removes them first. A requirement already unmet before (after a
+/// catalogue edit) does not block.
+pub(super) fn keep_requirements(
+    state: &Tenant,
+    user: UserId,
+    license: LicenseId,
+    removed: &[LicenseId],
+) -> Result<(), Rejection> {
+    let Some(u) = state.users.get(&user) else {
+        return Ok(());
+    };
+    let held: Vec<(LicenseId, &TypeCode)> = u
+        .licenses
+        .iter()
+        .filter_map(|id| state.licenses.get(id))
+        .flat_map(|base| {
+            std::iter::once(base)
+                .chain(base.addons.iter().filter_map(|a| state.licenses.get(a)))
+                .map(|l| (l.id, &l.license_type))
+        })
+        .collect();
+    let kept: Vec<(LicenseId, &TypeCode)> = held
+        .iter()
+        .copied()
+        .filter(|(id, _)| !removed.contains(id))
+        .collect();
+    let has = |set: &[(LicenseId, &TypeCode)], t: &TypeCode| set.iter().any(|(_, h)| *h == t);
+    let dependants: Vec<(LicenseId, TypeCode)> = kept
+        .iter()
+        .filter(|(_, t)| {
+            state.catalogue.get(*t).is_some_and(|d| {
+                !d.requires_any.is_empty()
+                    && d.requires_any.iter().any(|r| has(&held, r))
+                    && !d.requires_any.iter().any(|r| has(&kept, r))
+            })
+        })
+        .map(|(id, t)| (*id, (*t).clone()))
+        .collect();
+    if dependants.is_empty() {
+        Ok(())
+    } else {
+        Err(Rejection::RequiredByHeld {
+            license,
+            user,
+            dependants,
+        })
+    }
+}
+
+/// A base licence and its attached add-ons: what leaves a user with it.
+fn with_addons(l: &License) -> Vec<LicenseId> {
+    std::iter::once(l.id)
+        .chain(l.addons.iter().copied())
+        .collect()
+}
+
 pub(super) fn unassign(state: &Tenant, id: LicenseId) -> Result<Vec<Event>, Rejection> {
     let l = base_license(state, id)?;
     let Some(user) = l.user else {
         return Err(Rejection::LicenseNotAssigned(id));
     };
+    keep_requirements(state, user, id, &with_addons(l))?;
     Ok(vec![Event::LicenseUnassigned {
         license: id,
         license_type: l.license_type.clone(),
@@ -315,6 +374,7 @@ pub(super) fn reassign(state: &Tenant, id: LicenseId, to: UserId) -> Result<Vec<
             base: None,
         });
     }
+    keep_requirements(state, from, id, &with_addons(l))?;
     let leaving = state.users.get(&from).map(|u| u.group);
     let adding = state.license_with_addon_types(l);
     violations(taking_violations(state, target, &adding, leaving, false))?;
