@@ -129,6 +129,7 @@ pub async fn deliver_due(ledger: &Ledger, delivery: &Delivery) -> usize {
             actor: Actor {
                 id: "reminders".into(),
                 reason: None,
+                scope: None,
             },
             expected_version: None,
             command: Command::RecordReminderDelivered {

@@ -111,6 +111,8 @@ pub enum Command {
         name: String,
         role: Role,
         token_hash: [u8; 32],
+        /// A dealer's key: it reads and manages only this group's subtree.
+        group: Option<GroupId>,
     },
     RevokeKey {
         key: KeyId,

@@ -201,9 +201,60 @@ pub enum Event {
         #[serde(with = "instant")]
         due_at: DateTime<Utc>,
     },
+    /// A key that reads and manages only the subtree of `group` (a dealer's key).
+    ScopedApiKeyIssued {
+        key: KeyId,
+        name: String,
+        role: Role,
+        token_hash: [u8; 32],
+        group: GroupId,
+    },
+}
+
+/// What an issued key is, whichever event issued it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IssuedKey<'a> {
+    pub key: KeyId,
+    pub name: &'a str,
+    pub role: Role,
+    pub token_hash: [u8; 32],
+    /// For a dealer's key: the group whose subtree it reads and manages.
+    pub group: Option<GroupId>,
 }
 
 impl Event {
+    /// The key an `ApiKeyIssued` or `ScopedApiKeyIssued` event issues.
+    pub fn issued_key(&self) -> Option<IssuedKey<'_>> {
+        match self {
+            Event::ApiKeyIssued {
+                key,
+                name,
+                role,
+                token_hash,
+            } => Some(IssuedKey {
+                key: *key,
+                name,
+                role: *role,
+                token_hash: *token_hash,
+                group: None,
+            }),
+            Event::ScopedApiKeyIssued {
+                key,
+                name,
+                role,
+                token_hash,
+                group,
+            } => Some(IssuedKey {
+                key: *key,
+                name,
+                role: *role,
+                token_hash: *token_hash,
+                group: Some(*group),
+            }),
+            _ => None,
+        }
+    }
+
     /// The snake_case name of the event kind, as `/events?kind=` filters it.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -232,6 +283,7 @@ impl Event {
             Event::UserNumbersSet { .. } => "user_numbers_set",
             Event::WebhookSet { .. } => "webhook_set",
             Event::ReminderDelivered { .. } => "reminder_delivered",
+            Event::ScopedApiKeyIssued { .. } => "scoped_api_key_issued",
         }
     }
 }

@@ -16,7 +16,7 @@ pub mod time;
 
 pub use catalogue::{Catalogue, Kind, LicenseType};
 pub use command::{Command, Context, ImportRow, NewUser};
-pub use decide::decide;
+pub use decide::{decide, decide_as};
 pub use event::{
     Envelope, Event, EventHash, Reminder, ReminderFrequency, Restriction, Retention, Role,
 };

@@ -132,6 +132,8 @@ pub enum RejectionClass {
     Conflict,
     /// Valid input that breaks a domain rule (422).
     RuleViolation,
+    /// The caller's key may not do this anywhere it could name (403).
+    Forbidden,
 }
 
 /// Why a command was refused. Nothing was stored.
@@ -211,6 +213,10 @@ pub enum Rejection {
         group: GroupId,
         due_at: chrono::DateTime<chrono::Utc>,
     },
+    /// A key scoped to a group asked for something outside that group's subtree that names
+    /// nothing it could probe (tenant-wide settings, the scope group itself, a root group).
+    #[error("{0}")]
+    OutsideScope(String),
 }
 
 fn holder_text(user: &Option<UserId>, base: &Option<LicenseId>) -> String {
@@ -265,6 +271,7 @@ impl Rejection {
             | KeyAlreadyRevoked(_)
             | RequiredByHeld { .. }
             | ReminderAlreadyDelivered { .. } => RejectionClass::Conflict,
+            OutsideScope(_) => RejectionClass::Forbidden,
             ImportRejected(_) => RejectionClass::RuleViolation,
             RuleViolations(_) => RejectionClass::RuleViolation,
             BatchRejected(items) => items
@@ -300,6 +307,7 @@ impl Rejection {
             ImportRejected(_) => "import_rejected",
             RequiredByHeld { .. } => "required_by_held_licenses",
             ReminderAlreadyDelivered { .. } => "reminder_already_delivered",
+            OutsideScope(_) => "outside_key_scope",
         }
     }
 

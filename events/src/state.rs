@@ -103,6 +103,9 @@ pub struct ApiKey {
     pub role: Role,
     pub token_hash: [u8; 32],
     pub revoked: bool,
+    /// For a dealer's key: the group whose subtree it reads and manages.
+    #[serde(default)]
+    pub group: Option<GroupId>,
 }
 
 /// A price in force from an instant on.
@@ -582,22 +585,20 @@ pub fn evolve(state: &mut Tenant, event: &Event, version_of_event: u64) {
             });
             prices.sort_by_key(|p| p.effective_from);
         }
-        Event::ApiKeyIssued {
-            key,
-            name,
-            role,
-            token_hash,
-        } => {
-            state.keys.insert(
-                *key,
-                ApiKey {
-                    id: *key,
-                    name: name.clone(),
-                    role: *role,
-                    token_hash: *token_hash,
-                    revoked: false,
-                },
-            );
+        Event::ApiKeyIssued { .. } | Event::ScopedApiKeyIssued { .. } => {
+            if let Some(issued) = event.issued_key() {
+                state.keys.insert(
+                    issued.key,
+                    ApiKey {
+                        id: issued.key,
+                        name: issued.name.to_string(),
+                        role: issued.role,
+                        token_hash: issued.token_hash,
+                        revoked: false,
+                        group: issued.group,
+                    },
+                );
+            }
         }
         Event::UserNumbersSet {
             user,

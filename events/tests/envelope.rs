@@ -41,10 +41,11 @@ fn variant_index(event: &Event) -> usize {
         Event::UserNumbersSet { .. } => 22,
         Event::WebhookSet { .. } => 23,
         Event::ReminderDelivered { .. } => 24,
+        Event::ScopedApiKeyIssued { .. } => 25,
     }
 }
 
-const VARIANTS: usize = 25;
+const VARIANTS: usize = 26;
 
 /// One sample of every variant, with every optional field filled in somewhere.
 fn one_of_each() -> Vec<Event> {
@@ -122,6 +123,13 @@ fn one_of_each() -> Vec<Event> {
         },
         Event::ApiKeyRevoked {
             key: KeyId(Uuid::from_u128(7)),
+        },
+        Event::ScopedApiKeyIssued {
+            key: KeyId(Uuid::from_u128(9)),
+            name: "dealer".into(),
+            role: Role::Admin,
+            token_hash: [0xcd; 32],
+            group: group(2),
         },
         Event::UserNumbersSet {
             user: user(8),

@@ -315,6 +315,7 @@ fn scripted_session() -> Session {
         name: "ops".into(),
         role: Role::Admin,
         token_hash: [3; 32],
+        group: None,
     });
     s.accept(Command::RevokeKey {
         key: KeyId(Uuid::from_u128(1)),

@@ -2210,6 +2210,7 @@ fn issue_key() -> Command {
         name: "ci".into(),
         role: Role::Operator,
         token_hash: [7; 32],
+        group: None,
     }
 }
 
@@ -2297,6 +2298,7 @@ fn one_more_key() -> Command {
         name: "one more".into(),
         role: Role::Viewer,
         token_hash: [2; 32],
+        group: None,
     }
 }
 

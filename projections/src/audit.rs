@@ -17,6 +17,7 @@ pub fn touches(event: &Event) -> Touches<'_> {
     match event {
         Event::TenantCreated { .. } | Event::ApiKeyIssued { .. } | Event::ApiKeyRevoked { .. } => {}
         Event::RetentionSet { .. } => {}
+        Event::ScopedApiKeyIssued { group, .. } => t.groups.push(*group),
         Event::LicenseTypeDefined { definition } => t.types.push(&definition.code),
         Event::LicensesProvisioned { license_type, ids } => {
             t.types.push(license_type);

@@ -202,6 +202,7 @@ pub fn import(args: &super::ImportArgs) -> Result<(), String> {
                 std::env::var("USER").unwrap_or_else(|_| "import".into())
             ),
             reason: Some(format!("import of {}", args.file.display())),
+            scope: None,
         },
         expected_version: None,
         command: events::Command::Import(rows),

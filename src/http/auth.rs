@@ -5,7 +5,7 @@ use super::App;
 use crate::ledger::KeyGrant;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use events::{Role, TenantId};
+use events::{GroupId, Role, TenantId};
 
 /// What a request may do inside a tenant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,6 +54,14 @@ impl Auth {
         match self {
             Auth::Root => "root".to_string(),
             Auth::Key(grant) => format!("key:{}", grant.key),
+        }
+    }
+
+    /// For a key scoped to a group (a dealer's key): that group.
+    pub fn scope(&self) -> Option<GroupId> {
+        match self {
+            Auth::Root => None,
+            Auth::Key(grant) => grant.group,
         }
     }
 

@@ -202,6 +202,7 @@ fn class_code(class: RejectionClass) -> &'static str {
         RejectionClass::NotFound => "not_found",
         RejectionClass::Conflict => "conflict",
         RejectionClass::RuleViolation => "rule_violation",
+        RejectionClass::Forbidden => "forbidden",
     }
 }
 
@@ -213,6 +214,7 @@ impl From<Rejection> for ApiError {
             RejectionClass::NotFound => StatusCode::NOT_FOUND,
             RejectionClass::Conflict => StatusCode::CONFLICT,
             RejectionClass::RuleViolation => StatusCode::UNPROCESSABLE_ENTITY,
+            RejectionClass::Forbidden => StatusCode::FORBIDDEN,
         };
         ApiError::new(status, class_code(class), rejection.to_string())
             .with_details(rejection_details(&rejection))

@@ -271,6 +271,7 @@ impl App {
             actor: Actor {
                 id: auth.actor(),
                 reason: meta.reason,
+                scope: auth.scope(),
             },
             expected_version: meta.expected_version,
             command,

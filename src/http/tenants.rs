@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
-use events::{Command, KeyId, Retention, Role, TenantId};
+use events::{Command, GroupId, KeyId, Retention, Role, TenantId};
 use rand::RngCore;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -72,6 +72,7 @@ pub async fn create(
         actor: crate::ledger::Actor {
             id: auth.actor(),
             reason: meta.reason,
+            scope: None,
         },
         expected_version: meta.expected_version,
         command,
@@ -123,6 +124,12 @@ pub struct IssueKeyBody {
     #[schema(value_type = doc::RoleName)]
     role: Role,
     name: String,
+    /// A dealer's key: it reads and manages only this group's subtree, and anything outside
+    /// answers 404 as if it did not exist. A key scoped to a group issues keys only for groups
+    /// of its own subtree.
+    #[serde(default)]
+    #[schema(value_type = Option<uuid::Uuid>)]
+    group_id: Option<GroupId>,
 }
 
 /// `POST /v1/tenants/{t}/keys` (root or admin): the token is shown once.
@@ -156,6 +163,7 @@ pub async fn issue_key(
         name: body.name,
         role: body.role,
         token_hash: token_hash(&token),
+        group: body.group_id,
     };
     let done = app
         .write(tenant, &auth, Need::Administer, meta, command)
@@ -170,7 +178,7 @@ pub async fn issue_key(
     Ok(written(
         StatusCode::CREATED,
         &done,
-        json!({"id": key, "token": token, "role": role_name(body.role)}),
+        json!({"id": key, "token": token, "role": role_name(body.role), "group_id": body.group_id}),
     ))
 }
 

@@ -37,6 +37,9 @@ pub use writer::{JOBS_PER_BATCH_MAX, QUEUE_DEPTH_MAX};
 pub struct Actor {
     pub id: String,
     pub reason: Option<String>,
+    /// A key scoped to a group (a dealer's key) acts only inside that group's subtree
+    /// (`events::decide_as`).
+    pub scope: Option<events::GroupId>,
 }
 
 /// A command for one tenant, with its optional expected tenant version (`If-Match`).
@@ -111,6 +114,8 @@ pub struct KeyGrant {
     pub tenant: TenantId,
     pub key: KeyId,
     pub role: Role,
+    /// A dealer's key: the group whose subtree it reads and manages.
+    pub group: Option<events::GroupId>,
 }
 
 struct Shared {

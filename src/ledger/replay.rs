@@ -310,6 +310,7 @@ mod tests {
                 name: "ops".into(),
                 role: Role::Operator,
                 token_hash: [i as u8; 32],
+                group: None,
             };
             run(&mut world, &store, *tenant, issue, 0, None);
             keys.push(key);

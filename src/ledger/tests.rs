@@ -16,6 +16,7 @@ pub(crate) fn request(tenant: TenantId, command: Command) -> Request {
         actor: Actor {
             id: "test".into(),
             reason: None,
+            scope: None,
         },
         expected_version: None,
         command,

@@ -6,7 +6,7 @@ use super::{ExecError, KeyGrant, Request, Written};
 use crate::store::{EncodedEvent, Error as StoreError, EventStore};
 use chrono::Utc;
 use events::{
-    decide, evolve, Command, CommandId, Context, Envelope, Event, EventHash, KeyId, Tenant,
+    decide_as, evolve, Command, CommandId, Context, Envelope, Event, EventHash, KeyId, Tenant,
     TenantId,
 };
 use std::collections::HashMap;
@@ -190,19 +190,18 @@ impl SharedEffect {
     /// In the order they apply: the key index's change, then the idempotency index's.
     pub(super) fn of(envelope: &Envelope) -> impl Iterator<Item = SharedEffect> {
         let key = match &envelope.event {
-            Event::ApiKeyIssued {
-                key,
-                role,
-                token_hash,
-                ..
-            } => Some(SharedEffect::KeyIssued {
-                token_hash: *token_hash,
-                grant: KeyGrant {
-                    tenant: envelope.tenant,
-                    key: *key,
-                    role: *role,
-                },
-            }),
+            Event::ApiKeyIssued { .. } | Event::ScopedApiKeyIssued { .. } => envelope
+                .event
+                .issued_key()
+                .map(|issued| SharedEffect::KeyIssued {
+                    token_hash: issued.token_hash,
+                    grant: KeyGrant {
+                        tenant: envelope.tenant,
+                        key: issued.key,
+                        role: issued.role,
+                        group: issued.group,
+                    },
+                }),
             Event::ApiKeyRevoked { key } => Some(SharedEffect::KeyRevoked(*key)),
             _ => None,
         };
@@ -241,7 +240,7 @@ impl World {
             }
         }
         let ctx = Context { now, command_id };
-        let produced = decide(tenant, &request.command, &ctx)?;
+        let produced = decide_as(tenant, &request.command, &ctx, request.actor.scope)?;
         let mut version = tenant.version;
         let mut prev_hash = tenant.last_hash;
         for event in &produced {

@@ -192,7 +192,9 @@ fn commit_batch(shared: &Shared, jobs: Vec<Job>) -> bool {
                 && written.events.iter().any(|event| {
                     matches!(
                         event,
-                        Event::ApiKeyIssued { .. } | Event::ApiKeyRevoked { .. }
+                        Event::ApiKeyIssued { .. }
+                            | Event::ScopedApiKeyIssued { .. }
+                            | Event::ApiKeyRevoked { .. }
                     )
                 })
         })

@@ -1,11 +1,12 @@
 //! Import rules: a bulk-import file judged row by row, every bad row reported.
 
 use super::common::{check_number, invalid, known_type};
+use super::scope::user_in_scope;
 use super::{decide, IMPORT_BASE_TYPE, IMPORT_ROWS_MAX};
 use crate::catalogue::Kind;
 use crate::command::{Command, Context, ImportRow};
 use crate::event::Event;
-use crate::ids::{TypeCode, UserId};
+use crate::ids::{GroupId, TypeCode, UserId};
 use crate::rejection::{Rejection, RowError};
 use crate::state::{evolve, Tenant};
 use std::collections::BTreeMap;
@@ -14,11 +15,13 @@ use std::collections::BTreeMap;
 /// and number, and attaches the row's add-ons. Rows are judged in order against the state the
 /// earlier good rows leave, so conflicts inside the file (the same extension twice, more rows
 /// than free licences, a quota reached by the file as a whole) are found too. Any bad row: every
-/// bad row is reported and nothing is applied.
+/// bad row is reported and nothing is applied. With `within` (a key scoped to that group),
+/// only users of its subtree are found, by id or by name.
 pub(super) fn import(
     state: &Tenant,
     rows: &[ImportRow],
     ctx: &Context,
+    within: Option<GroupId>,
 ) -> Result<Vec<Event>, Rejection> {
     if rows.is_empty() || rows.len() > IMPORT_ROWS_MAX {
         return Err(invalid(format!(
@@ -28,7 +31,8 @@ pub(super) fn import(
     let base_type = TypeCode::from(IMPORT_BASE_TYPE);
     known_type(state, &base_type)?;
     let mut by_name: BTreeMap<String, Vec<UserId>> = BTreeMap::new();
-    for user in state.users.values().filter(|u| !u.removed) {
+    let visible = |user: UserId| within.is_none_or(|scope| user_in_scope(state, scope, user));
+    for user in state.users.values().filter(|u| !u.removed && visible(u.id)) {
         by_name
             .entry(user.name.trim().to_lowercase())
             .or_default()
@@ -54,7 +58,7 @@ pub(super) fn import(
             ));
             continue;
         }
-        match import_row(&scratch, &by_name, &base_type, row, ctx) {
+        match import_row(&scratch, &by_name, &visible, &base_type, row, ctx) {
             Ok(produced) => {
                 for event in produced {
                     let version = scratch.version + 1;
@@ -85,13 +89,14 @@ fn row_error(row: &ImportRow, column: &str, code: &str, message: String) -> RowE
 fn import_row(
     state: &Tenant,
     by_name: &BTreeMap<String, Vec<UserId>>,
+    visible: &dyn Fn(UserId) -> bool,
     base_type: &TypeCode,
     row: &ImportRow,
     ctx: &Context,
 ) -> Result<Vec<Event>, Vec<RowError>> {
     let mut errors = Vec::new();
     let user = match row.user.trim().parse::<UserId>() {
-        Ok(id) if state.active_user(id).is_some() => Some(id),
+        Ok(id) if state.active_user(id).is_some() && visible(id) => Some(id),
         _ => match by_name
             .get(&row.user.trim().to_lowercase())
             .map(Vec::as_slice)

@@ -11,6 +11,7 @@ mod common;
 mod groups;
 mod import;
 mod licenses;
+pub mod scope;
 mod tenant;
 mod users;
 
@@ -19,6 +20,7 @@ pub use tenant::{check_tenant_total, TenantTotal};
 
 use crate::command::{Command, Context};
 use crate::event::Event;
+use crate::ids::GroupId;
 use crate::rejection::Rejection;
 use crate::state::Tenant;
 
@@ -72,6 +74,24 @@ const _: () = assert!(PROVISION_QUANTITY_MAX as usize <= LICENSES_PER_TENANT_MAX
 const _: () = assert!(UNIT_PRICE_MINOR_MAX as i128 * 1_000_000_000 <= i64::MAX as i128);
 
 const _: () = assert!(USERS_PER_BATCH_MAX as u64 <= PROVISION_QUANTITY_MAX as u64 * 10);
+
+/// Judge `command` sent with a key scoped to `scope` (a dealer's key; `None` for a key of the
+/// whole tenant): first what the scope allows (`scope::check`), then the rules as for anyone.
+pub fn decide_as(
+    state: &Tenant,
+    command: &Command,
+    ctx: &Context,
+    scope: Option<GroupId>,
+) -> Result<Vec<Event>, Rejection> {
+    let Some(scope) = scope else {
+        return decide(state, command, ctx);
+    };
+    scope::check(state, scope, command)?;
+    match command {
+        Command::Import(rows) => import::import(state, rows, ctx, Some(scope)),
+        _ => decide(state, command, ctx),
+    }
+}
 
 /// Judge `command` against `state` at `ctx.now`.
 pub fn decide(state: &Tenant, command: &Command, ctx: &Context) -> Result<Vec<Event>, Rejection> {
@@ -152,9 +172,10 @@ pub fn decide(state: &Tenant, command: &Command, ctx: &Context) -> Result<Vec<Ev
             name,
             role,
             token_hash,
-        } => tenant::issue_key(state, *key, name, *role, *token_hash),
+            group,
+        } => tenant::issue_key(state, *key, name, *role, *token_hash, *group),
         DefineLicenseType(definition) => catalogue::define_type(state, definition),
-        Import(rows) => import::import(state, rows, ctx),
+        Import(rows) => import::import(state, rows, ctx, None),
         SetWebhook { url } => tenant::set_webhook(url),
         RecordReminderDelivered { group, due_at } => {
             groups::record_reminder_delivered(state, *group, *due_at)

@@ -8,7 +8,7 @@ use super::{
 };
 use crate::catalogue::default_catalogue;
 use crate::event::{Event, Retention, Role};
-use crate::ids::{KeyId, TypeCode};
+use crate::ids::{GroupId, KeyId, TypeCode};
 use crate::rejection::{Rejection, Rule, Violation};
 use crate::state::Tenant;
 use crate::time::truncate_to_micros;
@@ -152,18 +152,34 @@ pub(super) fn issue_key(
     name: &str,
     role: Role,
     token_hash: [u8; 32],
+    group: Option<GroupId>,
 ) -> Result<Vec<Event>, Rejection> {
     check_name(name)?;
     if state.keys.contains_key(&key) {
         return Err(Rejection::KeyAlreadyExists(key));
     }
+    if let Some(group) = group {
+        if !state.groups.contains_key(&group) {
+            return Err(Rejection::GroupNotFound(group));
+        }
+    }
     let live_keys = state.keys.values().filter(|k| !k.revoked).count();
     check_tenant_total(TenantTotal::Keys, live_keys, 1).map_err(one)?;
-    Ok(vec![Event::ApiKeyIssued {
-        key,
-        name: name.to_string(),
-        role,
-        token_hash,
+    let name = name.to_string();
+    Ok(vec![match group {
+        None => Event::ApiKeyIssued {
+            key,
+            name,
+            role,
+            token_hash,
+        },
+        Some(group) => Event::ScopedApiKeyIssued {
+            key,
+            name,
+            role,
+            token_hash,
+            group,
+        },
     }])
 }
 

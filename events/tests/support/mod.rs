@@ -15,7 +15,7 @@
 
 use chrono::{DateTime, TimeZone, Utc};
 use events::{
-    decide, evolve, Command, CommandId, Context, Event, GroupId, LicenseId, Rejection,
+    decide, decide_as, evolve, Command, CommandId, Context, Event, GroupId, LicenseId, Rejection,
     RejectionClass, Restriction, Rule, Tenant, TenantId, TypeCode, UserId, Violation,
 };
 use std::collections::BTreeMap;
@@ -101,6 +101,16 @@ impl Story {
     /// Decide `command` against the story's state.
     pub fn when(self, command: Command) -> Outcome {
         let result = decide(&self.state, &command, &context());
+        Outcome {
+            before: self.state,
+            command,
+            result,
+        }
+    }
+
+    /// Decide `command` sent with a key scoped to `scope` (a dealer's key).
+    pub fn when_scoped(self, scope: GroupId, command: Command) -> Outcome {
+        let result = decide_as(&self.state, &command, &context(), Some(scope));
         Outcome {
             before: self.state,
             command,

@@ -112,6 +112,7 @@ pub(crate) fn request(tenant: TenantId, command: Command) -> Request {
         actor: Actor {
             id: "bench".into(),
             reason: None,
+            scope: None,
         },
         expected_version: None,
         command,

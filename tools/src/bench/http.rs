@@ -146,6 +146,7 @@ fn bench_ledger_on(
             name: "bench load".into(),
             role: events::Role::Operator,
             token_hash: token_hash(BENCH_OPERATOR_TOKEN),
+            group: None,
         },
     );
     runtime
