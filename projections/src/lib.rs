@@ -14,7 +14,7 @@ pub mod audit;
 pub use audit::{touches, Touches};
 pub mod whatif;
 pub use whatif::{
-    what_if, BillingDelta, Block, CommandResult, IndexedViolation, WhatIf, WhatIfError,
+    what_if, what_if_as, BillingDelta, Block, CommandResult, IndexedViolation, WhatIf, WhatIfError,
 };
 pub mod reminders;
 pub use reminders::{due_reminders, DueReminder};

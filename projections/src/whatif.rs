@@ -17,7 +17,7 @@ use crate::explain::{entitlement, Check};
 use chrono::{DateTime, Utc};
 use events::time::truncate_to_micros;
 use events::{
-    decide, evolve, Command, CommandId, Context, Envelope, Event, GroupId, Rejection, Tenant,
+    decide_as, evolve, Command, CommandId, Context, Envelope, Event, GroupId, Rejection, Tenant,
     TypeCode, UserId, Violation,
 };
 use std::collections::{BTreeMap, BTreeSet};
@@ -145,6 +145,18 @@ pub fn what_if(
     at: DateTime<Utc>,
     commands: &[Command],
 ) -> Result<WhatIf, WhatIfError> {
+    what_if_as(tenant, billing, at, commands, None)
+}
+
+/// [`what_if`] for a key scoped to `scope` (a dealer's key): each command is judged as the
+/// writer would judge it from that key (`events::decide_as`).
+pub fn what_if_as(
+    tenant: &Tenant,
+    billing: &Billing,
+    at: DateTime<Utc>,
+    commands: &[Command],
+    scope: Option<GroupId>,
+) -> Result<WhatIf, WhatIfError> {
     if commands.len() > COMMANDS_PER_WHAT_IF_MAX {
         return Err(WhatIfError::TooManyCommands {
             given: commands.len(),
@@ -155,7 +167,7 @@ pub fn what_if(
     if billing.through(month) != billing.through(LAST_MONTH) {
         return Err(WhatIfError::MonthClosed { month });
     }
-    let simulation = simulate(tenant, billing, at, commands);
+    let simulation = simulate_as(tenant, billing, at, commands, scope);
     let violations = simulation
         .results
         .iter()
@@ -198,6 +210,17 @@ pub fn simulate(
     at: DateTime<Utc>,
     commands: &[Command],
 ) -> Simulation {
+    simulate_as(tenant, billing, at, commands, None)
+}
+
+/// [`simulate`] with each command judged as sent by a key scoped to `scope`.
+pub fn simulate_as(
+    tenant: &Tenant,
+    billing: &Billing,
+    at: DateTime<Utc>,
+    commands: &[Command],
+    scope: Option<GroupId>,
+) -> Simulation {
     let at = truncate_to_micros(at);
     let mut state = tenant.clone();
     let mut folded = billing.clone();
@@ -208,7 +231,7 @@ pub fn simulate(
             now: at,
             command_id: preview_command_id(tenant, index),
         };
-        let outcome = decide(&state, command, &ctx);
+        let outcome = decide_as(&state, command, &ctx, scope);
         for event in outcome.iter().flatten() {
             seq += 1;
             let envelope = Envelope {
@@ -399,7 +422,7 @@ mod tests {
                 now: self.now,
                 command_id: CommandId(Uuid::from_u128(0xc0_0000 + self.commands)),
             };
-            let events = decide(&self.tenant, &command, &ctx)?;
+            let events = events::decide(&self.tenant, &command, &ctx)?;
             for event in &events {
                 self.seq += 1;
                 let envelope = Envelope {

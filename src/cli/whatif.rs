@@ -59,7 +59,7 @@ pub fn run(args: WhatIfArgs) -> Result<(), String> {
     let world = World::load(store.as_ref()).map_err(|e| format!("cannot replay the log: {e}"))?;
     let clock = events::time::truncate_to_micros(Utc::now());
     let snapshot = Snapshot::take(&world, args.tenant, clock).map_err(describe)?;
-    let report = answer(&snapshot, preview).map_err(describe)?;
+    let report = answer(&snapshot, preview, None).map_err(describe)?;
     println!("{report}");
     Ok(())
 }

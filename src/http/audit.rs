@@ -6,6 +6,7 @@ use super::doc;
 use super::error::ApiError;
 use super::extract::{AppPath, AppQuery};
 use super::licenses::event_json;
+use super::scope::Scope;
 use super::views::{instant, parse_instant, parse_type};
 use super::{page_limit, with_etag, App};
 use axum::extract::State;
@@ -91,8 +92,15 @@ pub async fn events(
         .as_deref()
         .map(|t| parse_instant("until", t))
         .transpose()?;
-    let version = app.read_tenant(tenant, &auth, Need::Audit, |t| Ok(t.version))?;
+    // What a scoped key sees is judged on the tree as it is now, taken once per page so the
+    // state is not held while the log is scanned.
+    let (version, visible) = app.read_tenant(tenant, &auth, Need::Audit, |t| {
+        Ok((t.version, Scope::of(&auth, t).visible_ids()))
+    })?;
     let matches = |envelope: &Envelope| {
+        if visible.as_ref().is_some_and(|v| !v.sees_event(envelope)) {
+            return false;
+        }
         let touched = projections::touches(&envelope.event);
         query
             .kind
@@ -189,7 +197,9 @@ pub async fn entitlement(
         .map(|t| parse_instant("at", t))
         .transpose()?
         .unwrap_or(now);
+    // A scoped key sees the users of its subtree as it is now, at any instant.
     let known = app.read_tenant(tenant, &auth, Need::Read, |t| {
+        Scope::of(&auth, t).user(user)?;
         Ok(t.catalogue.contains_key(&license_type))
     })?;
     if !known {
@@ -199,27 +209,33 @@ pub async fn entitlement(
     }
     if at < now {
         return app.view_as_of(tenant, &auth, &[Need::Audit], at, Some(user), |past| {
-            render_entitlement(past, user, &license_type, at)
+            render_entitlement(&Scope::of(&auth, past), past, user, &license_type, at)
         });
     }
     app.read_tenant(tenant, &auth, Need::Read, |t| {
-        render_entitlement(t, user, &license_type, at)
+        render_entitlement(&Scope::of(&auth, t), t, user, &license_type, at)
     })
 }
 
 fn render_entitlement(
+    scope: &Scope,
     t: &Tenant,
     user: UserId,
     license_type: &events::TypeCode,
     at: chrono::DateTime<Utc>,
 ) -> Result<Response, ApiError> {
-    let answer = projections::entitlement(t, user, license_type, at)
+    let mut answer = projections::entitlement(t, user, license_type, at)
         .ok_or_else(|| ApiError::not_found(format!("user {user} not found")))?;
-    let check_json = |c: &projections::Check| {
+    let (checks, above_scope) = scope.fold_checks_above(std::mem::take(&mut answer.checks));
+    answer.checks = checks;
+    let check_json = |index: usize, c: &projections::Check| {
         let mut out = json!({"rule": c.rule, "passed": c.passed, "detail": c.detail});
         if let Some((id, name)) = &c.group {
             out["group_id"] = json!(id);
             out["group_name"] = json!(name);
+        }
+        if above_scope == Some(index) {
+            out["above_scope"] = json!(true);
         }
         out
     };
@@ -228,10 +244,15 @@ fn render_entitlement(
         "user_id": user,
         "type": license_type,
         "allowed": answer.allowed,
-        "checks": answer.checks.iter().map(check_json).collect::<Vec<_>>(),
+        "checks": answer
+            .checks
+            .iter()
+            .enumerate()
+            .map(|(i, c)| check_json(i, c))
+            .collect::<Vec<_>>(),
     });
-    if let Some(blocked) = answer.blocked_by() {
-        let mut b = check_json(blocked);
+    if let Some((index, blocked)) = answer.checks.iter().enumerate().find(|(_, c)| !c.passed) {
+        let mut b = check_json(index, blocked);
         if let Some(map) = b.as_object_mut() {
             map.remove("passed");
             map.entry("group_id").or_insert(Value::Null);

@@ -45,6 +45,7 @@ pub async fn month(
         .get(&tenant)
         .ok_or_else(|| ApiError::not_found(format!("tenant {tenant} not found")))?;
     auth.require(tenant, Need::Bill)?;
+    super::scope::whole_tenant(&auth, "billing")?;
     let empty = projections::Billing::default();
     let billing = world.billing.get(&tenant).map_or(&empty, |b| &**b);
     let types: serde_json::Map<String, Value> = billing
@@ -98,6 +99,7 @@ pub async fn invoice_of_month(
         .get(&tenant)
         .ok_or_else(|| ApiError::not_found(format!("tenant {tenant} not found")))?;
     auth.require(tenant, Need::Bill)?;
+    super::scope::whole_tenant(&auth, "billing")?;
     let empty = projections::Billing::default();
     let billing = world.billing.get(&tenant).map_or(&empty, |b| &**b);
     let bytes = invoice_bytes(&invoice(billing, month));

@@ -4,6 +4,7 @@ use super::auth::{Auth, Need};
 use super::doc;
 use super::error::ApiError;
 use super::extract::{AppJson, AppPath, AppQuery, WriteMeta};
+use super::scope::Scope;
 use super::views::{instant, optional_instant, parse_instant, parse_type};
 use super::{page, page_after, page_limit, with_etag, written, App};
 use axum::extract::State;
@@ -203,11 +204,11 @@ fn restriction_json(r: &Restriction) -> Value {
     })
 }
 
-fn group_json(g: &Group) -> Value {
+fn group_json(scope: &Scope, g: &Group) -> Value {
     json!({
         "id": g.id,
         "name": g.name,
-        "parent_id": g.parent,
+        "parent_id": scope.parent_of(g.id, g.parent),
         "children": g.children,
         "restriction": g.restriction.as_ref().map(restriction_json),
         "used": g.used,
@@ -248,11 +249,16 @@ pub async fn list(
 ) -> Result<Response, ApiError> {
     let limit = page_limit(query.limit)?;
     app.read_tenant(tenant, &auth, Need::Read, |t| {
+        let scope = Scope::of(&auth, t);
         let (items, next) = page_after(
             super::btree_after(&t.groups, query.after),
             limit,
-            |g| query.parent_id.is_none() || g.parent == query.parent_id,
-            group_json,
+            |g| {
+                scope.sees_group(g.id)
+                    && (query.parent_id.is_none()
+                        || scope.parent_of(g.id, g.parent) == query.parent_id)
+            },
+            |g| group_json(&scope, g),
         );
         Ok(page(items, next, t.version))
     })
@@ -276,11 +282,16 @@ pub async fn one(
     AppPath((tenant, group)): AppPath<(TenantId, GroupId)>,
 ) -> Result<Response, ApiError> {
     app.read_tenant(tenant, &auth, Need::Read, |t| {
+        let scope = Scope::of(&auth, t);
+        scope.group(group)?;
         let g = t
             .groups
             .get(&group)
             .ok_or_else(|| ApiError::not_found(format!("group {group} not found")))?;
-        Ok(with_etag(Json(group_json(g)).into_response(), t.version))
+        Ok(with_etag(
+            Json(group_json(&scope, g)).into_response(),
+            t.version,
+        ))
     })
 }
 
@@ -321,14 +332,24 @@ pub async fn state(
         .transpose()?
         .unwrap_or(now);
     if at < now {
+        // Whether a scoped key sees the group is judged on the tree as it is now.
+        let scope = app.read_tenant(tenant, &auth, Need::Read, |t| {
+            Scope::of(&auth, t).group(group)
+        });
         return app.view_as_of(tenant, &auth, &[Need::Audit], at, None, |past| {
-            render_state(past, group, at)
+            scope?;
+            render_state(&Scope::of(&auth, past), past, group, at)
         });
     }
-    app.read_tenant(tenant, &auth, Need::Read, |t| render_state(t, group, at))
+    app.read_tenant(tenant, &auth, Need::Read, |t| {
+        let scope = Scope::of(&auth, t);
+        scope.group(group)?;
+        render_state(&scope, t, group, at)
+    })
 }
 
 fn render_state(
+    scope: &Scope,
     t: &Tenant,
     group: GroupId,
     at: chrono::DateTime<Utc>,
@@ -343,25 +364,36 @@ fn render_state(
                 code.to_string(),
                 json!({
                     "limit": s.limit, "used": s.used, "remaining": s.remaining,
-                    "effective_remaining": s.effective_remaining, "limited_by": s.limited_by,
+                    "effective_remaining": s.effective_remaining,
+                    "limited_by": s.limited_by.map(|g| scope.shown_group(g).0),
                 }),
             )
         })
         .collect();
-    let blocked_by: Vec<Value> = state
-        .blocked_by
-        .iter()
-        .map(|b| {
-            json!({
-                "rule": b.rule, "group_id": b.group, "group_name": b.group_name,
-                "valid_from": optional_instant(b.valid_from),
-                "valid_until": optional_instant(b.valid_until),
-            })
-        })
-        .collect();
+    let mut blocked_by: Vec<Value> = Vec::new();
+    for b in &state.blocked_by {
+        let (shown, above_scope) = scope.shown_group(b.group);
+        let mut item = json!({
+            "rule": b.rule, "group_id": shown,
+            "group_name": if above_scope { scope.group_name(shown) } else { b.group_name.clone() },
+            "valid_from": optional_instant(b.valid_from),
+            "valid_until": optional_instant(b.valid_until),
+        });
+        if above_scope {
+            // The groups above the scope are the issuer's: one entry says the grant blocks it.
+            if blocked_by.iter().any(|b| b["above_scope"] == json!(true)) {
+                continue;
+            }
+            item["above_scope"] = json!(true);
+        }
+        blocked_by.push(item);
+    }
     let body = json!({
         "at": instant(at),
-        "group": {"id": state.group.id, "name": state.group.name, "parent_id": state.group.parent},
+        "group": {
+            "id": state.group.id, "name": state.group.name,
+            "parent_id": scope.parent_of(state.group.id, state.group.parent),
+        },
         "restriction": state.restriction.map(restriction_json),
         "types": types,
         "valid_from": optional_instant(state.valid_from),

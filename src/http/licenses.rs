@@ -424,8 +424,10 @@ pub async fn list(
             known_type(t, code)?;
         }
         let holders = holders(t, &query);
+        let scope = super::scope::Scope::of(&auth, t);
         let keep = |l: &events::License| {
-            license_type.as_ref().is_none_or(|ty| &l.license_type == ty)
+            scope.sees_license(l)
+                && license_type.as_ref().is_none_or(|ty| &l.license_type == ty)
                 && status.is_none_or(|s| l.status() == s)
                 && holders.as_ref().is_none_or(|holders| {
                     let base_holder = l.base.and_then(|b| t.licenses.get(&b)).and_then(|b| b.user);
@@ -498,6 +500,7 @@ pub async fn one(
         let l = t
             .licenses
             .get(&license)
+            .filter(|l| super::scope::Scope::of(&auth, t).sees_license(l))
             .ok_or_else(|| ApiError::not_found(format!("licence {license} not found")))?;
         Ok((license_json(t, l), t.version))
     })?;

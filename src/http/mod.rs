@@ -14,6 +14,7 @@ pub mod log;
 pub mod nodes;
 pub mod openapi;
 pub mod reminders;
+pub mod scope;
 mod tenants;
 mod users;
 pub mod views;

@@ -49,8 +49,10 @@ pub async fn due(
         .transpose()?
         .unwrap_or_else(Utc::now);
     app.read_tenant(tenant, &auth, Need::Read, |t| {
+        let scope = super::scope::Scope::of(&auth, t);
         let items: Vec<Value> = projections::due_reminders(t, due_before)
             .into_iter()
+            .filter(|r| scope.sees_group(r.group))
             .map(|r| {
                 json!({
                     "group_id": r.group,
@@ -63,7 +65,9 @@ pub async fn due(
                 })
             })
             .collect();
-        let body = json!({"due_before": instant(due_before), "items": items, "webhook": t.webhook});
+        // The webhook is the tenant's: a scoped key is not shown where it points.
+        let webhook = t.webhook.as_ref().filter(|_| scope.group_id().is_none());
+        let body = json!({"due_before": instant(due_before), "items": items, "webhook": webhook});
         Ok(with_etag(Json(body).into_response(), t.version))
     })
 }

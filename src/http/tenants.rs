@@ -451,6 +451,8 @@ pub async fn usage(
     AppPath(tenant): AppPath<TenantId>,
     AppQuery(query): AppQuery<AtQuery>,
 ) -> Result<Response, ApiError> {
+    auth.role_in(tenant)?;
+    super::scope::whole_tenant(&auth, "the tenant's usage")?;
     let now = Utc::now();
     let at = match query.at.as_deref() {
         None => None,

@@ -255,8 +255,10 @@ pub async fn list(
         if let Some(code) = &license_type {
             known_type(t, code)?;
         }
+        let scope = super::scope::Scope::of(&auth, t);
         let keep = |u: &events::state::User| {
             !u.removed
+                && scope.sees_user(u.id)
                 && query.group_id.is_none_or(|g| u.group == g)
                 && needle.as_deref().is_none_or(|q| {
                     u.name.to_lowercase().contains(q)
@@ -292,6 +294,7 @@ pub async fn one(
     AppPath((tenant, user)): AppPath<(TenantId, UserId)>,
 ) -> Result<Response, ApiError> {
     app.read_tenant(tenant, &auth, Need::Read, |t| {
+        super::scope::Scope::of(&auth, t).user(user)?;
         let u = t
             .users
             .get(&user)

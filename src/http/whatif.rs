@@ -17,11 +17,12 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
+use events::decide::scope::user_in_scope;
 use events::decide::PROVISION_QUANTITY_MAX;
 use events::{
     Command, GroupId, LicenseId, Reminder, Restriction, Retention, Tenant, TenantId, UserId,
 };
-use projections::whatif::{what_if, WhatIf, COMMANDS_PER_WHAT_IF_MAX};
+use projections::whatif::{what_if_as, WhatIf, COMMANDS_PER_WHAT_IF_MAX};
 use projections::Billing;
 use serde::{Deserialize, Deserializer};
 use serde_json::{json, Value};
@@ -424,7 +425,14 @@ impl Snapshot {
 }
 
 /// Run the preview against `snapshot` and answer in the API's JSON.
-pub fn answer(snapshot: &Snapshot, preview: Preview) -> Result<Value, ApiError> {
+/// With `scope` (a key scoped to that group), every command is judged as that key's write
+/// would be, `would_block` lists only the scope's users and `billing_delta`, the tenant's
+/// money, is left empty.
+pub fn answer(
+    snapshot: &Snapshot,
+    preview: Preview,
+    scope: Option<GroupId>,
+) -> Result<Value, ApiError> {
     let mut budget = 0u64;
     let mut names = Vec::with_capacity(preview.ops.len());
     let mut commands = Vec::with_capacity(preview.ops.len());
@@ -447,12 +455,19 @@ pub fn answer(snapshot: &Snapshot, preview: Preview) -> Result<Value, ApiError> 
         commands.push(command);
     }
     let at = preview.at.unwrap_or(snapshot.now);
-    let report = what_if(&snapshot.tenant, &snapshot.billing, at, &commands).map_err(|e| {
-        ApiError::bad_request(e.to_string()).with_details(json!({"reason": match e {
-            projections::WhatIfError::TooManyCommands { .. } => "too_many_commands",
-            projections::WhatIfError::MonthClosed { .. } => "month_closed",
-        }}))
-    })?;
+    let mut report = what_if_as(&snapshot.tenant, &snapshot.billing, at, &commands, scope)
+        .map_err(|e| {
+            ApiError::bad_request(e.to_string()).with_details(json!({"reason": match e {
+                projections::WhatIfError::TooManyCommands { .. } => "too_many_commands",
+                projections::WhatIfError::MonthClosed { .. } => "month_closed",
+            }}))
+        })?;
+    if let Some(scope) = scope {
+        report
+            .would_block
+            .retain(|b| user_in_scope(&snapshot.tenant, scope, b.user));
+        report.billing_delta.clear();
+    }
     Ok(report_json(
         &snapshot.tenant,
         &snapshot.billing,
@@ -585,6 +600,6 @@ pub async fn preview(
         Snapshot::take(&world, tenant, events::time::truncate_to_micros(Utc::now()))?
     };
     let version = snapshot.tenant.version;
-    let body = answer(&snapshot, preview)?;
+    let body = answer(&snapshot, preview, auth.scope())?;
     Ok(with_etag(Json(body).into_response(), version))
 }

@@ -7,6 +7,7 @@ mod bad_input;
 mod catalogue;
 mod cli;
 mod crash;
+mod dealers;
 mod faults;
 mod fuzz_regressions;
 mod groups;
