@@ -3,7 +3,7 @@
 //! **Invariant:** variants are only ever appended to [`Event`]; an existing variant's fields never
 //! change. A change of shape is a new variant (`…V2`) and `evolve` handles both forever.
 
-use crate::catalogue::LicenseType;
+use crate::catalogue::{Feature, LicenseType};
 use crate::ids::{CommandId, GroupId, KeyId, LicenseId, TenantId, TypeCode, UserId};
 use crate::time::{instant, optional_instant};
 use bincode::Options;
@@ -201,6 +201,16 @@ pub enum Event {
         #[serde(with = "instant")]
         due_at: DateTime<Utc>,
     },
+    /// A feature was defined or changed in the catalogue.
+    FeatureDefined {
+        definition: Feature,
+    },
+    /// A group's restriction now switches exactly these features on (`true`) or off
+    /// (`false`); a feature absent is inherited. Replaces the group's earlier settings.
+    RestrictionFeaturesSet {
+        group: GroupId,
+        features: BTreeMap<TypeCode, bool>,
+    },
 }
 
 impl Event {
@@ -232,6 +242,8 @@ impl Event {
             Event::UserNumbersSet { .. } => "user_numbers_set",
             Event::WebhookSet { .. } => "webhook_set",
             Event::ReminderDelivered { .. } => "reminder_delivered",
+            Event::FeatureDefined { .. } => "feature_defined",
+            Event::RestrictionFeaturesSet { .. } => "restriction_features_set",
         }
     }
 }

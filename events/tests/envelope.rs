@@ -41,10 +41,12 @@ fn variant_index(event: &Event) -> usize {
         Event::UserNumbersSet { .. } => 22,
         Event::WebhookSet { .. } => 23,
         Event::ReminderDelivered { .. } => 24,
+        Event::FeatureDefined { .. } => 25,
+        Event::RestrictionFeaturesSet { .. } => 26,
     }
 }
 
-const VARIANTS: usize = 25;
+const VARIANTS: usize = 27;
 
 /// One sample of every variant, with every optional field filled in somewhere.
 fn one_of_each() -> Vec<Event> {
@@ -134,6 +136,19 @@ fn one_of_each() -> Vec<Event> {
         Event::ReminderDelivered {
             group: group(9),
             due_at: at(2024, 3, 1),
+        },
+        Event::FeatureDefined {
+            definition: events::Feature {
+                code: "ukey2".into(),
+                name: "UKEY2".into(),
+                enabled_by_default: true,
+            },
+        },
+        Event::RestrictionFeaturesSet {
+            group: group(1),
+            features: [("ukey2".into(), false), ("face_id".into(), true)]
+                .into_iter()
+                .collect(),
         },
     ]
 }
