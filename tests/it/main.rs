@@ -8,6 +8,7 @@ mod catalogue;
 mod cli;
 mod crash;
 mod faults;
+mod features;
 mod fuzz_regressions;
 mod groups;
 mod idempotency;
