@@ -152,7 +152,10 @@ async fn a_restriction_is_stored_and_shown_on_the_group() {
         .await;
     let mut shown = restriction;
     shown["features"] = json!({});
-    assert_eq!(stored["restriction"], shown, "as sent, with the features it switches");
+    assert_eq!(
+        stored["restriction"], shown,
+        "as sent, with the features it switches"
+    );
 }
 
 #[tokio::test]
