@@ -33,6 +33,22 @@ pub struct LicenseType {
 /// A tenant's catalogue, ordered by code.
 pub type Catalogue = BTreeMap<TypeCode, LicenseType>;
 
+/// A named feature (catalogue `kind: "feature"`): something a group's restriction switches on
+/// or off for the users under it. It has no units: it is never provisioned, priced, assigned,
+/// attached or billed. Its code shares the catalogue's namespace with the licence types.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Feature {
+    /// The code, unique in the tenant among features and licence types.
+    pub code: TypeCode,
+    /// What people call it (`UKEY2`).
+    pub name: String,
+    /// Available where no group on the path switches it on or off.
+    pub enabled_by_default: bool,
+}
+
+/// A tenant's features, ordered by code.
+pub type Features = BTreeMap<TypeCode, Feature>;
+
 /// The base types of the default catalogue.
 pub const DEFAULT_BASE_TYPES: [&str; 9] = [
     "phone_system",

@@ -3,6 +3,7 @@
 use crate::event::{Restriction, Retention, Role};
 use crate::ids::{CommandId, GroupId, KeyId, LicenseId, TypeCode, UserId};
 use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
 
 /// What the shell knows about a command besides its content. Time arrives here; `decide`
 /// never reads a clock.
@@ -78,9 +79,17 @@ pub enum Command {
         name: Option<String>,
         parent: Option<Option<GroupId>>,
     },
+    /// Set a group's restriction, leaving the features it switches as they are.
     SetRestriction {
         group: GroupId,
         restriction: Restriction,
+    },
+    /// Set a group's restriction and the features it switches on (`true`) or off (`false`)
+    /// in one step; features absent from the map are inherited.
+    SetRestrictionAndFeatures {
+        group: GroupId,
+        restriction: Restriction,
+        features: BTreeMap<TypeCode, bool>,
     },
     ClearRestriction {
         group: GroupId,
@@ -119,6 +128,8 @@ pub enum Command {
     },
     /// Define a new licence type or change an existing one.
     DefineLicenseType(crate::catalogue::LicenseType),
+    /// Define a new feature or change an existing one.
+    DefineFeature(crate::catalogue::Feature),
     /// Apply a bulk-import file: every row validated first, all applied or none.
     Import(Vec<ImportRow>),
     /// Set the URL due reminders are delivered to.

@@ -3,7 +3,7 @@
 //! **Invariant:** variants are only ever appended to [`Event`]; an existing variant's fields never
 //! change. A change of shape is a new variant (`…V2`) and `evolve` handles both forever.
 
-use crate::catalogue::LicenseType;
+use crate::catalogue::{Feature, LicenseType};
 use crate::ids::{CommandId, GroupId, KeyId, LicenseId, TenantId, TypeCode, UserId};
 use crate::time::{instant, optional_instant};
 use bincode::Options;
@@ -209,6 +209,16 @@ pub enum Event {
         token_hash: [u8; 32],
         group: GroupId,
     },
+    /// A feature was defined or changed in the catalogue.
+    FeatureDefined {
+        definition: Feature,
+    },
+    /// A group's restriction now switches exactly these features on (`true`) or off
+    /// (`false`); a feature absent is inherited. Replaces the group's earlier settings.
+    RestrictionFeaturesSet {
+        group: GroupId,
+        features: BTreeMap<TypeCode, bool>,
+    },
 }
 
 /// What an issued key is, whichever event issued it.
@@ -284,6 +294,8 @@ impl Event {
             Event::WebhookSet { .. } => "webhook_set",
             Event::ReminderDelivered { .. } => "reminder_delivered",
             Event::ScopedApiKeyIssued { .. } => "scoped_api_key_issued",
+            Event::FeatureDefined { .. } => "feature_defined",
+            Event::RestrictionFeaturesSet { .. } => "restriction_features_set",
         }
     }
 }

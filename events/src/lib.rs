@@ -14,7 +14,7 @@ pub mod rejection;
 pub mod state;
 pub mod time;
 
-pub use catalogue::{Catalogue, Kind, LicenseType};
+pub use catalogue::{Catalogue, Feature, Features, Kind, LicenseType};
 pub use command::{Command, Context, ImportRow, NewUser};
 pub use decide::{decide, decide_as};
 pub use event::{

@@ -31,6 +31,14 @@ pub enum Rule {
     KindChangeInUse,
     AssignmentInvalidated,
     TenantLimitReached,
+    /// A feature code where a licence type is needed: features have no units.
+    FeatureHasNoUnits,
+    /// A licence type code where a feature is needed (a restriction's `features`).
+    NotAFeature,
+    /// A group may not switch on a feature an ancestor's restriction switches off.
+    FeatureDisabledAbove,
+    /// A code cannot change between a licence type and a feature.
+    CatalogueKindChange,
 }
 
 impl Rule {
@@ -63,6 +71,10 @@ impl Rule {
             Rule::KindChangeInUse => "kind_change_in_use",
             Rule::AssignmentInvalidated => "assignment_invalidated",
             Rule::TenantLimitReached => "tenant_limit_reached",
+            Rule::FeatureHasNoUnits => "feature_has_no_units",
+            Rule::NotAFeature => "not_a_feature",
+            Rule::FeatureDisabledAbove => "feature_disabled_above",
+            Rule::CatalogueKindChange => "catalogue_kind_change",
         }
     }
 }
@@ -143,6 +155,8 @@ pub enum Rejection {
     InvalidInput(String),
     #[error("unknown licence type `{0}`")]
     UnknownLicenseType(TypeCode),
+    #[error("unknown feature `{0}`")]
+    UnknownFeature(TypeCode),
     #[error("tenant already exists")]
     TenantAlreadyExists,
     #[error("licence {0} not found")]
@@ -253,7 +267,7 @@ impl Rejection {
     pub fn class(&self) -> RejectionClass {
         use Rejection::*;
         match self {
-            InvalidInput(_) | UnknownLicenseType(_) => RejectionClass::BadInput,
+            InvalidInput(_) | UnknownLicenseType(_) | UnknownFeature(_) => RejectionClass::BadInput,
             LicenseNotFound(_) | UserNotFound(_) | GroupNotFound(_) | KeyNotFound(_) => {
                 RejectionClass::NotFound
             }
@@ -286,6 +300,7 @@ impl Rejection {
         match self {
             InvalidInput(_) => "invalid_input",
             UnknownLicenseType(_) => "unknown_license_type",
+            UnknownFeature(_) => "unknown_feature",
             TenantAlreadyExists => "tenant_already_exists",
             LicenseNotFound(_) => "license_not_found",
             UserNotFound(_) => "user_not_found",

@@ -1,7 +1,7 @@
 //! The state of one tenant, as `evolve` folds it from events. It is what `decide` judges
 //! commands against, and what the current-state queries read.
 
-use crate::catalogue::{Catalogue, Kind};
+use crate::catalogue::{Catalogue, Features, Kind};
 use crate::event::{Event, EventHash, Restriction, Retention, Role};
 use crate::ids::{GroupId, KeyId, LicenseId, TenantId, TypeCode, UserId};
 use crate::index::IdMap;
@@ -68,6 +68,10 @@ pub struct Group {
     pub restriction: Option<Restriction>,
     /// Licences of each type held by users anywhere in this group's subtree.
     pub used: BTreeMap<TypeCode, u64>,
+    /// The features this group's restriction switches on (`true`) or off (`false`); absent
+    /// ones are inherited. They count only while the restriction is enabled, and go with it
+    /// when it is cleared.
+    pub features: BTreeMap<TypeCode, bool>,
 }
 
 impl Group {
@@ -79,6 +83,13 @@ impl Group {
     /// Licences of `license_type` used in the subtree.
     pub fn used_of(&self, license_type: &TypeCode) -> u64 {
         self.used.get(license_type).copied().unwrap_or(0)
+    }
+
+    /// How the group's enabled restriction switches `feature`: `Some(true)` on,
+    /// `Some(false)` off, `None` inherited (or no enabled restriction).
+    pub fn feature_switch(&self, feature: &TypeCode) -> Option<bool> {
+        self.enabled_restriction()?;
+        self.features.get(feature).copied()
     }
 }
 
@@ -128,6 +139,8 @@ pub struct Tenant {
     /// Hash of the tenant's last event.
     pub last_hash: EventHash,
     pub catalogue: Catalogue,
+    /// The catalogue's features (`kind: "feature"`), apart from the licence types.
+    pub features: Features,
     pub licenses: IdMap<LicenseId, License>,
     /// Free licences per type (a base: unassigned; an add-on: unattached).
     pub free: BTreeMap<TypeCode, BTreeSet<LicenseId>>,
@@ -157,6 +170,7 @@ impl Tenant {
             version: 0,
             last_hash: EventHash::default(),
             catalogue: Catalogue::new(),
+            features: Features::new(),
             licenses: IdMap::new(),
             free: BTreeMap::new(),
             owned: BTreeMap::new(),
@@ -169,6 +183,29 @@ impl Tenant {
             webhook: None,
             reminders_delivered: BTreeSet::new(),
         }
+    }
+
+    /// Whether `feature` is on in `group` by the switches on its path to the root (enabled
+    /// restrictions only): off when any group switches it off, else on when any switches it
+    /// on, else the catalogue's default. With the group that decides it (the nearest one
+    /// switching it off, else the nearest switching it on); `None` when the default decides.
+    pub fn effective_feature(&self, group: GroupId, feature: &TypeCode) -> (bool, Option<GroupId>) {
+        let switches: Vec<(GroupId, bool)> = self
+            .path_to_root(group)
+            .into_iter()
+            .filter_map(|id| Some((id, self.groups.get(&id)?.feature_switch(feature)?)))
+            .collect();
+        if let Some((id, _)) = switches.iter().find(|(_, on)| !on) {
+            return (false, Some(*id));
+        }
+        if let Some((id, _)) = switches.first() {
+            return (true, Some(*id));
+        }
+        let default = self
+            .features
+            .get(feature)
+            .is_some_and(|f| f.enabled_by_default);
+        (default, None)
     }
 
     /// A user that exists and was not removed.
@@ -481,6 +518,7 @@ pub fn evolve(state: &mut Tenant, event: &Event, version_of_event: u64) {
                     children: BTreeSet::new(),
                     restriction: None,
                     used: BTreeMap::new(),
+                    features: BTreeMap::new(),
                 },
             );
             if let Some(p) = parent.and_then(|p| state.groups.get_mut(&p)) {
@@ -522,7 +560,18 @@ pub fn evolve(state: &mut Tenant, event: &Event, version_of_event: u64) {
         Event::RestrictionCleared { group } => {
             if let Some(g) = state.groups.get_mut(group) {
                 g.restriction = None;
+                g.features.clear();
             }
+        }
+        Event::RestrictionFeaturesSet { group, features } => {
+            if let Some(g) = state.groups.get_mut(group) {
+                g.features = features.clone();
+            }
+        }
+        Event::FeatureDefined { definition } => {
+            state
+                .features
+                .insert(definition.code.clone(), definition.clone());
         }
         Event::UserCreated {
             user,

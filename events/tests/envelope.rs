@@ -42,10 +42,12 @@ fn variant_index(event: &Event) -> usize {
         Event::WebhookSet { .. } => 23,
         Event::ReminderDelivered { .. } => 24,
         Event::ScopedApiKeyIssued { .. } => 25,
+        Event::FeatureDefined { .. } => 26,
+        Event::RestrictionFeaturesSet { .. } => 27,
     }
 }
 
-const VARIANTS: usize = 26;
+const VARIANTS: usize = 28;
 
 /// One sample of every variant, with every optional field filled in somewhere.
 fn one_of_each() -> Vec<Event> {
@@ -142,6 +144,19 @@ fn one_of_each() -> Vec<Event> {
         Event::ReminderDelivered {
             group: group(9),
             due_at: at(2024, 3, 1),
+        },
+        Event::FeatureDefined {
+            definition: events::Feature {
+                code: "ukey2".into(),
+                name: "UKEY2".into(),
+                enabled_by_default: true,
+            },
+        },
+        Event::RestrictionFeaturesSet {
+            group: group(1),
+            features: [("ukey2".into(), false), ("face_id".into(), true)]
+                .into_iter()
+                .collect(),
         },
     ]
 }

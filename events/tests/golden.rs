@@ -13,8 +13,8 @@
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use events::event::FORMAT_V1;
 use events::{
-    CommandId, Envelope, Event, EventHash, GroupId, KeyId, Kind, LicenseId, LicenseType, Reminder,
-    ReminderFrequency, Restriction, Retention, Role, TenantId, TypeCode, UserId,
+    CommandId, Envelope, Event, EventHash, Feature, GroupId, KeyId, Kind, LicenseId, LicenseType,
+    Reminder, ReminderFrequency, Restriction, Retention, Role, TenantId, TypeCode, UserId,
 };
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -92,11 +92,13 @@ fn file_name(event: &Event) -> &'static str {
         Event::WebhookSet { .. } => "webhook_set.bin",
         Event::ReminderDelivered { .. } => "reminder_delivered.bin",
         Event::ScopedApiKeyIssued { .. } => "scoped_api_key_issued.bin",
+        Event::FeatureDefined { .. } => "feature_defined.bin",
+        Event::RestrictionFeaturesSet { .. } => "restriction_features_set.bin",
     }
 }
 
 /// Number of [`Event`] variants in format v1.
-const V1_VARIANTS: usize = 26;
+const V1_VARIANTS: usize = 28;
 
 /// One event of each variant, with optional fields filled in where the variant has them.
 fn v1_events() -> Vec<Event> {
@@ -228,6 +230,19 @@ fn v1_events() -> Vec<Event> {
             role: Role::Admin,
             token_hash: [0xcd; 32],
             group: group(2),
+        },
+        Event::FeatureDefined {
+            definition: Feature {
+                code: code("ukey2"),
+                name: "UKEY2".into(),
+                enabled_by_default: false,
+            },
+        },
+        Event::RestrictionFeaturesSet {
+            group: group(2),
+            features: [(code("ukey2"), false), (code("face_id"), true)]
+                .into_iter()
+                .collect(),
         },
     ]
 }

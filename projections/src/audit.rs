@@ -1,4 +1,5 @@
-//! Audit: what an event concerns, so history can be filtered by user, licence, group and type.
+//! Audit: what an event concerns, so history can be filtered by user, licence, group and type
+//! (a feature's code counts as a type: `?type=` finds the events naming it).
 
 use events::{Event, GroupId, LicenseId, TypeCode, UserId};
 
@@ -83,6 +84,11 @@ pub fn touches(event: &Event) -> Touches<'_> {
         Event::UserNumbersSet { user, .. } => t.users.push(*user),
         Event::WebhookSet { .. } => {}
         Event::ReminderDelivered { group, .. } => t.groups.push(*group),
+        Event::FeatureDefined { definition } => t.types.push(&definition.code),
+        Event::RestrictionFeaturesSet { group, features } => {
+            t.groups.push(*group);
+            t.types.extend(features.keys());
+        }
     }
     t
 }

@@ -1,14 +1,18 @@
 //! "Why can't this user use feature X?": every entitlement check in order, with pass/fail, and
-//! the first failing one as `blocked_by`.
+//! the first failing one as `blocked_by`. X is a licence type or a feature of the catalogue
+//! (`kind: "feature"`, switched on or off by groups' restrictions).
 
 use crate::group_state::window_block;
 use chrono::{DateTime, Utc};
-use events::{GroupId, Tenant, TypeCode, UserId};
+use events::state::{Group, User};
+use events::{GroupId, Restriction, Tenant, TypeCode, UserId};
 
 /// One check of an entitlement.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Check {
-    /// `user_active`, `holds_license`, `requires`, `excludes`, `group_window`, `group_limit`.
+    /// `user_active`, `holds_license`, `requires`, `excludes`, `group_window` (failing:
+    /// `window_not_started`, `window_expired`); for a feature `group_feature` (failing:
+    /// `feature_disabled`) and `feature_enabled` (failing: `feature_not_enabled`).
     pub rule: &'static str,
     pub passed: bool,
     pub group: Option<(GroupId, String)>,
@@ -38,17 +42,8 @@ fn check(rule: &'static str, passed: bool, detail: String) -> Check {
     }
 }
 
-/// Explain whether `user` is entitled to `license_type` at `at`: holds an assigned licence of
-/// the type (directly or as an add-on of their base licence), its dependencies hold, and every
-/// group on the path to the root has a window covering `at`. `None` if the user never existed.
-pub fn entitlement(
-    tenant: &Tenant,
-    user: UserId,
-    license_type: &TypeCode,
-    at: DateTime<Utc>,
-) -> Option<Entitlement> {
-    let u = tenant.users.get(&user)?;
-    let mut checks = vec![check(
+fn user_active(u: &User) -> Check {
+    check(
         "user_active",
         !u.removed,
         if u.removed {
@@ -56,7 +51,24 @@ pub fn entitlement(
         } else {
             format!("user {} is active", u.name)
         },
-    )];
+    )
+}
+
+/// Explain whether `user` is entitled to `license_type` at `at`: holds an assigned licence of
+/// the type (directly or as an add-on of their base licence), its dependencies hold, and every
+/// group on the path to the root has a window covering `at`. For a feature of the catalogue,
+/// see [`feature_entitlement`]. `None` if the user never existed.
+pub fn entitlement(
+    tenant: &Tenant,
+    user: UserId,
+    license_type: &TypeCode,
+    at: DateTime<Utc>,
+) -> Option<Entitlement> {
+    if tenant.features.contains_key(license_type) {
+        return feature_entitlement(tenant, user, license_type, at);
+    }
+    let u = tenant.users.get(&user)?;
+    let mut checks = vec![user_active(u)];
     let holdings = tenant.holdings(user);
     let held = u
         .licenses
@@ -121,52 +133,129 @@ pub fn entitlement(
             ),
         });
     }
-    for id in tenant.path_to_root(u.group) {
-        let Some(g) = tenant.groups.get(&id) else {
-            continue;
-        };
-        let group = Some((g.id, g.name.clone()));
-        let Some(r) = g.enabled_restriction() else {
-            checks.push(Check {
-                rule: "group_window",
-                passed: true,
-                group,
-                detail: "no enabled restriction".into(),
-            });
-            continue;
-        };
-        let window = format!(
-            "window {} to {}",
-            r.valid_from.map_or("open".into(), |f| f
-                .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
-            r.valid_until.map_or("open".into(), |u| u
-                .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
-        );
+    for_each_group_on_path(tenant, u.group, &mut checks, |g, r, checks| {
         let limit = r.limits.get(license_type).map_or_else(
             || format!("no {license_type} limit"),
             |l| format!("{license_type} limit {l}, used {}", g.used_of(license_type)),
         );
-        checks.push(match window_block(r, at) {
-            None => Check {
+        checks.push(window_check(g, r, at, &format!("; {limit}")));
+    });
+    let allowed = checks.iter().all(|c| c.passed);
+    Some(Entitlement { allowed, checks })
+}
+
+/// For each group from `group` up to the root: `checks_of` its enabled restriction, or a
+/// passed window check for a group without one (it blocks nothing).
+fn for_each_group_on_path(
+    tenant: &Tenant,
+    group: GroupId,
+    checks: &mut Vec<Check>,
+    mut checks_of: impl FnMut(&Group, &Restriction, &mut Vec<Check>),
+) {
+    for id in tenant.path_to_root(group) {
+        let Some(g) = tenant.groups.get(&id) else {
+            continue;
+        };
+        match g.enabled_restriction() {
+            Some(r) => checks_of(g, r, checks),
+            None => checks.push(Check {
                 rule: "group_window",
                 passed: true,
-                group,
-                detail: format!(
-                    "{window} covers {}; {limit}",
-                    at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
-                ),
+                group: Some((g.id, g.name.clone())),
+                detail: "no enabled restriction".into(),
+            }),
+        }
+    }
+}
+
+fn instant(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+}
+
+/// Whether the enabled restriction `r` of group `g` has a window covering `at` (`then` is
+/// added to the detail).
+fn window_check(g: &Group, r: &Restriction, at: DateTime<Utc>, then: &str) -> Check {
+    let window = format!(
+        "window {} to {}",
+        r.valid_from.map_or("open".into(), instant),
+        r.valid_until.map_or("open".into(), instant)
+    );
+    let group = Some((g.id, g.name.clone()));
+    match window_block(r, at) {
+        None => Check {
+            rule: "group_window",
+            passed: true,
+            group,
+            detail: format!("{window} covers {}{then}", instant(at)),
+        },
+        Some(rule) => Check {
+            rule,
+            passed: false,
+            group,
+            detail: format!("{window} does not cover {}{then}", instant(at)),
+        },
+    }
+}
+
+/// Explain whether `user` may use `feature` at `at`. In order: the user is active; then for
+/// each group from the user's up to the root, its window covers `at` (a group whose window
+/// is over blocks everything under it, features too) and, where its restriction is enabled,
+/// it does not switch the feature off (`feature_disabled`, naming the group); last, some group
+/// on the path switches it on or the catalogue has it on by default (else
+/// `feature_not_enabled`). `None` if the user never existed.
+pub fn feature_entitlement(
+    tenant: &Tenant,
+    user: UserId,
+    feature: &TypeCode,
+    at: DateTime<Utc>,
+) -> Option<Entitlement> {
+    let u = tenant.users.get(&user)?;
+    let mut checks = vec![user_active(u)];
+    for_each_group_on_path(tenant, u.group, &mut checks, |g, r, checks| {
+        checks.push(window_check(g, r, at, ""));
+        let switch = g.feature_switch(feature);
+        checks.push(Check {
+            rule: if switch == Some(false) {
+                "feature_disabled"
+            } else {
+                "group_feature"
             },
-            Some(rule) => Check {
-                rule,
-                passed: false,
-                group,
-                detail: format!(
-                    "{window} does not cover {}; {limit}",
-                    at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
-                ),
+            passed: switch != Some(false),
+            group: Some((g.id, g.name.clone())),
+            detail: match switch {
+                Some(false) => format!("group {} switches {feature} off", g.name),
+                Some(true) => format!("group {} switches {feature} on", g.name),
+                None => format!("group {} leaves {feature} as inherited", g.name),
             },
         });
-    }
+    });
+    let default = tenant
+        .features
+        .get(feature)
+        .is_some_and(|f| f.enabled_by_default);
+    let switched_on = tenant
+        .path_to_root(u.group)
+        .into_iter()
+        .filter_map(|id| tenant.groups.get(&id))
+        .find(|g| g.feature_switch(feature) == Some(true));
+    checks.push(match switched_on {
+        Some(g) => Check {
+            rule: "feature_enabled",
+            passed: true,
+            group: Some((g.id, g.name.clone())),
+            detail: format!("group {} switches {feature} on", g.name),
+        },
+        None if default => check(
+            "feature_enabled",
+            true,
+            format!("{feature} is on by default"),
+        ),
+        None => check(
+            "feature_not_enabled",
+            false,
+            format!("no group on the path switches {feature} on, and it is off by default"),
+        ),
+    });
     let allowed = checks.iter().all(|c| c.passed);
     Some(Entitlement { allowed, checks })
 }

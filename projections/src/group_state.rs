@@ -1,5 +1,6 @@
-//! The state of one group at an instant: limits, usage, remainders, effective window and the
-//! ancestors whose restriction blocks it.
+//! The state of one group at an instant: limits, usage, remainders, effective window, the
+//! ancestors whose restriction blocks it, and every feature of the catalogue as the group
+//! switches it and as it holds there.
 
 use chrono::{DateTime, Utc};
 use events::state::Group;
@@ -19,6 +20,19 @@ pub struct TypeState {
     pub effective_remaining: Option<u64>,
     /// The group whose limit gives `effective_remaining`.
     pub limited_by: Option<GroupId>,
+}
+
+/// One feature in a group.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FeatureState {
+    /// The group's own setting: on, off, or `None` (inherited). Kept while the restriction
+    /// is disabled, when it counts for nothing.
+    pub own: Option<bool>,
+    /// Whether the feature is on for the group's users by the switches on the path (see
+    /// `Tenant::effective_feature`); windows are reported apart, in `blocked_by`.
+    pub enabled: bool,
+    /// The group whose switch decides `enabled`; `None` when the catalogue's default does.
+    pub decided_by: Option<GroupId>,
 }
 
 /// A group on the path whose enabled validity window does not cover the instant.
@@ -43,6 +57,8 @@ pub struct GroupState<'a> {
     pub valid_until: Option<DateTime<Utc>>,
     /// Groups on the path to the root (this one first) whose window excludes `at`.
     pub blocked_by: Vec<WindowBlock>,
+    /// Every feature of the catalogue.
+    pub features: BTreeMap<TypeCode, FeatureState>,
 }
 
 /// Why an enabled window excludes `at`, if it does.
@@ -91,6 +107,20 @@ pub fn group_state(tenant: &Tenant, group: GroupId, at: DateTime<Utc>) -> Option
             })
         })
         .collect();
+    let features = tenant
+        .features
+        .keys()
+        .map(|code| {
+            let (enabled, decided_by) = tenant.effective_feature(group, code);
+            let own = g.features.get(code).copied();
+            let state = FeatureState {
+                own,
+                enabled,
+                decided_by,
+            };
+            (code.clone(), state)
+        })
+        .collect();
     Some(GroupState {
         group: g,
         restriction: g.restriction.as_ref(),
@@ -98,6 +128,7 @@ pub fn group_state(tenant: &Tenant, group: GroupId, at: DateTime<Utc>) -> Option
         valid_from,
         valid_until,
         blocked_by,
+        features,
     })
 }
 

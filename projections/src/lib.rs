@@ -4,12 +4,12 @@
 pub mod group_state;
 pub mod usage;
 
-pub use group_state::{group_state, GroupState, TypeState, WindowBlock};
+pub use group_state::{group_state, FeatureState, GroupState, TypeState, WindowBlock};
 pub use usage::{usage, TypeUsage, UsageHistory};
 pub mod billing;
 pub use billing::{invoice, invoice_bytes, Billing, Invoice, Month, TypeMonth};
 pub mod explain;
-pub use explain::{entitlement, Check, Entitlement};
+pub use explain::{entitlement, feature_entitlement, Check, Entitlement};
 pub mod audit;
 pub use audit::{touches, Touches};
 pub mod whatif;

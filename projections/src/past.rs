@@ -5,8 +5,9 @@
 //!
 //! Kept per tenant, fed every event after it is folded ([`PastIndex::apply`], which follows
 //! `events::evolve`: what each event changes; a property test holds it to the fold):
-//! - every licence type definition, with the version that made it;
-//! - each group's own fields (name, parent, restriction) after every change, and the
+//! - every licence type and feature definition, with the version that made it;
+//! - each group's own fields (name, parent, restriction, the features it switches) after
+//!   every change, and the
 //!   licences of each type held by users *directly* in the group (not in its subgroups) as
 //!   8-byte points — a group's subtree usage at a version is the sum over its subtree then,
 //!   so a move of a group records nothing but the move;
@@ -22,7 +23,7 @@
 //! 2³¹ licences, far beyond a tenant's limit) stops being indexed and [`PastIndex::tenant_at`]
 //! answers `None` from then on, so callers fold instead.
 
-use events::catalogue::LicenseType;
+use events::catalogue::{Feature, LicenseType};
 use events::state::{Group, License, User};
 use events::{Event, GroupId, LicenseId, Tenant, TypeCode, UserId};
 use serde::{Deserialize, Serialize};
@@ -130,6 +131,7 @@ pub struct PastIndex {
     /// A version or licence index stopped fitting in `u32`: nothing is recorded any more.
     overflowed: bool,
     definitions: Vec<(u64, LicenseType)>,
+    features: Vec<(u64, Feature)>,
     groups: BTreeMap<GroupId, GroupPast>,
     users: HashMap<UserId, UserPast, Fast>,
     /// The base licences users took and gave back.
@@ -148,6 +150,7 @@ impl PartialEq for PastIndex {
     fn eq(&self, other: &Self) -> bool {
         self.overflowed == other.overflowed
             && self.definitions == other.definitions
+            && self.features == other.features
             && self.groups == other.groups
             && self.users == other.users
             && self.user_changes == other.user_changes
@@ -176,6 +179,7 @@ fn own_group(group: &Group) -> Group {
         children: BTreeSet::new(),
         restriction: group.restriction.clone(),
         used: BTreeMap::new(),
+        features: group.features.clone(),
     }
 }
 
@@ -183,6 +187,7 @@ fn same_own_group(recorded: &Group, live: &Group) -> bool {
     recorded.name == live.name
         && recorded.parent == live.parent
         && recorded.restriction == live.restriction
+        && recorded.features == live.features
 }
 
 fn own_user(user: &User) -> User {
@@ -236,6 +241,9 @@ impl PastIndex {
             Event::LicenseTypeDefined { definition } => {
                 self.definitions.push((version, definition.clone()));
             }
+            Event::FeatureDefined { definition } => {
+                self.features.push((version, definition.clone()));
+            }
             Event::LicenseAssigned { license, user, .. } => {
                 self.hold(*user, *license, v, true);
                 let types = with_addon_types(license);
@@ -282,6 +290,7 @@ impl PastIndex {
             | Event::GroupMoved { group, .. }
             | Event::GroupRenamed { group, .. }
             | Event::RestrictionSet { group, .. }
+            | Event::RestrictionFeaturesSet { group, .. }
             | Event::RestrictionCleared { group } => {
                 let Some(live) = tenant.groups.get(group) else {
                     return;
@@ -363,6 +372,7 @@ impl PastIndex {
     /// Give back the room the histories grew into.
     pub fn shrink_to_fit(&mut self) {
         self.definitions.shrink_to_fit();
+        self.features.shrink_to_fit();
         for group in self.groups.values_mut() {
             group.own.shrink_to_fit();
             for series in group.direct.values_mut() {
@@ -415,6 +425,10 @@ impl PastIndex {
         past.version = version;
         for (_, definition) in self.definitions.iter().take_while(|(at, _)| *at <= version) {
             past.catalogue
+                .insert(definition.code.clone(), definition.clone());
+        }
+        for (_, definition) in self.features.iter().take_while(|(at, _)| *at <= version) {
+            past.features
                 .insert(definition.code.clone(), definition.clone());
         }
         self.groups_at(version, v, &mut past);

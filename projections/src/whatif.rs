@@ -72,7 +72,8 @@ pub struct Block {
     pub user: UserId,
     pub license_type: TypeCode,
     /// The first failing entitlement check after the change (`holds_license`,
-    /// `window_expired`, `window_not_started`, `requires`, `excludes`, `user_active`).
+    /// `window_expired`, `window_not_started`, `requires`, `excludes`, `user_active`; for a
+    /// feature `feature_disabled`, `feature_not_enabled`).
     pub rule: &'static str,
     /// The group whose restriction blocks it, for group rules.
     pub group: Option<(GroupId, String)>,
@@ -298,11 +299,14 @@ fn billed_types(results: &[CommandResult]) -> BTreeSet<TypeCode> {
 }
 
 /// Every (active user, type) entitled at `at` in `before` and not in `after`, with the first
-/// check that fails after. Only types the user holds before are asked about.
+/// check that fails after. Asked about: the types the user holds before, and every feature
+/// of the catalogue before (a feature switched off, or a window shortened, shows who would
+/// lose it).
 pub fn would_block(before: &Tenant, after: &Tenant, at: DateTime<Utc>) -> Vec<Block> {
     let mut blocks = Vec::new();
     for user in before.users.values().filter(|u| !u.removed) {
         let mut types = before.holdings(user.id);
+        types.extend(before.features.keys().cloned());
         types.sort();
         types.dedup();
         for license_type in types {

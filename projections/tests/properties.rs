@@ -1,7 +1,8 @@
 //! Properties of the ledger core under random command sequences.
 //!
 //! A sequence of commands (provision, set quantity, terminate, assign / unassign / reassign,
-//! attach / detach add-ons, assign by type, groups, users, quotas, retention, prices) is drawn
+//! attach / detach add-ons, assign by type, groups, users, quotas and the features they switch,
+//! feature definitions, retention, prices) is drawn
 //! with ids from small pools, so commands often hit existing entities and often conflict. Each
 //! is decided at a later instant than the one before (spanning several months, landing on
 //! month boundaries of the tenant's billing time zone); accepted events are wrapped in
@@ -33,7 +34,7 @@ const QUOTA_CASES: u32 = 384;
 /// Commands per sequence, after the tenant is created.
 const STEPS_MAX: usize = 60;
 /// Of which the first, at most, only build a world (groups, users, licences) to act on.
-const SETUP_STEPS_MAX: usize = 14;
+const SETUP_STEPS_MAX: usize = 16;
 /// Sizes of the id pools commands draw from.
 const USERS: u8 = 6;
 const GROUPS: u8 = 4;
@@ -60,6 +61,18 @@ const TYPES: [&str; 10] = [
     "team_chat",
 ];
 const BASE_TYPES: usize = 4;
+
+/// Features sessions define and switch; a switch sometimes names a licence type or a code
+/// never defined instead, which is refused.
+const FEATURES: [&str; 2] = ["ukey2", "face_id"];
+
+fn feature_code(index: u8) -> TypeCode {
+    match usize::from(index) {
+        i if i < FEATURES.len() => TypeCode::from(FEATURES[i]),
+        i if i == FEATURES.len() => type_code(index),
+        _ => TypeCode::from("telepathy"),
+    }
+}
 
 const TIMEZONES: [&str; 4] = ["UTC", "Europe/Prague", "America/New_York", "Asia/Kolkata"];
 
@@ -103,6 +116,7 @@ struct Mix {
     clear_restriction: u32,
     set_retention: u32,
     set_price: u32,
+    define_feature: u32,
     /// Chance that a limit is set just above the group's current usage rather than absolute.
     tight_limits: f64,
     /// The licence types commands use, as indices into [`TYPES`] (bases and add-ons).
@@ -129,6 +143,7 @@ const BROAD: Mix = Mix {
     clear_restriction: 1,
     set_retention: 2,
     set_price: 1,
+    define_feature: 2,
     tight_limits: 0.5,
     types: &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
 };
@@ -154,6 +169,7 @@ const QUOTAS: Mix = Mix {
     clear_restriction: 1,
     set_retention: 1,
     set_price: 1,
+    define_feature: 1,
     tight_limits: 0.8,
     // phone_system, voice; call_recording, sip_number, mobile_app, outbound: few types, so
     // limits, holdings and add-ons meet often.
@@ -283,6 +299,8 @@ enum Step {
         limits: Vec<LimitSpec>,
         window: WindowSpec,
         reminder: Option<(u32, u8)>,
+        /// With the features it switches (feature index, on), or leaving them as they are.
+        features: Option<Vec<(u8, bool)>>,
     },
     ClearRestriction {
         group: Ref,
@@ -293,6 +311,10 @@ enum Step {
         unit_price_minor: i64,
         euro: bool,
         effective_hours: i64,
+    },
+    DefineFeature {
+        feature: u8,
+        enabled_by_default: bool,
     },
 }
 
@@ -358,6 +380,16 @@ fn window() -> impl Strategy<Value = WindowSpec> {
         .prop_map(|(from, until)| WindowSpec { from, until })
 }
 
+/// Mostly a feature of [`FEATURES`]; now and then a licence type or an unknown code.
+fn feature_index() -> impl Strategy<Value = u8> {
+    let features = FEATURES.len() as u8;
+    prop_oneof![
+        16 => 0..features,
+        1 => Just(features),
+        1 => Just(features + 1),
+    ]
+}
+
 fn step(mix: Mix) -> impl Strategy<Value = Step> {
     let user = reference(USERS);
     let group = reference(GROUPS);
@@ -367,6 +399,10 @@ fn step(mix: Mix) -> impl Strategy<Value = Step> {
         prop::collection::vec(limit(mix), 0..=3),
         window(),
         prop::option::weighted(0.2, (0u32..=400, 0u8..4)),
+        prop::option::weighted(
+            0.4,
+            prop::collection::vec((feature_index(), any::<bool>()), 1..=2),
+        ),
     );
     let retention = prop_oneof![
         (0u32..=16).prop_map(Retention::Days),
@@ -414,13 +450,17 @@ fn step(mix: Mix) -> impl Strategy<Value = Step> {
         )
             .prop_map(|(group, parent, rename)| Step::MoveGroup { group, parent, rename }),
         mix.set_restriction => restriction.prop_map(
-            |(group, enabled, limits, window, reminder)| Step::SetRestriction {
+            |(group, enabled, limits, window, reminder, features)| Step::SetRestriction {
                 group,
                 enabled,
                 limits,
                 window,
                 reminder,
+                features,
             }
+        ),
+        mix.define_feature => (0..FEATURES.len() as u8, prop::bool::weighted(0.3)).prop_map(
+            |(feature, enabled_by_default)| Step::DefineFeature { feature, enabled_by_default }
         ),
         mix.clear_restriction => group.clone().prop_map(|group| Step::ClearRestriction { group }),
         mix.set_retention => retention.prop_map(Step::SetRetention),
@@ -454,8 +494,8 @@ struct Session {
     steps: Vec<(Advance, Step)>,
 }
 
-/// Steps that build a world to act on: a root group and maybe more groups, users in them,
-/// and licences (base types more often).
+/// Steps that build a world to act on: the features, a root group and maybe more groups,
+/// users in them, and licences (base types more often).
 fn setup(mix: Mix) -> impl Strategy<Value = Vec<(Advance, Step)>> {
     let root = (0..GROUPS).prop_map(|group| Step::CreateGroup {
         group,
@@ -501,16 +541,31 @@ fn setup(mix: Mix) -> impl Strategy<Value = Vec<(Advance, Step)>> {
         ],
         1..=4,
     );
-    let parts = (root, groups, users, licences, assignments);
-    (parts, advance()).prop_map(|((root, groups, users, licences, assignments), at)| {
-        std::iter::once(root)
-            .chain(groups)
-            .chain(users)
-            .chain(licences)
-            .chain(assignments)
-            .map(|step| (at, step))
-            .collect()
-    })
+    let features =
+        prop::collection::vec(prop::bool::weighted(0.3), FEATURES.len()).prop_map(|defaults| {
+            defaults
+                .into_iter()
+                .enumerate()
+                .map(|(feature, enabled_by_default)| Step::DefineFeature {
+                    feature: feature as u8,
+                    enabled_by_default,
+                })
+                .collect::<Vec<_>>()
+        });
+    let parts = (root, groups, users, licences, assignments, features);
+    (parts, advance()).prop_map(
+        |((root, groups, users, licences, assignments, features), at)| {
+            features
+                .into_iter()
+                .chain(std::iter::once(root))
+                .chain(groups)
+                .chain(users)
+                .chain(licences)
+                .chain(assignments)
+                .map(|step| (at, step))
+                .collect()
+        },
+    )
 }
 
 fn session(mix: Mix) -> impl Strategy<Value = Session> {
@@ -838,9 +893,9 @@ impl Ledger {
                 limits,
                 window,
                 reminder,
-            } => Command::SetRestriction {
-                group: self.group(*group),
-                restriction: Restriction {
+                features,
+            } => {
+                let restriction = Restriction {
                     enabled: *enabled,
                     limits: limits
                         .iter()
@@ -857,8 +912,20 @@ impl Ledger {
                             ReminderFrequency::Every30Days,
                         ][usize::from(frequency) % 4],
                     }),
-                },
-            },
+                };
+                let group = self.group(*group);
+                match features {
+                    None => Command::SetRestriction { group, restriction },
+                    Some(switches) => Command::SetRestrictionAndFeatures {
+                        group,
+                        restriction,
+                        features: switches
+                            .iter()
+                            .map(|(feature, on)| (feature_code(*feature), *on))
+                            .collect(),
+                    },
+                }
+            }
             Step::ClearRestriction { group } => Command::ClearRestriction {
                 group: self.group(*group),
             },
@@ -874,6 +941,14 @@ impl Ledger {
                 currency: if *euro { "EUR" } else { "USD" }.into(),
                 effective_from: offset((*effective_hours, 123)),
             },
+            Step::DefineFeature {
+                feature,
+                enabled_by_default,
+            } => Command::DefineFeature(events::Feature {
+                code: feature_code(*feature),
+                name: FEATURES[usize::from(*feature) % FEATURES.len()].to_uppercase(),
+                enabled_by_default: *enabled_by_default,
+            }),
         }
     }
 }
@@ -1140,7 +1215,7 @@ fn past_index_matches_the_fold(session: &Session) -> Result<(), TestCaseError> {
                 let with_user = index
                     .tenant_at(&folded, version, Some(u))
                     .ok_or_else(|| TestCaseError::fail("no past state from the index"))?;
-                for t in TYPES.map(TypeCode::from) {
+                for t in TYPES.iter().chain(&FEATURES).map(|t| TypeCode::from(*t)) {
                     prop_assert_eq!(
                         entitlement(&with_user, u, &t, at),
                         entitlement(state, u, &t, at),
@@ -1336,6 +1411,9 @@ fn assert_accepted_did_what_it_asked(before: &Tenant, command: &Command, after: 
             before.owned.get(license_type).copied().unwrap_or(0) + u64::from(*quantity),
             "{command:?}"
         ),
+        Command::SetRestrictionAndFeatures {
+            group, features, ..
+        } => assert_eq!(&after.groups[group].features, features, "{command:?}"),
         Command::SetRestriction { group, restriction } => {
             let stored = after.groups[group].restriction.as_ref();
             let cut = |at: Option<DateTime<Utc>>| at.map(events::time::truncate_to_micros);
@@ -1390,7 +1468,7 @@ fn sample_runs(
 #[test]
 fn random_sessions_reach_every_kind_of_event_and_many_rejections() {
     let mut rules = BTreeSet::new();
-    let runs = sample_runs(BROAD, 96, &mut |_, outcome| {
+    let runs = sample_runs(BROAD, 160, &mut |_, outcome| {
         if let Err(rejection) = outcome {
             rules.extend(rejection.violations().iter().map(|v| v.rule));
         }
@@ -1418,6 +1496,8 @@ fn random_sessions_reach_every_kind_of_event_and_many_rejections() {
         "user_removed",
         "retention_set",
         "price_set",
+        "feature_defined",
+        "restriction_features_set",
     ] {
         assert!(
             kinds.contains(kind),
@@ -1430,6 +1510,8 @@ fn random_sessions_reach_every_kind_of_event_and_many_rejections() {
         Rule::LimitBelowUsage,
         Rule::ExcludedType,
         Rule::NotEnoughFreeLicenses,
+        Rule::NotAFeature,
+        Rule::FeatureDisabledAbove,
     ] {
         assert!(rules.contains(&rule), "no session hit {rule:?}: {rules:?}");
     }
@@ -1445,7 +1527,7 @@ fn random_sessions_reach_every_kind_of_event_and_many_rejections() {
 #[test]
 fn quota_sessions_run_into_group_limits_by_every_route() {
     let mut routes = BTreeSet::new();
-    sample_runs(QUOTAS, 192, &mut |command, outcome| {
+    sample_runs(QUOTAS, 384, &mut |command, outcome| {
         let Err(rejection) = outcome else { return };
         let limited = rejection
             .violations()

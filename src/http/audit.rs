@@ -170,8 +170,9 @@ pub struct AtQuery {
 }
 
 /// `GET /v1/tenants/{t}/users/{u}/entitlements/{type}?at=`: every check in order with
-/// pass/fail, and `blocked_by` naming the first failing rule and group. A past `at` judges the
-/// state as it was then (auditor, admin).
+/// pass/fail, and `blocked_by` naming the first failing rule and group. `{type}` is a licence
+/// type or a feature of the catalogue (`kind` says which). A past `at` judges the state as it
+/// was then (auditor, admin).
 #[utoipa::path(
     get,
     path = "/v1/tenants/{t}/users/{u}/entitlements/{type}",
@@ -200,11 +201,11 @@ pub async fn entitlement(
     // A scoped key sees the users of its subtree as it is now, at any instant.
     let known = app.read_tenant(tenant, &auth, Need::Read, |t| {
         Scope::of(&auth, t).user(user)?;
-        Ok(t.catalogue.contains_key(&license_type))
+        Ok(t.catalogue.contains_key(&license_type) || t.features.contains_key(&license_type))
     })?;
     if !known {
         return Err(ApiError::bad_request(format!(
-            "unknown licence type `{code}`"
+            "unknown licence type or feature `{code}`"
         )));
     }
     if at < now {
@@ -239,10 +240,16 @@ fn render_entitlement(
         }
         out
     };
+    let kind = if t.features.contains_key(license_type) {
+        "feature"
+    } else {
+        "license"
+    };
     let mut body = json!({
         "at": instant(at),
         "user_id": user,
         "type": license_type,
+        "kind": kind,
         "allowed": answer.allowed,
         "checks": answer
             .checks

@@ -293,12 +293,22 @@ pub enum RoleName {
     Billing,
 }
 
-/// Whether a type is a seat held by a user or an add-on attached to a seat.
+/// What a catalogue entry is: a seat held by a user, an add-on attached to a seat, or a
+/// feature (no units; switched on or off by groups' restrictions).
 #[derive(ToSchema)]
 #[schema(rename_all = "snake_case")]
 pub enum LicenseKind {
     Base,
     Addon,
+    Feature,
+}
+
+/// What an entitlement is about.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum EntitlementKind {
+    License,
+    Feature,
 }
 
 /// The state of a licence.
@@ -436,7 +446,7 @@ pub struct Catalogue {
     pub items: Vec<LicenseTypeView>,
 }
 
-/// One licence type and its rules.
+/// One licence type and its rules, or a feature (its lists empty).
 #[derive(ToSchema)]
 pub struct LicenseTypeView {
     pub code: String,
@@ -444,6 +454,12 @@ pub struct LicenseTypeView {
     pub attaches_to: Vec<String>,
     pub requires_any: Vec<String>,
     pub excludes: Vec<String>,
+    /// A feature's name (features only).
+    #[schema(required = false)]
+    pub name: String,
+    /// Whether a feature is on where no group switches it (features only).
+    #[schema(required = false)]
+    pub enabled_by_default: bool,
 }
 
 /// A type defined or changed.
@@ -558,6 +574,22 @@ pub struct RestrictionView {
     #[schema(format = DateTime)]
     pub valid_until: Option<String>,
     pub reminder: Option<ReminderBody>,
+    /// The features it switches on (`true`) or off (`false`); absent ones are inherited.
+    /// They count only while the restriction is enabled.
+    pub features: BTreeMap<String, bool>,
+}
+
+/// A feature in a group: the group's own switch and what holds there.
+#[derive(ToSchema)]
+pub struct FeatureState {
+    /// The group's own switch: on, off, or `null` (inherited).
+    pub own: Option<bool>,
+    /// Whether the feature is on for the group's users by the switches on its path (windows
+    /// are in `blocked_by`).
+    pub enabled: bool,
+    /// The group whose switch decides `enabled`; `null` when the catalogue's default does.
+    pub group_id: Option<Uuid>,
+    pub group_name: Option<String>,
 }
 
 /// A group.
@@ -623,6 +655,8 @@ pub struct GroupStateView {
     #[schema(format = DateTime)]
     pub valid_until: Option<String>,
     pub blocked_by: Vec<WindowBlock>,
+    /// Every feature of the catalogue.
+    pub features: BTreeMap<String, FeatureState>,
 }
 
 /// A licence a user holds, with its add-ons.
@@ -681,6 +715,8 @@ pub struct EntitlementView {
     pub user_id: Uuid,
     #[schema(rename = "type")]
     pub license_type: String,
+    /// `license` or `feature`: what `type` names.
+    pub kind: EntitlementKind,
     pub allowed: bool,
     pub checks: Vec<CheckView>,
     pub blocked_by: Option<BlockedBy>,

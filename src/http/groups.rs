@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::Utc;
 use events::state::Group;
-use events::{Command, GroupId, Reminder, Restriction, Tenant, TenantId};
+use events::{Command, GroupId, Reminder, Restriction, Tenant, TenantId, TypeCode};
 use serde::{Deserialize, Deserializer};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -121,6 +121,46 @@ pub struct RestrictionBody {
     valid_until: Option<String>,
     #[schema(value_type = Option<doc::ReminderBody>)]
     reminder: Option<Reminder>,
+    /// Features of the catalogue the restriction switches on (`true`) or off (`false`);
+    /// absent from the map: inherited. Without the field the group's switches stay as they
+    /// are; `{}` clears them.
+    features: Option<BTreeMap<String, bool>>,
+}
+
+/// A restriction's feature switches from the wire: malformed codes are a 400.
+pub fn parse_features(
+    features: Option<BTreeMap<String, bool>>,
+) -> Result<Option<BTreeMap<TypeCode, bool>>, ApiError> {
+    features
+        .map(|map| {
+            map.into_iter()
+                .map(|(code, on)| Ok((parse_feature(&code)?, on)))
+                .collect()
+        })
+        .transpose()
+}
+
+fn parse_feature(text: &str) -> Result<TypeCode, ApiError> {
+    TypeCode::parse(text).ok_or_else(|| {
+        ApiError::bad_request(format!("unknown feature `{text}`"))
+            .with_details(json!({"reason": "unknown_feature"}))
+    })
+}
+
+/// The command of a restriction edit: with `features`, they are set in the same step.
+pub fn restriction_command(
+    group: GroupId,
+    restriction: Restriction,
+    features: Option<BTreeMap<TypeCode, bool>>,
+) -> Command {
+    match features {
+        None => Command::SetRestriction { group, restriction },
+        Some(features) => Command::SetRestrictionAndFeatures {
+            group,
+            restriction,
+            features,
+        },
+    }
 }
 
 /// `PUT /v1/tenants/{t}/groups/{g}/restriction` (admin): 422 lists every violated rule.
@@ -162,7 +202,7 @@ pub async fn set_restriction(
             .transpose()?,
         reminder: body.reminder,
     };
-    let command = Command::SetRestriction { group, restriction };
+    let command = restriction_command(group, restriction, parse_features(body.features)?);
     let done = app
         .write(tenant, &auth, Need::Administer, meta, command)
         .await?;
@@ -194,14 +234,17 @@ pub async fn clear_restriction(
     Ok(written(StatusCode::OK, &done, json!({})))
 }
 
-fn restriction_json(r: &Restriction) -> Value {
-    json!({
+/// A group's restriction with the features it switches.
+fn restriction_json(g: &Group) -> Option<Value> {
+    let r = g.restriction.as_ref()?;
+    Some(json!({
         "enabled": r.enabled,
         "limits": r.limits,
         "valid_from": optional_instant(r.valid_from),
         "valid_until": optional_instant(r.valid_until),
         "reminder": r.reminder,
-    })
+        "features": g.features,
+    }))
 }
 
 fn group_json(scope: &Scope, g: &Group) -> Value {
@@ -210,7 +253,7 @@ fn group_json(scope: &Scope, g: &Group) -> Value {
         "name": g.name,
         "parent_id": scope.parent_of(g.id, g.parent),
         "children": g.children,
-        "restriction": g.restriction.as_ref().map(restriction_json),
+        "restriction": restriction_json(g),
         "used": g.used,
     })
 }
@@ -388,17 +431,35 @@ fn render_state(
         }
         blocked_by.push(item);
     }
+    let features: serde_json::Map<String, Value> = state
+        .features
+        .iter()
+        .map(|(code, f)| {
+            // A group above a scoped key's group is shown as that group.
+            let decided_by = f
+                .decided_by
+                .map(|id| scope.shown_group(id).0)
+                .and_then(|id| t.groups.get(&id));
+            let value = json!({
+                "own": f.own, "enabled": f.enabled,
+                "group_id": decided_by.map(|g| g.id),
+                "group_name": decided_by.map(|g| g.name.as_str()),
+            });
+            (code.to_string(), value)
+        })
+        .collect();
     let body = json!({
         "at": instant(at),
         "group": {
             "id": state.group.id, "name": state.group.name,
             "parent_id": scope.parent_of(state.group.id, state.group.parent),
         },
-        "restriction": state.restriction.map(restriction_json),
+        "restriction": restriction_json(state.group),
         "types": types,
         "valid_from": optional_instant(state.valid_from),
         "valid_until": optional_instant(state.valid_until),
         "blocked_by": blocked_by,
+        "features": features,
     });
     Ok(with_etag(Json(body).into_response(), t.version))
 }

@@ -231,16 +231,24 @@ pub async fn catalog(
     AppPath(tenant): AppPath<TenantId>,
 ) -> Result<Response, ApiError> {
     app.read_tenant(tenant, &auth, Need::Read, |t| {
-        let items: Vec<Value> = t
-            .catalogue
-            .values()
-            .map(|d| {
-                json!({
-                    "code": d.code, "kind": d.kind, "attaches_to": d.attaches_to,
-                    "requires_any": d.requires_any, "excludes": d.excludes,
-                })
-            })
-            .collect();
+        let types = t.catalogue.values().map(|d| {
+            let item = json!({
+                "code": d.code, "kind": d.kind, "attaches_to": d.attaches_to,
+                "requires_any": d.requires_any, "excludes": d.excludes,
+            });
+            (d.code.clone(), item)
+        });
+        // A feature keeps the licence types' fields, empty, so readers of those never break.
+        let features = t.features.values().map(|f| {
+            let item = json!({
+                "code": f.code, "kind": "feature", "name": f.name,
+                "enabled_by_default": f.enabled_by_default,
+                "attaches_to": [], "requires_any": [], "excludes": [],
+            });
+            (f.code.clone(), item)
+        });
+        let by_code: BTreeMap<events::TypeCode, Value> = types.chain(features).collect();
+        let items: Vec<Value> = by_code.into_values().collect();
         Ok(with_etag(
             Json(json!({ "items": items })).into_response(),
             t.version,
@@ -248,21 +256,82 @@ pub async fn catalog(
     })
 }
 
+/// What a catalogue entry is on the wire: a licence type's kind, or a feature.
+#[derive(Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum EntryKind {
+    Base,
+    Addon,
+    Feature,
+}
+
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct DefineTypeBody {
     code: Option<String>,
     #[schema(value_type = doc::LicenseKind)]
-    kind: events::Kind,
+    kind: EntryKind,
     #[serde(default)]
     attaches_to: Vec<String>,
     #[serde(default)]
     requires_any: Vec<String>,
     #[serde(default)]
     excludes: Vec<String>,
+    /// A feature's name (required for `kind: "feature"`, refused otherwise).
+    #[schema(max_length = 200)]
+    name: Option<String>,
+    /// Whether a feature is on where no group switches it (features only; default false).
+    enabled_by_default: Option<bool>,
 }
 
-/// `PUT /v1/tenants/{t}/catalog/{code}` (admin): define a type (201) or change one (200); 422
-/// lists every rule broken, including each current assignment the change would invalidate.
+impl DefineTypeBody {
+    /// The command defining the entry `code`: a licence type, or a feature (which has a name,
+    /// a default and none of the licence types' lists).
+    fn into_command(self, code: events::TypeCode) -> Result<Command, ApiError> {
+        let kind = match self.kind {
+            EntryKind::Base => events::Kind::Base,
+            EntryKind::Addon => events::Kind::Addon,
+            EntryKind::Feature => return self.into_feature(code),
+        };
+        if self.name.is_some() || self.enabled_by_default.is_some() {
+            return Err(ApiError::bad_request(
+                "`name` and `enabled_by_default` are for features (kind `feature`) only",
+            ));
+        }
+        let codes = |list: &[String]| {
+            list.iter()
+                .map(|c| parse_type(c))
+                .collect::<Result<Vec<_>, _>>()
+        };
+        Ok(Command::DefineLicenseType(events::LicenseType {
+            code,
+            kind,
+            attaches_to: codes(&self.attaches_to)?,
+            requires_any: codes(&self.requires_any)?,
+            excludes: codes(&self.excludes)?,
+        }))
+    }
+
+    fn into_feature(self, code: events::TypeCode) -> Result<Command, ApiError> {
+        let lists = [&self.attaches_to, &self.requires_any, &self.excludes];
+        if lists.iter().any(|l| !l.is_empty()) {
+            return Err(ApiError::bad_request(
+                "a feature has no units: it attaches to, requires and excludes nothing",
+            ));
+        }
+        let name = self
+            .name
+            .ok_or_else(|| ApiError::bad_request("a feature needs a `name`"))?;
+        Ok(Command::DefineFeature(events::Feature {
+            code,
+            name,
+            enabled_by_default: self.enabled_by_default.unwrap_or(false),
+        }))
+    }
+}
+
+/// `PUT /v1/tenants/{t}/catalog/{code}` (admin): define a type or a feature (201) or change
+/// one (200); 422 lists every rule broken, including each current assignment the change
+/// would invalidate. A code never changes between licence type and feature.
 #[utoipa::path(
     put,
     path = "/v1/tenants/{t}/catalog/{code}",
@@ -294,29 +363,12 @@ pub async fn define_type(
             "the body's code differs from the path's",
         ));
     }
-    let codes = |list: &[String]| {
-        list.iter()
-            .map(|c| parse_type(c))
-            .collect::<Result<Vec<_>, _>>()
-    };
-    let definition = events::LicenseType {
-        code: license_type.clone(),
-        kind: body.kind,
-        attaches_to: codes(&body.attaches_to)?,
-        requires_any: codes(&body.requires_any)?,
-        excludes: codes(&body.excludes)?,
-    };
+    let command = body.into_command(license_type.clone())?;
     let existed = app.read_tenant(tenant, &auth, Need::Read, |t| {
-        Ok(t.catalogue.contains_key(&license_type))
+        Ok(t.catalogue.contains_key(&license_type) || t.features.contains_key(&license_type))
     })?;
     let done = app
-        .write(
-            tenant,
-            &auth,
-            Need::Administer,
-            meta,
-            Command::DefineLicenseType(definition),
-        )
+        .write(tenant, &auth, Need::Administer, meta, command)
         .await?;
     let status = if existed {
         StatusCode::OK

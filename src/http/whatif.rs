@@ -10,6 +10,7 @@ use super::auth::{allows, role_name, Auth, Need};
 use super::doc;
 use super::error::{violation_json, ApiError};
 use super::extract::{AppJson, AppPath};
+use super::groups::{parse_features, restriction_command};
 use super::views::{instant, parse_instant, parse_type};
 use super::{with_etag, App};
 use crate::ledger::World;
@@ -65,6 +66,7 @@ enum Op {
         valid_from: Option<String>,
         valid_until: Option<String>,
         reminder: Option<Reminder>,
+        features: Option<BTreeMap<String, bool>>,
     },
     ClearRestriction {
         group_id: GroupId,
@@ -181,21 +183,20 @@ impl Op {
                 valid_from,
                 valid_until,
                 reminder,
+                features,
             } => {
                 let mut parsed = BTreeMap::new();
                 for (code, limit) in limits {
                     parsed.insert(parse_type(&code)?, limit);
                 }
-                Command::SetRestriction {
-                    group: group_id,
-                    restriction: Restriction {
-                        enabled,
-                        limits: parsed,
-                        valid_from: instant_of("valid_from", valid_from)?,
-                        valid_until: instant_of("valid_until", valid_until)?,
-                        reminder,
-                    },
-                }
+                let restriction = Restriction {
+                    enabled,
+                    limits: parsed,
+                    valid_from: instant_of("valid_from", valid_from)?,
+                    valid_until: instant_of("valid_until", valid_until)?,
+                    reminder,
+                };
+                restriction_command(group_id, restriction, parse_features(features)?)
             }
             Op::ClearRestriction { group_id } => Command::ClearRestriction { group: group_id },
             Op::SetQuantity {

@@ -9,6 +9,7 @@ mod cli;
 mod crash;
 mod dealers;
 mod faults;
+mod features;
 mod fuzz_regressions;
 mod groups;
 mod idempotency;

@@ -655,6 +655,10 @@ async fn real_answers_of_every_operation_conform_to_the_document() {
         .await;
     api.ok(Method::PUT, &format!("{t}/catalog/fax"), Some(definition))
         .await;
+    let feature = json!({"kind": "feature", "name": "UKEY2", "enabled_by_default": false});
+    api.created_by(Method::PUT, &format!("{t}/catalog/ukey2"), feature)
+        .await;
+    api.ok(Method::GET, &format!("{t}/catalog"), None).await;
     api.ok(
         Method::PUT,
         &format!("{t}/settings/recording-retention"),
@@ -780,6 +784,7 @@ async fn real_answers_of_every_operation_conform_to_the_document() {
             "enabled": true, "limits": {"phone_system": 2},
             "valid_until": "2999-01-01T00:00:00Z",
             "reminder": {"days_before": 30, "frequency": "weekly"},
+            "features": {"ukey2": true},
         })),
     )
     .await;
@@ -833,6 +838,14 @@ async fn real_answers_of_every_operation_conform_to_the_document() {
     let blocked = format!("{t}/users/{other}/entitlements/device_ip_phone");
     let answer = api.ok(Method::GET, &blocked, None).await;
     assert_eq!(answer["allowed"], false, "{answer}");
+    let feature = api
+        .ok(
+            Method::GET,
+            &format!("{t}/users/{u}/entitlements/ukey2"),
+            None,
+        )
+        .await;
+    assert_eq!(feature["kind"], "feature", "{feature}");
     let month = chrono::Utc::now().format("%Y-%m").to_string();
     api.ok(Method::GET, &format!("{t}/billing/{month}"), None)
         .await;

@@ -591,6 +591,12 @@ async fn the_command_line_prints_what_the_endpoint_answers() {
         .expect("tenant id")
         .to_string();
     let path = |rest: &str| format!("/v1/tenants/{tenant}{rest}");
+    call(
+        Method::PUT,
+        path("/catalog/ukey2"),
+        json!({"kind": "feature", "name": "UKEY2", "enabled_by_default": true}),
+    )
+    .await;
     let group = call(Method::POST, path("/groups"), json!({"name": "HQ"})).await["id"].clone();
     let user = call(
         Method::POST,
@@ -617,11 +623,17 @@ async fn the_command_line_prints_what_the_endpoint_answers() {
         {"op": "set_restriction", "group_id": group, "enabled": true,
          "valid_until": "2021-01-01T00:00:00Z"},
         {"op": "provision", "type": "phone_system", "quantity": 2},
+        {"op": "set_restriction", "group_id": group, "enabled": true,
+         "valid_until": "2021-01-01T00:00:00Z", "features": {"ukey2": false}},
     ]});
     let over_http = call(Method::POST, path("/what-if"), body.clone()).await;
+    let lost: Vec<&Value> = over_http["would_block"]
+        .as_array()
+        .map(|items| items.iter().map(|b| &b["type"]).collect())
+        .unwrap_or_default();
     assert_eq!(
-        over_http["would_block"].as_array().map(Vec::len),
-        Some(1),
+        lost,
+        [&json!("phone_system"), &json!("ukey2")],
         "{over_http}"
     );
     drop(router);

@@ -1,9 +1,9 @@
 //! Catalogue rules: defining or changing a licence type without breaking the catalogue or any
 //! current assignment.
 
-use super::common::{invalid, violations};
-use super::CATALOGUE_REFERENCES_MAX;
-use crate::catalogue::{excludes, Kind, LicenseType};
+use super::common::{check_name, feature_has_no_units, invalid, one, violations};
+use super::{CATALOGUE_REFERENCES_MAX, FEATURES_PER_TENANT_MAX};
+use crate::catalogue::{excludes, Feature, Kind, LicenseType};
 use crate::event::Event;
 use crate::ids::TypeCode;
 use crate::rejection::{Rejection, Rule, Violation};
@@ -27,12 +27,18 @@ pub(super) fn define_type(
             "attaches_to, requires_any and excludes list at most {CATALOGUE_REFERENCES_MAX} codes each"
         )));
     }
-    for code in lists.iter().flat_map(|l| l.iter()) {
-        if code != &definition.code && !state.catalogue.contains_key(code) {
-            return Err(Rejection::UnknownLicenseType(code.clone()));
+    let code = &definition.code;
+    if state.features.contains_key(code) {
+        return Err(one(kind_change(code, "a feature", "a licence type")));
+    }
+    for reference in lists.iter().flat_map(|l| l.iter()) {
+        if let Some(feature) = state.features.get(reference) {
+            return Err(one(feature_has_no_units(feature)));
+        }
+        if reference != code && !state.catalogue.contains_key(reference) {
+            return Err(Rejection::UnknownLicenseType(reference.clone()));
         }
     }
-    let code = &definition.code;
     let mut found = Vec::new();
     let rule = |rule: Rule, message: String| Violation::new(rule, message).of_type(code);
     match definition.kind {
@@ -89,6 +95,36 @@ pub(super) fn define_type(
     Ok(vec![Event::LicenseTypeDefined {
         definition: definition.clone(),
     }])
+}
+
+/// Define or change a feature. Its code must not be a licence type's (a code never changes
+/// between the two kinds), its name follows the rules of names, and a tenant defines at most
+/// [`FEATURES_PER_TENANT_MAX`] features.
+pub(super) fn define_feature(
+    state: &Tenant,
+    definition: &Feature,
+) -> Result<Vec<Event>, Rejection> {
+    check_name(&definition.name)?;
+    let code = &definition.code;
+    if state.catalogue.contains_key(code) {
+        return Err(one(kind_change(code, "a licence type", "a feature")));
+    }
+    if !state.features.contains_key(code) && state.features.len() >= FEATURES_PER_TENANT_MAX {
+        return Err(invalid(format!(
+            "a tenant defines at most {FEATURES_PER_TENANT_MAX} features"
+        )));
+    }
+    Ok(vec![Event::FeatureDefined {
+        definition: definition.clone(),
+    }])
+}
+
+fn kind_change(code: &TypeCode, is: &str, asked: &str) -> Violation {
+    Violation::new(
+        Rule::CatalogueKindChange,
+        format!("{code} is {is} and cannot become {asked}"),
+    )
+    .of_type(code)
 }
 
 /// A cycle through `start` in `requires_any`, as the codes along it.

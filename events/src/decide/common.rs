@@ -51,14 +51,33 @@ pub(super) fn check_number(field: &str, value: &Option<String>) -> Result<(), Re
     }
 }
 
+/// The licence type `license_type` names. A feature's code is refused naming the feature
+/// (422 `feature_has_no_units`): a feature cannot be provisioned, priced, limited, assigned,
+/// attached or billed. Any other unknown code is bad input.
 pub(super) fn known_type<'a>(
     state: &'a Tenant,
     license_type: &TypeCode,
 ) -> Result<&'a crate::catalogue::LicenseType, Rejection> {
-    state
-        .catalogue
-        .get(license_type)
-        .ok_or_else(|| Rejection::UnknownLicenseType(license_type.clone()))
+    if let Some(definition) = state.catalogue.get(license_type) {
+        return Ok(definition);
+    }
+    match state.features.get(license_type) {
+        Some(feature) => Err(one(feature_has_no_units(feature))),
+        None => Err(Rejection::UnknownLicenseType(license_type.clone())),
+    }
+}
+
+/// The violation of using `feature` where a licence type is needed.
+pub(super) fn feature_has_no_units(feature: &crate::catalogue::Feature) -> Violation {
+    Violation::new(
+        Rule::FeatureHasNoUnits,
+        format!(
+            "{} ({}) is a feature, not a licence type: it has no units and cannot be \
+             provisioned, priced, limited, assigned, attached or billed",
+            feature.code, feature.name
+        ),
+    )
+    .of_type(&feature.code)
 }
 
 pub(super) fn license(state: &Tenant, id: LicenseId) -> Result<&License, Rejection> {

@@ -4,7 +4,9 @@
 use super::common::{check_name, group_exists, invalid, known_type, one, violations};
 use super::licenses::counted_limit_violations;
 use super::tenant::{check_tenant_total, TenantTotal};
-use super::{GROUP_DEPTH_MAX, LIMITS_PER_RESTRICTION_MAX, REMINDER_DAYS_MAX};
+use super::{
+    FEATURES_PER_RESTRICTION_MAX, GROUP_DEPTH_MAX, LIMITS_PER_RESTRICTION_MAX, REMINDER_DAYS_MAX,
+};
 use crate::event::{Event, Restriction};
 use crate::ids::{GroupId, TypeCode};
 use crate::rejection::{Rejection, Rule, Violation};
@@ -150,11 +152,14 @@ fn current_parent(state: &Tenant, group: GroupId) -> Option<GroupId> {
     state.groups.get(&group).and_then(|g| g.parent)
 }
 
-/// Validate a restriction edit: every violated rule is listed, nothing is stored.
+/// Validate a restriction edit: every violated rule is listed, nothing is stored. With
+/// `features`, the features the restriction switches are replaced by them (an event of their
+/// own, only when they change); without, they stay as they are.
 pub(super) fn set_restriction(
     state: &Tenant,
     group: GroupId,
     restriction: &Restriction,
+    features: Option<&BTreeMap<TypeCode, bool>>,
 ) -> Result<Vec<Event>, Rejection> {
     let current = state
         .groups
@@ -175,7 +180,10 @@ pub(super) fn set_restriction(
             )));
         }
     }
-    let mut found = Vec::new();
+    let mut found = match features {
+        Some(features) => feature_violations(state, group, features)?,
+        None => Vec::new(),
+    };
     if let (Some(from), Some(until)) = (restriction.valid_from, restriction.valid_until) {
         if from >= until {
             found.push(
@@ -213,10 +221,72 @@ pub(super) fn set_restriction(
     };
     found.extend(edited.violations(group));
     violations(found)?;
-    Ok(vec![Event::RestrictionSet {
+    let mut events = vec![Event::RestrictionSet {
         group,
         restriction: restriction.clone(),
-    }])
+    }];
+    if let Some(features) = features.filter(|f| **f != current.features) {
+        events.push(Event::RestrictionFeaturesSet {
+            group,
+            features: features.clone(),
+        });
+    }
+    Ok(events)
+}
+
+/// The rules of a restriction's features: every code names a feature (an unknown code is bad
+/// input, a licence type's code a violation), and none is switched on below an ancestor whose
+/// enabled restriction switches it off (it could never take effect there).
+fn feature_violations(
+    state: &Tenant,
+    group: GroupId,
+    features: &BTreeMap<TypeCode, bool>,
+) -> Result<Vec<Violation>, Rejection> {
+    if features.len() > FEATURES_PER_RESTRICTION_MAX {
+        return Err(invalid(format!(
+            "a restriction switches at most {FEATURES_PER_RESTRICTION_MAX} features"
+        )));
+    }
+    let mut found = Vec::new();
+    for code in features.keys() {
+        if state.catalogue.contains_key(code) {
+            found.push(
+                Violation::new(
+                    Rule::NotAFeature,
+                    format!("{code} is a licence type, not a feature: limit it instead"),
+                )
+                .in_group(group)
+                .of_type(code),
+            );
+        } else if !state.features.contains_key(code) {
+            return Err(Rejection::UnknownFeature(code.clone()));
+        }
+    }
+    let name = |g: GroupId| state.groups.get(&g).map_or("?", |g| g.name.as_str());
+    let ancestors = state.path_to_root(group).split_off(1);
+    for (code, _) in features.iter().filter(|(_, on)| **on) {
+        let off_above = ancestors.iter().find(|a| {
+            state
+                .groups
+                .get(a)
+                .is_some_and(|g| g.feature_switch(code) == Some(false))
+        });
+        if let Some(ancestor) = off_above {
+            found.push(
+                Violation::new(
+                    Rule::FeatureDisabledAbove,
+                    format!(
+                        "group {} cannot switch {code} on: its ancestor group {} switches it off",
+                        name(group),
+                        name(*ancestor)
+                    ),
+                )
+                .in_group(*ancestor)
+                .of_type(code),
+            );
+        }
+    }
+    Ok(found)
 }
 
 pub(super) fn clear_restriction(state: &Tenant, group: GroupId) -> Result<Vec<Event>, Rejection> {

@@ -141,8 +141,19 @@ fn import_row(
     }
     let mut addons = Vec::new();
     for (column, code) in &row.addons {
-        let definition = TypeCode::parse(code.trim()).and_then(|t| state.catalogue.get(&t));
+        let parsed = TypeCode::parse(code.trim());
+        let definition = parsed.as_ref().and_then(|t| state.catalogue.get(t));
+        let feature = parsed.as_ref().and_then(|t| state.features.get(t));
         match definition {
+            None if feature.is_some() => errors.push(row_error(
+                row,
+                column,
+                "feature_has_no_units",
+                format!(
+                    "{} is a feature, not a licence type: it cannot be attached",
+                    code.trim()
+                ),
+            )),
             None => errors.push(row_error(
                 row,
                 column,

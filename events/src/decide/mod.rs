@@ -42,6 +42,10 @@ pub const LIMITS_PER_RESTRICTION_MAX: usize = 64;
 pub const RETENTION_MONTHS_MAX: u32 = 120;
 /// Longest free call-recording retention in days.
 pub const RETENTION_DAYS_FREE_MAX: u32 = 14;
+/// Features one tenant's catalogue may define.
+pub const FEATURES_PER_TENANT_MAX: usize = 1000;
+/// Features one restriction may switch on or off.
+pub const FEATURES_PER_RESTRICTION_MAX: usize = 64;
 /// Codes listed in one `attaches_to`, `requires_any` or `excludes`.
 pub const CATALOGUE_REFERENCES_MAX: usize = 64;
 /// Longest webhook URL, in bytes.
@@ -70,6 +74,8 @@ pub const LICENSES_PER_TENANT_MAX: usize = 10_000_000;
 const _: () = assert!(USERS_PER_TENANT_MAX >= 100_000 && LICENSES_PER_TENANT_MAX >= 1_000_000);
 const _: () = assert!(USERS_PER_BATCH_MAX <= USERS_PER_TENANT_MAX);
 const _: () = assert!(PROVISION_QUANTITY_MAX as usize <= LICENSES_PER_TENANT_MAX);
+
+const _: () = assert!(FEATURES_PER_RESTRICTION_MAX <= FEATURES_PER_TENANT_MAX);
 
 const _: () = assert!(UNIT_PRICE_MINOR_MAX as i128 * 1_000_000_000 <= i64::MAX as i128);
 
@@ -132,8 +138,18 @@ pub fn decide(state: &Tenant, command: &Command, ctx: &Context) -> Result<Vec<Ev
             parent,
         } => groups::update_group(state, *group, name.as_deref(), *parent),
         SetRestriction { group, restriction } => {
-            groups::set_restriction(state, *group, &groups::at_log_precision(restriction))
+            groups::set_restriction(state, *group, &groups::at_log_precision(restriction), None)
         }
+        SetRestrictionAndFeatures {
+            group,
+            restriction,
+            features,
+        } => groups::set_restriction(
+            state,
+            *group,
+            &groups::at_log_precision(restriction),
+            Some(features),
+        ),
         ClearRestriction { group } => groups::clear_restriction(state, *group),
         CreateUser(user) => users::create_user(state, user),
         CreateUsers(users) => users::create_users(state, users),
@@ -175,6 +191,7 @@ pub fn decide(state: &Tenant, command: &Command, ctx: &Context) -> Result<Vec<Ev
             group,
         } => tenant::issue_key(state, *key, name, *role, *token_hash, *group),
         DefineLicenseType(definition) => catalogue::define_type(state, definition),
+        DefineFeature(definition) => catalogue::define_feature(state, definition),
         Import(rows) => import::import(state, rows, ctx, None),
         SetWebhook { url } => tenant::set_webhook(url),
         RecordReminderDelivered { group, due_at } => {

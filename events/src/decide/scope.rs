@@ -115,7 +115,7 @@ pub fn check(state: &Tenant, scope: GroupId, command: &Command) -> Result<(), Re
         TerminateLicense { .. } => Err(outside("terminate licences")),
         SetRetention(_) => Err(outside("change the recording retention")),
         SetPrice { .. } => Err(outside("set prices")),
-        DefineLicenseType(_) => Err(outside("change the catalogue")),
+        DefineLicenseType(_) | DefineFeature(_) => Err(outside("change the catalogue")),
         SetWebhook { .. } => Err(outside("set the webhook")),
         RecordReminderDelivered { .. } => Err(outside("record reminder deliveries")),
         AssignLicense { license, user: to } => {
@@ -150,7 +150,9 @@ pub fn check(state: &Tenant, scope: GroupId, command: &Command) -> Result<(), Re
                 Some(Some(parent)) => group(state, scope, *parent),
             }
         }
-        SetRestriction { group: id, .. } | ClearRestriction { group: id } => {
+        SetRestriction { group: id, .. }
+        | SetRestrictionAndFeatures { group: id, .. }
+        | ClearRestriction { group: id } => {
             group_below(state, scope, *id, "change the restriction of")
         }
         CreateUser(new) => group(state, scope, new.group),

@@ -219,8 +219,9 @@ impl Outcome {
         rejection.violations().to_vec()
     }
 
+    /// Assert the command was refused; return why.
     #[track_caller]
-    fn rejection(&self) -> Rejection {
+    pub fn rejection(&self) -> Rejection {
         match &self.result {
             Ok(events) => panic!(
                 "{:?} was accepted with {events:#?}, expected a rejection",
