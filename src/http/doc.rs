@@ -436,6 +436,9 @@ pub struct KeyIssued {
     pub id: Uuid,
     pub token: String,
     pub role: RoleName,
+    /// For a dealer's key: the group whose subtree it reads and manages; `null` for a key of
+    /// the whole tenant.
+    pub group_id: Option<Uuid>,
     pub seq: u64,
     pub version: u64,
 }
