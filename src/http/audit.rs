@@ -199,10 +199,17 @@ pub async fn entitlement(
         .transpose()?
         .unwrap_or(now);
     // A scoped key sees the users of its subtree as it is now, at any instant.
-    let known = app.read_tenant(tenant, &auth, Need::Read, |t| {
-        Scope::of(&auth, t).user(user)?;
-        Ok(t.catalogue.contains_key(&license_type) || t.features.contains_key(&license_type))
+    let (known, visible) = app.read_tenant(tenant, &auth, Need::Read, |t| {
+        Ok((
+            t.catalogue.contains_key(&license_type) || t.features.contains_key(&license_type),
+            Scope::of(&auth, t).user(user),
+        ))
     })?;
+    // A role that may not read the past is told so before whether the user is its to see.
+    if at < now {
+        app.may_read_past(tenant, &auth, &[Need::Audit])?;
+    }
+    visible?;
     if !known {
         return Err(ApiError::bad_request(format!(
             "unknown licence type or feature `{code}`"

@@ -620,8 +620,19 @@ struct Fixture {
 
 impl Fixture {
     async fn build(server: &Server, tenant: &Tenant, serial: u32) -> Fixture {
+        Fixture::build_in(server, tenant, serial, None).await
+    }
+
+    /// A fixture whose group is a child of `parent` (a root group for `None`); under a parent
+    /// its spare key is scoped to the fixture's group.
+    async fn build_in(
+        server: &Server,
+        tenant: &Tenant,
+        serial: u32,
+        parent: Option<&str>,
+    ) -> Fixture {
         let group = server
-            .group(tenant, &format!("Isolation {serial}"), None)
+            .group(tenant, &format!("Isolation {serial}"), parent)
             .await;
         let user = server
             .user(tenant, &group, &format!("Holder {serial}"))
@@ -642,7 +653,10 @@ impl Fixture {
             .post(
                 &tenant.path("/keys"),
                 ROOT_TOKEN,
-                json!({"role": "viewer", "name": format!("spare {serial}")}),
+                json!({
+                    "role": "viewer", "name": format!("spare {serial}"),
+                    "group_id": parent.map(|_| group.clone()),
+                }),
             )
             .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
@@ -962,4 +976,157 @@ async fn a_key_cannot_tell_whether_another_tenant_exists() {
     }
     assert!(checked > 80, "only {checked} calls checked");
     assert_eq!(server.event_count().await, before);
+}
+
+/// Operations of the whole tenant: a key scoped to a group is refused them (403) whatever its
+/// role, inside its subtree or not.
+fn whole_tenant(method: &str, template: &str) -> bool {
+    matches!(
+        (method, template),
+        ("GET", "/v1/log")
+            | ("POST", "/v1/tenants")
+            | ("POST", "/v1/tenants/{t}/keys")
+            | ("PUT", "/v1/tenants/{t}/catalog/{code}")
+            | ("PUT", "/v1/tenants/{t}/settings/recording-retention")
+            | ("PUT", "/v1/tenants/{t}/prices/{type}")
+            | ("PUT", "/v1/tenants/{t}/webhook")
+            | ("POST", "/v1/tenants/{t}/licenses")
+            | ("PUT", "/v1/tenants/{t}/subscription/{type}")
+            | ("DELETE", "/v1/tenants/{t}/licenses/{id}")
+            | ("GET", "/v1/tenants/{t}/usage")
+            | ("GET", "/v1/tenants/{t}/billing/{month}")
+            | ("GET", "/v1/tenants/{t}/invoices/{month}")
+    )
+}
+
+/// The ids of a fixture a scoped key outside it must never see in an answer, unless the
+/// request itself named them.
+fn hidden_ids(f: &Fixture, call: &Call) -> Vec<String> {
+    let named = match &call.payload {
+        Payload::None => call.path.clone(),
+        Payload::Json(body) => format!("{} {body}", call.path),
+        Payload::Csv(text) => format!("{} {text}", call.path),
+    };
+    [
+        &f.group,
+        &f.user,
+        &f.spare_user,
+        &f.held,
+        &f.held_addon,
+        &f.spare_key,
+    ]
+    .into_iter()
+    .filter(|id| !named.contains(id.as_str()))
+    .cloned()
+    .collect()
+}
+
+#[tokio::test]
+async fn keys_scoped_to_a_group_of_every_role_reach_their_subtree_and_nothing_outside() {
+    use Principal::*;
+    let server = Server::start();
+    let tenant = server.tenant().await;
+    let dealer = server.group(&tenant, "Dealer", None).await;
+    let mut keys = Vec::new();
+    for (principal, role) in [
+        (Viewer, "viewer"),
+        (Auditor, "auditor"),
+        (Billing, "billing"),
+        (Operator, "operator"),
+        (Admin, "admin"),
+    ] {
+        let (status, body) = server
+            .post(
+                &tenant.path("/keys"),
+                ROOT_TOKEN,
+                json!({"role": role, "name": format!("dealer {role}"), "group_id": dealer}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        keys.push((
+            principal,
+            body["token"].as_str().expect("token").to_string(),
+        ));
+    }
+    let table = matrix();
+    let mut serial = 1000;
+    let mut inside = Fixture::build_in(&server, &tenant, serial, Some(&dealer)).await;
+    let mut outside = Fixture::build(&server, &tenant, serial + 1).await;
+    let mut failures = Vec::new();
+    let mut calls = 0usize;
+    for entry in &table {
+        if matches!(entry.template, "/healthz" | "/metrics" | "/v1/openapi.json") {
+            continue;
+        }
+        for case in &entry.cases {
+            for (principal, token) in &keys {
+                for within in [true, false] {
+                    let f = if within { &inside } else { &outside };
+                    let call = (case.call)(f);
+                    let before = server.event_count().await;
+                    let reply = server.send(request(entry.method, &call, Some(token))).await;
+                    let moved = server.event_count().await != before;
+                    calls += 1;
+                    let by_role = expect(case.access, *principal) == Expect::Allowed;
+                    let verdict = if !by_role || whole_tenant(entry.method, entry.template) {
+                        if moved {
+                            Err("denied, but the event sequence moved".to_string())
+                        } else {
+                            envelope(&reply, StatusCode::FORBIDDEN, "forbidden")
+                        }
+                    } else if within {
+                        judge(
+                            case,
+                            *principal,
+                            entry.method,
+                            entry.template,
+                            &reply,
+                            moved,
+                        )
+                    } else if moved {
+                        Err("a call outside the subtree appended events".to_string())
+                    } else {
+                        let text = reply.body.to_string();
+                        let seen: Vec<String> = hidden_ids(f, &call)
+                            .into_iter()
+                            .filter(|id| text.contains(id.as_str()))
+                            .collect();
+                        let status_ok = reply.status.is_success()
+                            || [StatusCode::NOT_FOUND, StatusCode::UNPROCESSABLE_ENTITY]
+                                .contains(&reply.status);
+                        if !seen.is_empty() {
+                            Err(format!(
+                                "the answer shows ids outside the subtree {seen:?}: {text}"
+                            ))
+                        } else if !status_ok {
+                            Err(format!("answered {}: {text}", reply.status.as_u16()))
+                        } else {
+                            Ok(())
+                        }
+                    };
+                    if let Err(why) = verdict {
+                        failures.push(format!(
+                            "{} {}{} as scoped {principal:?} {}: {why}",
+                            entry.method,
+                            entry.template,
+                            case.variant,
+                            if within { "inside" } else { "outside" },
+                        ));
+                    }
+                    if moved {
+                        serial += 2;
+                        inside = Fixture::build_in(&server, &tenant, serial, Some(&dealer)).await;
+                        outside = Fixture::build(&server, &tenant, serial + 1).await;
+                    }
+                }
+            }
+        }
+    }
+    eprintln!("scoped isolation: {calls} calls by keys scoped to a group");
+    assert!(
+        failures.is_empty(),
+        "{} of {calls} scoped answers are wrong:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
