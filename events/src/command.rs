@@ -71,12 +71,16 @@ pub enum Command {
         group: GroupId,
         name: String,
         parent: Option<GroupId>,
+        /// The group administrator's contact address.
+        contact_email: Option<String>,
     },
-    /// `parent: Some(None)` makes the group a root group.
+    /// `parent: Some(None)` makes the group a root group; `contact_email: Some(None)` clears
+    /// the group's own contact.
     UpdateGroup {
         group: GroupId,
         name: Option<String>,
         parent: Option<Option<GroupId>>,
+        contact_email: Option<Option<String>>,
     },
     SetRestriction {
         group: GroupId,

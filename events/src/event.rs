@@ -201,6 +201,12 @@ pub enum Event {
         #[serde(with = "instant")]
         due_at: DateTime<Utc>,
     },
+    /// A group's administrator contact was set; `None` clears it, and the group inherits its
+    /// nearest ancestor's again.
+    GroupContactSet {
+        group: GroupId,
+        contact_email: Option<String>,
+    },
 }
 
 impl Event {
@@ -232,6 +238,7 @@ impl Event {
             Event::UserNumbersSet { .. } => "user_numbers_set",
             Event::WebhookSet { .. } => "webhook_set",
             Event::ReminderDelivered { .. } => "reminder_delivered",
+            Event::GroupContactSet { .. } => "group_contact_set",
         }
     }
 }

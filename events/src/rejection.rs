@@ -206,6 +206,9 @@ pub enum Rejection {
         /// The licences that would lose what they require, with their types.
         dependants: Vec<(LicenseId, TypeCode)>,
     },
+    /// A contact address that is not a bare `local@domain.tld`.
+    #[error("contact_email `{0}` is not an email address such as admin@example.com")]
+    InvalidEmail(String),
     #[error("the reminder of group {group} due at {due_at} was already delivered")]
     ReminderAlreadyDelivered {
         group: GroupId,
@@ -247,7 +250,7 @@ impl Rejection {
     pub fn class(&self) -> RejectionClass {
         use Rejection::*;
         match self {
-            InvalidInput(_) | UnknownLicenseType(_) => RejectionClass::BadInput,
+            InvalidInput(_) | UnknownLicenseType(_) | InvalidEmail(_) => RejectionClass::BadInput,
             LicenseNotFound(_) | UserNotFound(_) | GroupNotFound(_) | KeyNotFound(_) => {
                 RejectionClass::NotFound
             }
@@ -278,6 +281,7 @@ impl Rejection {
         use Rejection::*;
         match self {
             InvalidInput(_) => "invalid_input",
+            InvalidEmail(_) => "invalid_email",
             UnknownLicenseType(_) => "unknown_license_type",
             TenantAlreadyExists => "tenant_already_exists",
             LicenseNotFound(_) => "license_not_found",

@@ -66,6 +66,9 @@ pub struct Group {
     pub parent: Option<GroupId>,
     pub children: BTreeSet<GroupId>,
     pub restriction: Option<Restriction>,
+    /// The group administrator's own contact address; without one the group inherits its
+    /// nearest ancestor's ([`Tenant::effective_contact`]).
+    pub contact_email: Option<String>,
     /// Licences of each type held by users anywhere in this group's subtree.
     pub used: BTreeMap<TypeCode, u64>,
 }
@@ -258,6 +261,15 @@ impl Tenant {
             }
         }
         (from, until)
+    }
+
+    /// The contact address that holds for a group: its own, else its nearest ancestor's that
+    /// has one; with the group it comes from.
+    pub fn effective_contact(&self, group: GroupId) -> Option<(GroupId, &str)> {
+        self.path_to_root(group).into_iter().find_map(|id| {
+            let email = self.groups.get(&id)?.contact_email.as_deref()?;
+            Some((id, email))
+        })
     }
 
     fn add_usage(&mut self, group: GroupId, types: &[TypeCode], sign: i64) {
@@ -477,6 +489,7 @@ pub fn evolve(state: &mut Tenant, event: &Event, version_of_event: u64) {
                     parent: *parent,
                     children: BTreeSet::new(),
                     restriction: None,
+                    contact_email: None,
                     used: BTreeMap::new(),
                 },
             );
@@ -514,6 +527,14 @@ pub fn evolve(state: &mut Tenant, event: &Event, version_of_event: u64) {
         Event::RestrictionSet { group, restriction } => {
             if let Some(g) = state.groups.get_mut(group) {
                 g.restriction = Some(restriction.clone());
+            }
+        }
+        Event::GroupContactSet {
+            group,
+            contact_email,
+        } => {
+            if let Some(g) = state.groups.get_mut(group) {
+                g.contact_email = contact_email.clone();
             }
         }
         Event::RestrictionCleared { group } => {

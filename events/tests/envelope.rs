@@ -41,10 +41,11 @@ fn variant_index(event: &Event) -> usize {
         Event::UserNumbersSet { .. } => 22,
         Event::WebhookSet { .. } => 23,
         Event::ReminderDelivered { .. } => 24,
+        Event::GroupContactSet { .. } => 25,
     }
 }
 
-const VARIANTS: usize = 25;
+const VARIANTS: usize = 26;
 
 /// One sample of every variant, with every optional field filled in somewhere.
 fn one_of_each() -> Vec<Event> {
@@ -134,6 +135,10 @@ fn one_of_each() -> Vec<Event> {
         Event::ReminderDelivered {
             group: group(9),
             due_at: at(2024, 3, 1),
+        },
+        Event::GroupContactSet {
+            group: group(9),
+            contact_email: Some("admin@example.com".into()),
         },
     ]
 }

@@ -91,11 +91,12 @@ fn file_name(event: &Event) -> &'static str {
         Event::UserNumbersSet { .. } => "user_numbers_set.bin",
         Event::WebhookSet { .. } => "webhook_set.bin",
         Event::ReminderDelivered { .. } => "reminder_delivered.bin",
+        Event::GroupContactSet { .. } => "group_contact_set.bin",
     }
 }
 
 /// Number of [`Event`] variants in format v1.
-const V1_VARIANTS: usize = 25;
+const V1_VARIANTS: usize = 26;
 
 /// One event of each variant, with optional fields filled in where the variant has them.
 fn v1_events() -> Vec<Event> {
@@ -220,6 +221,10 @@ fn v1_events() -> Vec<Event> {
         Event::ReminderDelivered {
             group: group(1),
             due_at: instant(2024, 12, 1, 9, 0),
+        },
+        Event::GroupContactSet {
+            group: group(2),
+            contact_email: Some("admin@acme.example.com".into()),
         },
     ]
 }

@@ -72,7 +72,8 @@ pub fn touches(event: &Event) -> Touches<'_> {
         }
         Event::GroupRenamed { group, .. }
         | Event::RestrictionSet { group, .. }
-        | Event::RestrictionCleared { group } => t.groups.push(*group),
+        | Event::RestrictionCleared { group }
+        | Event::GroupContactSet { group, .. } => t.groups.push(*group),
         Event::UserCreated { user, group, .. } | Event::UserMoved { user, group } => {
             t.users.push(*user);
             t.groups.push(*group);

@@ -434,6 +434,7 @@ mod tests {
                 group,
                 name: name.into(),
                 parent,
+                contact_email: None,
             });
             group
         }

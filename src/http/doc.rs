@@ -570,6 +570,23 @@ pub struct GroupView {
     pub restriction: Option<RestrictionView>,
     /// Licences of each type held by users anywhere in the group's subtree.
     pub used: BTreeMap<String, u64>,
+    /// The group administrator's own contact address, `null` if the group has none.
+    #[schema(format = "email")]
+    pub contact_email: Option<String>,
+    /// The contact that holds for the group: its own, else its nearest ancestor's.
+    pub effective_contact: Option<EffectiveContact>,
+}
+
+/// The contact address that holds for a group, and the group it comes from.
+#[derive(ToSchema)]
+pub struct EffectiveContact {
+    #[schema(format = "email")]
+    pub email: String,
+    /// The group whose own contact it is: the group itself, or an ancestor.
+    pub group_id: Uuid,
+    pub group_name: String,
+    /// `true` when it comes from an ancestor.
+    pub inherited: bool,
 }
 
 /// A page of groups.
@@ -623,6 +640,11 @@ pub struct GroupStateView {
     #[schema(format = DateTime)]
     pub valid_until: Option<String>,
     pub blocked_by: Vec<WindowBlock>,
+    /// The group administrator's own contact address.
+    #[schema(format = "email")]
+    pub contact_email: Option<String>,
+    /// The contact that holds for the group (own or inherited), where reminders go.
+    pub effective_contact: Option<EffectiveContact>,
 }
 
 /// A licence a user holds, with its add-ons.

@@ -25,6 +25,10 @@ pub struct CreateBody {
     name: String,
     #[schema(value_type = Option<uuid::Uuid>)]
     parent_id: Option<GroupId>,
+    /// The group administrator's contact address (`local@domain.tld`); subgroups without
+    /// one of their own inherit it.
+    #[schema(format = "email", max_length = 254)]
+    contact_email: Option<String>,
 }
 
 /// `POST /v1/tenants/{t}/groups` (admin).
@@ -54,6 +58,7 @@ pub async fn create(
         group,
         name: body.name,
         parent: body.parent_id,
+        contact_email: body.contact_email,
     };
     let done = app
         .write(tenant, &auth, Need::Administer, meta, command)
@@ -76,9 +81,15 @@ pub struct PatchBody {
     /// `null` makes the group a root group.
     #[schema(value_type = Option<uuid::Uuid>)]
     parent_id: Option<Option<GroupId>>,
+    /// The administrator's contact address; `null` clears the group's own, so it inherits
+    /// its nearest ancestor's again.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, format = "email", max_length = 254)]
+    contact_email: Option<Option<String>>,
 }
 
-/// `PATCH /v1/tenants/{t}/groups/{g}` (admin): rename, or move (`parent_id: null` → root).
+/// `PATCH /v1/tenants/{t}/groups/{g}` (admin): rename, move (`parent_id: null` → root), or set
+/// the contact (`contact_email: null` clears it).
 #[utoipa::path(
     patch,
     path = "/v1/tenants/{t}/groups/{g}",
@@ -87,7 +98,7 @@ pub struct PatchBody {
     params(doc::GroupPath, doc::WriteHeaders),
     request_body = PatchBody,
     responses(
-        (status = 200, description = "Renamed or moved.", body = doc::Written),
+        (status = 200, description = "Renamed, moved or given a contact.", body = doc::Written),
         doc::WriteErrors,
     ),
 )]
@@ -102,6 +113,7 @@ pub async fn update(
         group,
         name: body.name,
         parent: body.parent_id,
+        contact_email: body.contact_email,
     };
     let done = app
         .write(tenant, &auth, Need::Administer, meta, command)
@@ -203,7 +215,21 @@ fn restriction_json(r: &Restriction) -> Value {
     })
 }
 
-fn group_json(g: &Group) -> Value {
+/// The contact that holds for `group`, and where it comes from: `null` if neither the group
+/// nor an ancestor has one.
+fn effective_contact_json(t: &Tenant, group: GroupId) -> Value {
+    t.effective_contact(group)
+        .map_or(Value::Null, |(from, email)| {
+            json!({
+                "email": email,
+                "group_id": from,
+                "group_name": t.groups.get(&from).map(|g| g.name.as_str()),
+                "inherited": from != group,
+            })
+        })
+}
+
+fn group_json(t: &Tenant, g: &Group) -> Value {
     json!({
         "id": g.id,
         "name": g.name,
@@ -211,6 +237,8 @@ fn group_json(g: &Group) -> Value {
         "children": g.children,
         "restriction": g.restriction.as_ref().map(restriction_json),
         "used": g.used,
+        "contact_email": g.contact_email,
+        "effective_contact": effective_contact_json(t, g.id),
     })
 }
 
@@ -252,7 +280,7 @@ pub async fn list(
             super::btree_after(&t.groups, query.after),
             limit,
             |g| query.parent_id.is_none() || g.parent == query.parent_id,
-            group_json,
+            |g| group_json(t, g),
         );
         Ok(page(items, next, t.version))
     })
@@ -280,7 +308,7 @@ pub async fn one(
             .groups
             .get(&group)
             .ok_or_else(|| ApiError::not_found(format!("group {group} not found")))?;
-        Ok(with_etag(Json(group_json(g)).into_response(), t.version))
+        Ok(with_etag(Json(group_json(t, g)).into_response(), t.version))
     })
 }
 
@@ -367,6 +395,8 @@ fn render_state(
         "valid_from": optional_instant(state.valid_from),
         "valid_until": optional_instant(state.valid_until),
         "blocked_by": blocked_by,
+        "contact_email": state.group.contact_email,
+        "effective_contact": effective_contact_json(t, group),
     });
     Ok(with_etag(Json(body).into_response(), t.version))
 }

@@ -16,6 +16,7 @@ mod isolation;
 mod limits;
 mod load;
 mod nodes;
+mod notifications;
 mod openapi;
 mod preview_cost;
 mod race;

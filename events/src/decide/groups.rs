@@ -7,6 +7,7 @@ use super::tenant::{check_tenant_total, TenantTotal};
 use super::{GROUP_DEPTH_MAX, LIMITS_PER_RESTRICTION_MAX, REMINDER_DAYS_MAX};
 use crate::event::{Event, Restriction};
 use crate::ids::{GroupId, TypeCode};
+use crate::notification::is_contact_email;
 use crate::rejection::{Rejection, Rule, Violation};
 use crate::state::Tenant;
 use crate::time::truncate_to_micros;
@@ -44,8 +45,10 @@ pub(super) fn create_group(
     group: GroupId,
     name: &str,
     parent: Option<GroupId>,
+    contact_email: Option<&str>,
 ) -> Result<Vec<Event>, Rejection> {
     check_name(name)?;
+    contact_email.map(check_contact).transpose()?;
     if state.groups.contains_key(&group) {
         return Err(Rejection::GroupAlreadyExists(group));
     }
@@ -60,24 +63,66 @@ pub(super) fn create_group(
             .in_group(p)));
         }
     }
-    Ok(vec![Event::GroupCreated {
+    let mut events = vec![Event::GroupCreated {
         group,
         name: name.to_string(),
         parent,
-    }])
+    }];
+    if let Some(email) = contact_email {
+        events.push(Event::GroupContactSet {
+            group,
+            contact_email: Some(email.to_string()),
+        });
+    }
+    Ok(events)
+}
+
+/// A contact address the `email_address` crate reads as a bare `local@domain.tld`.
+fn check_contact(email: &str) -> Result<(), Rejection> {
+    if is_contact_email(email) {
+        return Ok(());
+    }
+    // The rejection quotes the input: at most a screenful of it.
+    const QUOTED_CHARS_MAX: usize = 80;
+    let mut quoted: String = email.chars().take(QUOTED_CHARS_MAX).collect();
+    if quoted.len() < email.len() {
+        quoted.push('…');
+    }
+    Err(Rejection::InvalidEmail(quoted))
+}
+
+/// What `PATCH /groups/{g}` changes: `None` leaves a field as it is; `parent: Some(None)`
+/// makes the group a root group, `contact_email: Some(None)` clears its own contact.
+pub(super) struct GroupChange<'a> {
+    pub name: Option<&'a str>,
+    pub parent: Option<Option<GroupId>>,
+    pub contact_email: Option<Option<&'a str>>,
 }
 
 pub(super) fn update_group(
     state: &Tenant,
     group: GroupId,
-    name: Option<&str>,
-    parent: Option<Option<GroupId>>,
+    change: GroupChange<'_>,
 ) -> Result<Vec<Event>, Rejection> {
+    let GroupChange {
+        name,
+        parent,
+        contact_email,
+    } = change;
     let current = state
         .groups
         .get(&group)
         .ok_or(Rejection::GroupNotFound(group))?;
     let mut events = Vec::new();
+    if let Some(contact) = contact_email {
+        contact.map(check_contact).transpose()?;
+        if contact != current.contact_email.as_deref() {
+            events.push(Event::GroupContactSet {
+                group,
+                contact_email: contact.map(str::to_string),
+            });
+        }
+    }
     if let Some(name) = name {
         check_name(name)?;
         if name != current.name {

@@ -105,12 +105,22 @@ pub fn decide(state: &Tenant, command: &Command, ctx: &Context) -> Result<Vec<Ev
             group,
             name,
             parent,
-        } => groups::create_group(state, *group, name, *parent),
+            contact_email,
+        } => groups::create_group(state, *group, name, *parent, contact_email.as_deref()),
         UpdateGroup {
             group,
             name,
             parent,
-        } => groups::update_group(state, *group, name.as_deref(), *parent),
+            contact_email,
+        } => groups::update_group(
+            state,
+            *group,
+            groups::GroupChange {
+                name: name.as_deref(),
+                parent: *parent,
+                contact_email: contact_email.as_ref().map(Option::as_deref),
+            },
+        ),
         SetRestriction { group, restriction } => {
             groups::set_restriction(state, *group, &groups::at_log_precision(restriction))
         }

@@ -1,0 +1,162 @@
+//! The rules of notifications, told as stories: whom a group's reminders go to (its
+//! administrator's contact, inherited), what they say (the tenant's template), how the webhook
+//! signs them, and when a restriction change owes an `unblocked` notification.
+
+mod support;
+
+use events::{Command, Event, GroupId, Rejection, RejectionClass, Tenant};
+use support::*;
+
+// HQ ── SALES ── PRAGUE
+const HQ: GroupId = group(1);
+const SALES: GroupId = group(2);
+const PRAGUE: GroupId = group(3);
+
+fn organisation() -> Vec<Event> {
+    vec![
+        group_created(HQ, "HQ", None),
+        group_created(SALES, "Sales", Some(HQ)),
+        group_created(PRAGUE, "Prague", Some(SALES)),
+    ]
+}
+
+fn contact_set(group: GroupId, email: Option<&str>) -> Event {
+    Event::GroupContactSet {
+        group,
+        contact_email: email.map(str::to_string),
+    }
+}
+
+fn set_contact(group: GroupId, email: Option<&str>) -> Command {
+    Command::UpdateGroup {
+        group,
+        name: None,
+        parent: None,
+        contact_email: Some(email.map(str::to_string)),
+    }
+}
+
+fn contact_of(state: &Tenant, group: GroupId) -> Option<(GroupId, String)> {
+    state
+        .effective_contact(group)
+        .map(|(from, email)| (from, email.to_string()))
+}
+
+// ---- Contacts ----
+
+#[test]
+fn a_group_created_with_a_contact_records_it_after_the_group() {
+    given(&[])
+        .when(Command::CreateGroup {
+            group: HQ,
+            name: "HQ".into(),
+            parent: None,
+            contact_email: Some("it@acme.example.com".into()),
+        })
+        .then_events(&[
+            group_created(HQ, "HQ", None),
+            contact_set(HQ, Some("it@acme.example.com")),
+        ]);
+}
+
+#[test]
+fn a_group_without_a_contact_inherits_its_nearest_ancestors() {
+    let mut facts = organisation();
+    facts.push(contact_set(HQ, Some("it@acme.example.com")));
+    let state = given(&facts).state;
+    assert_eq!(
+        contact_of(&state, PRAGUE),
+        Some((HQ, "it@acme.example.com".into()))
+    );
+    let state = given_state(state)
+        .when(set_contact(SALES, Some("sales-admin@acme.example.com")))
+        .then_events(&[contact_set(SALES, Some("sales-admin@acme.example.com"))]);
+    assert_eq!(
+        contact_of(&state, PRAGUE),
+        Some((SALES, "sales-admin@acme.example.com".into()))
+    );
+    assert_eq!(
+        contact_of(&state, HQ),
+        Some((HQ, "it@acme.example.com".into()))
+    );
+}
+
+#[test]
+fn clearing_a_groups_contact_makes_it_inherit_again() {
+    let mut facts = organisation();
+    facts.push(contact_set(HQ, Some("it@acme.example.com")));
+    facts.push(contact_set(SALES, Some("sales@acme.example.com")));
+    let state = given(&facts)
+        .when(set_contact(SALES, None))
+        .then_events(&[contact_set(SALES, None)]);
+    assert_eq!(state.groups[&SALES].contact_email, None);
+    assert_eq!(
+        contact_of(&state, SALES),
+        Some((HQ, "it@acme.example.com".into()))
+    );
+}
+
+#[test]
+fn a_group_without_a_contact_anywhere_on_its_path_has_none() {
+    let state = given(&organisation()).state;
+    assert_eq!(contact_of(&state, PRAGUE), None);
+}
+
+#[test]
+fn setting_the_contact_a_group_already_has_records_nothing() {
+    let mut facts = organisation();
+    facts.push(contact_set(SALES, Some("sales@acme.example.com")));
+    given(&facts)
+        .when(set_contact(SALES, Some("sales@acme.example.com")))
+        .then_events(&[]);
+}
+
+#[test]
+fn a_contact_that_is_not_an_email_address_is_refused_and_changes_nothing() {
+    for bad in [
+        "not an address",
+        "admin@localhost",
+        "Admin <admin@acme.example.com>",
+        "",
+    ] {
+        let rejection = given(&organisation())
+            .when(set_contact(SALES, Some(bad)))
+            .then_reject(Rejection::InvalidEmail(bad.into()));
+        assert_eq!(rejection.class(), RejectionClass::BadInput);
+        assert_eq!(rejection.reason(), "invalid_email");
+    }
+    // A create with a bad contact creates no group either.
+    given(&[])
+        .when(Command::CreateGroup {
+            group: HQ,
+            name: "HQ".into(),
+            parent: None,
+            contact_email: Some("nope".into()),
+        })
+        .then_reject(Rejection::InvalidEmail("nope".into()));
+}
+
+#[test]
+fn a_long_bad_contact_is_quoted_shortened() {
+    let long = "x".repeat(5000);
+    let rejection = given(&organisation())
+        .when(set_contact(SALES, Some(&long)))
+        .rejection_of_kind();
+    let Rejection::InvalidEmail(quoted) = rejection else {
+        panic!("expected InvalidEmail, got {rejection:?}");
+    };
+    assert!(quoted.chars().count() <= 81, "{quoted}");
+}
+
+trait RejectionOfKind {
+    fn rejection_of_kind(self) -> Rejection;
+}
+
+impl RejectionOfKind for Outcome {
+    fn rejection_of_kind(self) -> Rejection {
+        match self.result {
+            Err(rejection) => rejection,
+            Ok(events) => panic!("expected a rejection, got {events:?}"),
+        }
+    }
+}
