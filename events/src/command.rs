@@ -123,10 +123,14 @@ pub enum Command {
     DefineLicenseType(crate::catalogue::LicenseType),
     /// Apply a bulk-import file: every row validated first, all applied or none.
     Import(Vec<ImportRow>),
-    /// Set the URL due reminders are delivered to.
+    /// Set the URL due reminders are delivered to, and the new secret deliveries are signed
+    /// with (chosen by the caller: `decide` draws nothing).
     SetWebhook {
         url: String,
+        secret: String,
     },
+    /// Set the tenant's reminder template.
+    SetNotificationTemplate(crate::notification::NotificationTemplate),
     /// Record that a group's reminder due at `due_at` was delivered.
     RecordReminderDelivered {
         group: GroupId,

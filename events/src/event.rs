@@ -5,6 +5,7 @@
 
 use crate::catalogue::LicenseType;
 use crate::ids::{CommandId, GroupId, KeyId, LicenseId, TenantId, TypeCode, UserId};
+use crate::notification::NotificationTemplate;
 use crate::time::{instant, optional_instant};
 use bincode::Options;
 use chrono::{DateTime, Utc};
@@ -207,6 +208,16 @@ pub enum Event {
         group: GroupId,
         contact_email: Option<String>,
     },
+    /// The tenant's reminder template (subject and body), checked when it was set.
+    NotificationTemplateSet {
+        template: NotificationTemplate,
+    },
+    /// The secret webhook deliveries are signed with from now on (HMAC-SHA256). Set with the
+    /// webhook's URL, in the same command; it stays inside the log (the HTTP history and the
+    /// export leave it out).
+    WebhookSecretSet {
+        secret: String,
+    },
 }
 
 impl Event {
@@ -239,6 +250,8 @@ impl Event {
             Event::WebhookSet { .. } => "webhook_set",
             Event::ReminderDelivered { .. } => "reminder_delivered",
             Event::GroupContactSet { .. } => "group_contact_set",
+            Event::NotificationTemplateSet { .. } => "notification_template_set",
+            Event::WebhookSecretSet { .. } => "webhook_secret_set",
         }
     }
 }

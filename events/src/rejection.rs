@@ -1,6 +1,7 @@
 //! Why `decide` refused a command. Every variant reads as a sentence and has a stable code.
 
 use crate::ids::{GroupId, KeyId, LicenseId, TypeCode, UserId};
+use crate::notification::TemplateProblem;
 
 /// A domain rule a command would break (HTTP 422 `rule_violation`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -209,6 +210,9 @@ pub enum Rejection {
     /// A contact address that is not a bare `local@domain.tld`.
     #[error("contact_email `{0}` is not an email address such as admin@example.com")]
     InvalidEmail(String),
+    /// A notification template that is too long, does not parse or names an unknown variable.
+    #[error("{}", template_text(.0))]
+    InvalidTemplate(crate::notification::TemplateProblem),
     #[error("the reminder of group {group} due at {due_at} was already delivered")]
     ReminderAlreadyDelivered {
         group: GroupId,
@@ -240,6 +244,26 @@ fn dependants_text(dependants: &[(LicenseId, TypeCode)]) -> String {
     named.join(", ")
 }
 
+fn template_text(problem: &TemplateProblem) -> String {
+    match problem {
+        TemplateProblem::TooLong { field, max } => {
+            format!("the template's {field} is longer than {max} bytes")
+        }
+        TemplateProblem::Syntax { field, message } => {
+            format!("the template's {field} does not parse: {message}")
+        }
+        TemplateProblem::UnknownVariables { field, names } => format!(
+            "the template's {field} names unknown variable(s) {}; known: {}",
+            names.join(", "),
+            crate::notification::TEMPLATE_VARIABLES
+                .iter()
+                .map(|(name, _)| *name)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
 fn violations_text(violations: &[Violation]) -> String {
     let messages: Vec<&str> = violations.iter().map(|v| v.message.as_str()).collect();
     messages.join("; ")
@@ -250,7 +274,9 @@ impl Rejection {
     pub fn class(&self) -> RejectionClass {
         use Rejection::*;
         match self {
-            InvalidInput(_) | UnknownLicenseType(_) | InvalidEmail(_) => RejectionClass::BadInput,
+            InvalidInput(_) | UnknownLicenseType(_) | InvalidEmail(_) | InvalidTemplate(_) => {
+                RejectionClass::BadInput
+            }
             LicenseNotFound(_) | UserNotFound(_) | GroupNotFound(_) | KeyNotFound(_) => {
                 RejectionClass::NotFound
             }
@@ -282,6 +308,11 @@ impl Rejection {
         match self {
             InvalidInput(_) => "invalid_input",
             InvalidEmail(_) => "invalid_email",
+            InvalidTemplate(problem) => match problem {
+                TemplateProblem::TooLong { .. } => "template_too_long",
+                TemplateProblem::Syntax { .. } => "template_syntax",
+                TemplateProblem::UnknownVariables { .. } => "unknown_template_variable",
+            },
             UnknownLicenseType(_) => "unknown_license_type",
             TenantAlreadyExists => "tenant_already_exists",
             LicenseNotFound(_) => "license_not_found",

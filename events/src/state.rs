@@ -5,6 +5,7 @@ use crate::catalogue::{Catalogue, Kind};
 use crate::event::{Event, EventHash, Restriction, Retention, Role};
 use crate::ids::{GroupId, KeyId, LicenseId, TenantId, TypeCode, UserId};
 use crate::index::IdMap;
+use crate::notification::NotificationTemplate;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -144,6 +145,18 @@ pub struct Tenant {
     pub webhook: Option<String>,
     /// Reminders delivered: the group and the instant each was due.
     pub reminders_delivered: BTreeSet<(GroupId, DateTime<Utc>)>,
+    /// The reminder template set by the tenant; `None`: the default applies.
+    pub notification_template: Option<NotificationTemplate>,
+    /// What webhook deliveries are signed with; `None` for a webhook set before signing
+    /// existed (its deliveries go unsigned until it is set again).
+    pub webhook_secret: Option<WebhookSecret>,
+}
+
+/// The secret of a tenant's webhook and the tenant version that set it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookSecret {
+    pub secret: String,
+    pub version: u64,
 }
 
 impl Tenant {
@@ -168,6 +181,8 @@ impl Tenant {
             keys: BTreeMap::new(),
             webhook: None,
             reminders_delivered: BTreeSet::new(),
+            notification_template: None,
+            webhook_secret: None,
         }
     }
 
@@ -639,6 +654,15 @@ pub fn evolve(state: &mut Tenant, event: &Event, version_of_event: u64) {
         Event::WebhookSet { url } => state.webhook = Some(url.clone()),
         Event::ReminderDelivered { group, due_at } => {
             state.reminders_delivered.insert((*group, *due_at));
+        }
+        Event::NotificationTemplateSet { template } => {
+            state.notification_template = Some(template.clone());
+        }
+        Event::WebhookSecretSet { secret } => {
+            state.webhook_secret = Some(WebhookSecret {
+                secret: secret.clone(),
+                version: version_of_event,
+            });
         }
         Event::ApiKeyRevoked { key } => {
             if let Some(k) = state.keys.get_mut(key) {

@@ -42,10 +42,12 @@ fn variant_index(event: &Event) -> usize {
         Event::WebhookSet { .. } => 23,
         Event::ReminderDelivered { .. } => 24,
         Event::GroupContactSet { .. } => 25,
+        Event::NotificationTemplateSet { .. } => 26,
+        Event::WebhookSecretSet { .. } => 27,
     }
 }
 
-const VARIANTS: usize = 26;
+const VARIANTS: usize = 28;
 
 /// One sample of every variant, with every optional field filled in somewhere.
 fn one_of_each() -> Vec<Event> {
@@ -139,6 +141,12 @@ fn one_of_each() -> Vec<Event> {
         Event::GroupContactSet {
             group: group(9),
             contact_email: Some("admin@example.com".into()),
+        },
+        Event::NotificationTemplateSet {
+            template: events::NotificationTemplate::default(),
+        },
+        Event::WebhookSecretSet {
+            secret: "whsec_00".into(),
         },
     ]
 }

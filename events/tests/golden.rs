@@ -13,8 +13,9 @@
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use events::event::FORMAT_V1;
 use events::{
-    CommandId, Envelope, Event, EventHash, GroupId, KeyId, Kind, LicenseId, LicenseType, Reminder,
-    ReminderFrequency, Restriction, Retention, Role, TenantId, TypeCode, UserId,
+    CommandId, Envelope, Event, EventHash, GroupId, KeyId, Kind, LicenseId, LicenseType,
+    NotificationTemplate, Reminder, ReminderFrequency, Restriction, Retention, Role, TenantId,
+    TypeCode, UserId,
 };
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -92,11 +93,13 @@ fn file_name(event: &Event) -> &'static str {
         Event::WebhookSet { .. } => "webhook_set.bin",
         Event::ReminderDelivered { .. } => "reminder_delivered.bin",
         Event::GroupContactSet { .. } => "group_contact_set.bin",
+        Event::NotificationTemplateSet { .. } => "notification_template_set.bin",
+        Event::WebhookSecretSet { .. } => "webhook_secret_set.bin",
     }
 }
 
 /// Number of [`Event`] variants in format v1.
-const V1_VARIANTS: usize = 26;
+const V1_VARIANTS: usize = 28;
 
 /// One event of each variant, with optional fields filled in where the variant has them.
 fn v1_events() -> Vec<Event> {
@@ -225,6 +228,15 @@ fn v1_events() -> Vec<Event> {
         Event::GroupContactSet {
             group: group(2),
             contact_email: Some("admin@acme.example.com".into()),
+        },
+        Event::NotificationTemplateSet {
+            template: NotificationTemplate {
+                subject: "{{ group_name }} ends in {{ days_left }} days".into(),
+                body: "Group {{ group_name }} ends on {{ expiry_date }}.".into(),
+            },
+        },
+        Event::WebhookSecretSet {
+            secret: "whsec_0123456789abcdef0123456789abcdef".into(),
         },
     ]
 }

@@ -4,7 +4,8 @@
 
 mod support;
 
-use events::{Command, Event, GroupId, Rejection, RejectionClass, Tenant};
+use events::notification::{TemplateProblem, TEMPLATE_BODY_BYTES_MAX};
+use events::{Command, Event, GroupId, NotificationTemplate, Rejection, RejectionClass, Tenant};
 use support::*;
 
 // HQ ── SALES ── PRAGUE
@@ -159,4 +160,93 @@ impl RejectionOfKind for Outcome {
             Ok(events) => panic!("expected a rejection, got {events:?}"),
         }
     }
+}
+
+// ---- Templates ----
+
+fn template(subject: &str, body: &str) -> NotificationTemplate {
+    NotificationTemplate {
+        subject: subject.into(),
+        body: body.into(),
+    }
+}
+
+#[test]
+fn a_template_naming_only_known_variables_is_stored_and_replaces_the_default() {
+    let set = template(
+        "{{ group_name }}: {{ days_left }} days",
+        "Ends {{ expiry_date }} ({{ valid_until }}), {{ tenant_name }} / {{ group_id }}",
+    );
+    let state = given(&[])
+        .when(Command::SetNotificationTemplate(set.clone()))
+        .then_events(&[Event::NotificationTemplateSet {
+            template: set.clone(),
+        }]);
+    assert_eq!(state.notification_template, Some(set));
+}
+
+#[test]
+fn a_template_naming_an_unknown_variable_is_refused_naming_it() {
+    let rejection = given(&[])
+        .when(Command::SetNotificationTemplate(template(
+            "{{ group_name }}",
+            "Dear {{ customer }}, {{ days_left }} {{ amount }}",
+        )))
+        .then_reject(Rejection::InvalidTemplate(
+            TemplateProblem::UnknownVariables {
+                field: "body",
+                names: vec!["amount".into(), "customer".into()],
+            },
+        ));
+    assert_eq!(rejection.class(), RejectionClass::BadInput);
+    assert_eq!(rejection.reason(), "unknown_template_variable");
+    assert!(rejection.to_string().contains("days_left"), "{rejection}");
+}
+
+#[test]
+fn a_template_that_does_not_parse_or_is_too_long_is_refused() {
+    let rejection = given(&[])
+        .when(Command::SetNotificationTemplate(template(
+            "{% if group_name %}unclosed",
+            "fine",
+        )))
+        .rejection_of_kind();
+    assert_eq!(rejection.reason(), "template_syntax", "{rejection:?}");
+    let long = "x".repeat(TEMPLATE_BODY_BYTES_MAX + 1);
+    given(&[])
+        .when(Command::SetNotificationTemplate(template("s", &long)))
+        .then_reject(Rejection::InvalidTemplate(TemplateProblem::TooLong {
+            field: "body",
+            max: TEMPLATE_BODY_BYTES_MAX,
+        }));
+}
+
+// ---- Webhook ----
+
+#[test]
+fn setting_the_webhook_records_its_url_and_a_new_signing_secret() {
+    let set = |secret: &str| Command::SetWebhook {
+        url: "https://hooks.example.com/ledger".into(),
+        secret: secret.into(),
+    };
+    let state = given(&[]).when(set("whsec_one")).then_events(&[
+        Event::WebhookSet {
+            url: "https://hooks.example.com/ledger".into(),
+        },
+        Event::WebhookSecretSet {
+            secret: "whsec_one".into(),
+        },
+    ]);
+    let first = state.webhook_secret.clone().expect("a secret");
+    assert_eq!(first.secret, "whsec_one");
+    assert_eq!(first.version, state.version);
+    // Setting it again rotates the secret.
+    let state = given_state(state).when(set("whsec_two")).then_accepted();
+    assert_eq!(
+        state.webhook_secret.map(|s| s.secret).as_deref(),
+        Some("whsec_two")
+    );
+    given(&[])
+        .when(set(""))
+        .then_invalid_input("secret must be 1 to");
 }

@@ -81,7 +81,9 @@ pub fn touches(event: &Event) -> Touches<'_> {
         Event::UserRenamed { user, .. } | Event::UserRemoved { user } => t.users.push(*user),
         Event::PriceSet { license_type, .. } => t.types.push(license_type),
         Event::UserNumbersSet { user, .. } => t.users.push(*user),
-        Event::WebhookSet { .. } => {}
+        Event::WebhookSet { .. }
+        | Event::WebhookSecretSet { .. }
+        | Event::NotificationTemplateSet { .. } => {}
         Event::ReminderDelivered { group, .. } => t.groups.push(*group),
     }
     t

@@ -841,6 +841,35 @@ pub struct DueReminder {
     pub delivered: bool,
 }
 
+/// The answer of `PUT /webhook`: the write, and the secret deliveries are signed with.
+#[derive(ToSchema)]
+pub struct WebhookSet {
+    pub seq: u64,
+    pub version: u64,
+    /// `whsec_` and 64 hex digits: the HMAC-SHA256 key of the `Ledger-Signature` header.
+    /// Shown only in this answer (and its idempotent replay); setting the webhook again
+    /// rotates it.
+    pub secret: String,
+}
+
+/// A variable a notification template may name.
+#[derive(ToSchema)]
+pub struct TemplateVariable {
+    pub name: String,
+    pub description: String,
+}
+
+/// The tenant's reminder template.
+#[derive(ToSchema)]
+pub struct NotificationTemplateView {
+    pub subject: String,
+    pub body: String,
+    /// `true` while the tenant has set none and the default applies.
+    pub default: bool,
+    /// What the template may name.
+    pub variables: Vec<TemplateVariable>,
+}
+
 /// The reminders due, and where they are delivered.
 #[derive(ToSchema)]
 pub struct DueReminders {

@@ -273,6 +273,23 @@ fn matrix() -> Vec<Entry> {
                 )
             })],
         ),
+        entry(
+            "GET",
+            "/v1/tenants/{t}/notification-template",
+            vec![case("", Read, |f| {
+                Call::get(f.path("/notification-template"))
+            })],
+        ),
+        entry(
+            "PUT",
+            "/v1/tenants/{t}/notification-template",
+            vec![case("", Administer, |f| {
+                Call::json(
+                    f.path("/notification-template"),
+                    json!({"subject": "{{ group_name }}", "body": "{{ days_left }} days left"}),
+                )
+            })],
+        ),
         // Licences.
         entry(
             "GET",

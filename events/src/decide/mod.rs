@@ -44,6 +44,8 @@ pub const RETENTION_DAYS_FREE_MAX: u32 = 14;
 pub const CATALOGUE_REFERENCES_MAX: usize = 64;
 /// Longest webhook URL, in bytes.
 pub const WEBHOOK_URL_BYTES_MAX: usize = 2000;
+/// Longest webhook signing secret, in bytes.
+pub const WEBHOOK_SECRET_BYTES_MAX: usize = 200;
 /// Rows of one import.
 pub const IMPORT_ROWS_MAX: usize = 200_000;
 /// The base type every import row hands out.
@@ -165,7 +167,8 @@ pub fn decide(state: &Tenant, command: &Command, ctx: &Context) -> Result<Vec<Ev
         } => tenant::issue_key(state, *key, name, *role, *token_hash),
         DefineLicenseType(definition) => catalogue::define_type(state, definition),
         Import(rows) => import::import(state, rows, ctx),
-        SetWebhook { url } => tenant::set_webhook(url),
+        SetWebhook { url, secret } => tenant::set_webhook(url, secret),
+        SetNotificationTemplate(template) => tenant::set_notification_template(template),
         RecordReminderDelivered { group, due_at } => {
             groups::record_reminder_delivered(state, *group, *due_at)
         }
