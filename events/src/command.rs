@@ -72,12 +72,16 @@ pub enum Command {
         group: GroupId,
         name: String,
         parent: Option<GroupId>,
+        /// The group administrator's contact address.
+        contact_email: Option<String>,
     },
-    /// `parent: Some(None)` makes the group a root group.
+    /// `parent: Some(None)` makes the group a root group; `contact_email: Some(None)` clears
+    /// the group's own contact.
     UpdateGroup {
         group: GroupId,
         name: Option<String>,
         parent: Option<Option<GroupId>>,
+        contact_email: Option<Option<String>>,
     },
     /// Set a group's restriction, leaving the features it switches as they are.
     SetRestriction {
@@ -132,10 +136,19 @@ pub enum Command {
     DefineFeature(crate::catalogue::Feature),
     /// Apply a bulk-import file: every row validated first, all applied or none.
     Import(Vec<ImportRow>),
-    /// Set the URL due reminders are delivered to.
+    /// Set the URL due reminders are delivered to, and the new secret deliveries are signed
+    /// with (chosen by the caller: `decide` draws nothing).
     SetWebhook {
         url: String,
+        secret: String,
     },
+    /// Record that the `unblocked` notification of the `groups_unblocked` event at `version`
+    /// was delivered.
+    RecordUnblockedNotified {
+        version: u64,
+    },
+    /// Set the tenant's reminder template.
+    SetNotificationTemplate(crate::notification::NotificationTemplate),
     /// Record that a group's reminder due at `due_at` was delivered.
     RecordReminderDelivered {
         group: GroupId,

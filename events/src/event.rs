@@ -5,6 +5,7 @@
 
 use crate::catalogue::{Feature, LicenseType};
 use crate::ids::{CommandId, GroupId, KeyId, LicenseId, TenantId, TypeCode, UserId};
+use crate::notification::NotificationTemplate;
 use crate::time::{instant, optional_instant};
 use bincode::Options;
 use chrono::{DateTime, Utc};
@@ -219,6 +220,38 @@ pub enum Event {
         group: GroupId,
         features: BTreeMap<TypeCode, bool>,
     },
+    /// A group's administrator contact was set; `None` clears it, and the group inherits its
+    /// nearest ancestor's again.
+    GroupContactSet {
+        group: GroupId,
+        contact_email: Option<String>,
+    },
+    /// The tenant's reminder template (subject and body), checked when it was set.
+    NotificationTemplateSet {
+        template: NotificationTemplate,
+    },
+    /// The secret webhook deliveries are signed with from now on (HMAC-SHA256). Set with the
+    /// webhook's URL, in the same command; it stays inside the log (the HTTP history and the
+    /// export leave it out).
+    WebhookSecretSet {
+        secret: String,
+    },
+    /// A restriction change at `at` unblocked `groups` (in `group`'s subtree; `group` itself
+    /// among them when it was blocked): their window excluded `at` before the change and admits
+    /// it after. `users` is how many active users are directly in them. Owed to the webhook
+    /// as an `unblocked` notification.
+    GroupsUnblocked {
+        group: GroupId,
+        groups: Vec<GroupId>,
+        users: u64,
+        #[serde(with = "instant")]
+        at: DateTime<Utc>,
+    },
+    /// The `unblocked` notification of the `groups_unblocked` event at `version` was
+    /// delivered to the webhook.
+    UnblockedNotified {
+        version: u64,
+    },
 }
 
 /// What an issued key is, whichever event issued it.
@@ -296,6 +329,11 @@ impl Event {
             Event::ScopedApiKeyIssued { .. } => "scoped_api_key_issued",
             Event::FeatureDefined { .. } => "feature_defined",
             Event::RestrictionFeaturesSet { .. } => "restriction_features_set",
+            Event::GroupContactSet { .. } => "group_contact_set",
+            Event::NotificationTemplateSet { .. } => "notification_template_set",
+            Event::WebhookSecretSet { .. } => "webhook_secret_set",
+            Event::GroupsUnblocked { .. } => "groups_unblocked",
+            Event::UnblockedNotified { .. } => "unblocked_notified",
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod decide;
 pub mod event;
 pub mod ids;
 pub mod index;
+pub mod notification;
 pub mod rejection;
 pub mod state;
 pub mod time;
@@ -22,5 +23,6 @@ pub use event::{
 };
 pub use ids::{CommandId, GroupId, KeyId, LicenseId, TenantId, TypeCode, UserId};
 pub use index::IdMap;
+pub use notification::NotificationTemplate;
 pub use rejection::{Rejection, RejectionClass, RowError, Rule, Violation};
-pub use state::{evolve, License, LicenseStatus, Tenant};
+pub use state::{evolve, License, LicenseStatus, Tenant, Unblock};

@@ -1,6 +1,7 @@
 //! Why `decide` refused a command. Every variant reads as a sentence and has a stable code.
 
 use crate::ids::{GroupId, KeyId, LicenseId, TypeCode, UserId};
+use crate::notification::TemplateProblem;
 
 /// A domain rule a command would break (HTTP 422 `rule_violation`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -222,6 +223,15 @@ pub enum Rejection {
         /// The licences that would lose what they require, with their types.
         dependants: Vec<(LicenseId, TypeCode)>,
     },
+    /// A contact address that is not a bare `local@domain.tld`.
+    #[error("contact_email `{0}` is not an email address such as admin@example.com")]
+    InvalidEmail(String),
+    /// A notification template that is too long, does not parse or names an unknown variable.
+    #[error("{}", template_text(.0))]
+    InvalidTemplate(crate::notification::TemplateProblem),
+    /// The `unblocked` notification of this event was delivered already, or none is owed.
+    #[error("no unblocked notification is owed for the event at version {version}")]
+    UnblockedAlreadyNotified { version: u64 },
     #[error("the reminder of group {group} due at {due_at} was already delivered")]
     ReminderAlreadyDelivered {
         group: GroupId,
@@ -257,6 +267,26 @@ fn dependants_text(dependants: &[(LicenseId, TypeCode)]) -> String {
     named.join(", ")
 }
 
+fn template_text(problem: &TemplateProblem) -> String {
+    match problem {
+        TemplateProblem::TooLong { field, max } => {
+            format!("the template's {field} is longer than {max} bytes")
+        }
+        TemplateProblem::Syntax { field, message } => {
+            format!("the template's {field} does not parse: {message}")
+        }
+        TemplateProblem::UnknownVariables { field, names } => format!(
+            "the template's {field} names unknown variable(s) {}; known: {}",
+            names.join(", "),
+            crate::notification::TEMPLATE_VARIABLES
+                .iter()
+                .map(|(name, _)| *name)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
 fn violations_text(violations: &[Violation]) -> String {
     let messages: Vec<&str> = violations.iter().map(|v| v.message.as_str()).collect();
     messages.join("; ")
@@ -267,7 +297,11 @@ impl Rejection {
     pub fn class(&self) -> RejectionClass {
         use Rejection::*;
         match self {
-            InvalidInput(_) | UnknownLicenseType(_) | UnknownFeature(_) => RejectionClass::BadInput,
+            InvalidInput(_)
+            | UnknownLicenseType(_)
+            | UnknownFeature(_)
+            | InvalidEmail(_)
+            | InvalidTemplate(_) => RejectionClass::BadInput,
             LicenseNotFound(_) | UserNotFound(_) | GroupNotFound(_) | KeyNotFound(_) => {
                 RejectionClass::NotFound
             }
@@ -284,7 +318,8 @@ impl Rejection {
             | KeyAlreadyExists(_)
             | KeyAlreadyRevoked(_)
             | RequiredByHeld { .. }
-            | ReminderAlreadyDelivered { .. } => RejectionClass::Conflict,
+            | ReminderAlreadyDelivered { .. }
+            | UnblockedAlreadyNotified { .. } => RejectionClass::Conflict,
             OutsideScope(_) => RejectionClass::Forbidden,
             ImportRejected(_) => RejectionClass::RuleViolation,
             RuleViolations(_) => RejectionClass::RuleViolation,
@@ -299,6 +334,12 @@ impl Rejection {
         use Rejection::*;
         match self {
             InvalidInput(_) => "invalid_input",
+            InvalidEmail(_) => "invalid_email",
+            InvalidTemplate(problem) => match problem {
+                TemplateProblem::TooLong { .. } => "template_too_long",
+                TemplateProblem::Syntax { .. } => "template_syntax",
+                TemplateProblem::UnknownVariables { .. } => "unknown_template_variable",
+            },
             UnknownLicenseType(_) => "unknown_license_type",
             UnknownFeature(_) => "unknown_feature",
             TenantAlreadyExists => "tenant_already_exists",
@@ -322,6 +363,7 @@ impl Rejection {
             ImportRejected(_) => "import_rejected",
             RequiredByHeld { .. } => "required_by_held_licenses",
             ReminderAlreadyDelivered { .. } => "reminder_already_delivered",
+            UnblockedAlreadyNotified { .. } => "unblocked_already_notified",
             OutsideScope(_) => "outside_key_scope",
         }
     }

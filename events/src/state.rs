@@ -5,6 +5,7 @@ use crate::catalogue::{Catalogue, Features, Kind};
 use crate::event::{Event, EventHash, Restriction, Retention, Role};
 use crate::ids::{GroupId, KeyId, LicenseId, TenantId, TypeCode, UserId};
 use crate::index::IdMap;
+use crate::notification::NotificationTemplate;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -66,6 +67,9 @@ pub struct Group {
     pub parent: Option<GroupId>,
     pub children: BTreeSet<GroupId>,
     pub restriction: Option<Restriction>,
+    /// The group administrator's own contact address; without one the group inherits its
+    /// nearest ancestor's ([`Tenant::effective_contact`]).
+    pub contact_email: Option<String>,
     /// Licences of each type held by users anywhere in this group's subtree.
     pub used: BTreeMap<TypeCode, u64>,
     /// The features this group's restriction switches on (`true`) or off (`false`); absent
@@ -104,6 +108,18 @@ pub struct User {
     pub removed: bool,
     /// Base licences held.
     pub licenses: BTreeSet<LicenseId>,
+}
+
+/// Groups a restriction change unblocked, owed to the webhook as an `unblocked` notification.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unblock {
+    /// The group whose restriction changed.
+    pub group: GroupId,
+    /// Every group it unblocked.
+    pub groups: Vec<GroupId>,
+    /// Active users directly in those groups.
+    pub users: u64,
+    pub at: DateTime<Utc>,
 }
 
 /// An API key (the token itself is never stored, only its hash).
@@ -157,6 +173,21 @@ pub struct Tenant {
     pub webhook: Option<String>,
     /// Reminders delivered: the group and the instant each was due.
     pub reminders_delivered: BTreeSet<(GroupId, DateTime<Utc>)>,
+    /// The reminder template set by the tenant; `None`: the default applies.
+    pub notification_template: Option<NotificationTemplate>,
+    /// What webhook deliveries are signed with; `None` for a webhook set before signing
+    /// existed (its deliveries go unsigned until it is set again).
+    pub webhook_secret: Option<WebhookSecret>,
+    /// `unblocked` notifications owed to the webhook, by the version of their
+    /// `groups_unblocked` event (only those that happened while a webhook was set).
+    pub unblocks_owed: BTreeMap<u64, Unblock>,
+}
+
+/// The secret of a tenant's webhook and the tenant version that set it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookSecret {
+    pub secret: String,
+    pub version: u64,
 }
 
 impl Tenant {
@@ -182,6 +213,9 @@ impl Tenant {
             keys: BTreeMap::new(),
             webhook: None,
             reminders_delivered: BTreeSet::new(),
+            notification_template: None,
+            webhook_secret: None,
+            unblocks_owed: BTreeMap::new(),
         }
     }
 
@@ -298,6 +332,15 @@ impl Tenant {
             }
         }
         (from, until)
+    }
+
+    /// The contact address that holds for a group: its own, else its nearest ancestor's that
+    /// has one; with the group it comes from.
+    pub fn effective_contact(&self, group: GroupId) -> Option<(GroupId, &str)> {
+        self.path_to_root(group).into_iter().find_map(|id| {
+            let email = self.groups.get(&id)?.contact_email.as_deref()?;
+            Some((id, email))
+        })
     }
 
     fn add_usage(&mut self, group: GroupId, types: &[TypeCode], sign: i64) {
@@ -517,6 +560,7 @@ pub fn evolve(state: &mut Tenant, event: &Event, version_of_event: u64) {
                     parent: *parent,
                     children: BTreeSet::new(),
                     restriction: None,
+                    contact_email: None,
                     used: BTreeMap::new(),
                     features: BTreeMap::new(),
                 },
@@ -555,6 +599,14 @@ pub fn evolve(state: &mut Tenant, event: &Event, version_of_event: u64) {
         Event::RestrictionSet { group, restriction } => {
             if let Some(g) = state.groups.get_mut(group) {
                 g.restriction = Some(restriction.clone());
+            }
+        }
+        Event::GroupContactSet {
+            group,
+            contact_email,
+        } => {
+            if let Some(g) = state.groups.get_mut(group) {
+                g.contact_email = contact_email.clone();
             }
         }
         Event::RestrictionCleared { group } => {
@@ -668,6 +720,36 @@ pub fn evolve(state: &mut Tenant, event: &Event, version_of_event: u64) {
         Event::WebhookSet { url } => state.webhook = Some(url.clone()),
         Event::ReminderDelivered { group, due_at } => {
             state.reminders_delivered.insert((*group, *due_at));
+        }
+        Event::NotificationTemplateSet { template } => {
+            state.notification_template = Some(template.clone());
+        }
+        Event::GroupsUnblocked {
+            group,
+            groups,
+            users,
+            at,
+        } => {
+            if state.webhook.is_some() {
+                state.unblocks_owed.insert(
+                    version_of_event,
+                    Unblock {
+                        group: *group,
+                        groups: groups.clone(),
+                        users: *users,
+                        at: *at,
+                    },
+                );
+            }
+        }
+        Event::UnblockedNotified { version } => {
+            state.unblocks_owed.remove(version);
+        }
+        Event::WebhookSecretSet { secret } => {
+            state.webhook_secret = Some(WebhookSecret {
+                secret: secret.clone(),
+                version: version_of_event,
+            });
         }
         Event::ApiKeyRevoked { key } => {
             if let Some(k) = state.keys.get_mut(key) {

@@ -44,10 +44,15 @@ fn variant_index(event: &Event) -> usize {
         Event::ScopedApiKeyIssued { .. } => 25,
         Event::FeatureDefined { .. } => 26,
         Event::RestrictionFeaturesSet { .. } => 27,
+        Event::GroupContactSet { .. } => 28,
+        Event::NotificationTemplateSet { .. } => 29,
+        Event::WebhookSecretSet { .. } => 30,
+        Event::GroupsUnblocked { .. } => 31,
+        Event::UnblockedNotified { .. } => 32,
     }
 }
 
-const VARIANTS: usize = 28;
+const VARIANTS: usize = 33;
 
 /// One sample of every variant, with every optional field filled in somewhere.
 fn one_of_each() -> Vec<Event> {
@@ -158,6 +163,23 @@ fn one_of_each() -> Vec<Event> {
                 .into_iter()
                 .collect(),
         },
+        Event::GroupContactSet {
+            group: group(9),
+            contact_email: Some("admin@example.com".into()),
+        },
+        Event::NotificationTemplateSet {
+            template: events::NotificationTemplate::default(),
+        },
+        Event::WebhookSecretSet {
+            secret: "whsec_00".into(),
+        },
+        Event::GroupsUnblocked {
+            group: group(9),
+            groups: vec![group(9)],
+            users: 1,
+            at: at(2024, 3, 1),
+        },
+        Event::UnblockedNotified { version: 7 },
     ]
 }
 

@@ -14,7 +14,8 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use events::event::FORMAT_V1;
 use events::{
     CommandId, Envelope, Event, EventHash, Feature, GroupId, KeyId, Kind, LicenseId, LicenseType,
-    Reminder, ReminderFrequency, Restriction, Retention, Role, TenantId, TypeCode, UserId,
+    NotificationTemplate, Reminder, ReminderFrequency, Restriction, Retention, Role, TenantId,
+    TypeCode, UserId,
 };
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -94,11 +95,16 @@ fn file_name(event: &Event) -> &'static str {
         Event::ScopedApiKeyIssued { .. } => "scoped_api_key_issued.bin",
         Event::FeatureDefined { .. } => "feature_defined.bin",
         Event::RestrictionFeaturesSet { .. } => "restriction_features_set.bin",
+        Event::GroupContactSet { .. } => "group_contact_set.bin",
+        Event::NotificationTemplateSet { .. } => "notification_template_set.bin",
+        Event::WebhookSecretSet { .. } => "webhook_secret_set.bin",
+        Event::GroupsUnblocked { .. } => "groups_unblocked.bin",
+        Event::UnblockedNotified { .. } => "unblocked_notified.bin",
     }
 }
 
 /// Number of [`Event`] variants in format v1.
-const V1_VARIANTS: usize = 28;
+const V1_VARIANTS: usize = 33;
 
 /// One event of each variant, with optional fields filled in where the variant has them.
 fn v1_events() -> Vec<Event> {
@@ -244,6 +250,26 @@ fn v1_events() -> Vec<Event> {
                 .into_iter()
                 .collect(),
         },
+        Event::GroupContactSet {
+            group: group(2),
+            contact_email: Some("admin@acme.example.com".into()),
+        },
+        Event::NotificationTemplateSet {
+            template: NotificationTemplate {
+                subject: "{{ group_name }} ends in {{ days_left }} days".into(),
+                body: "Group {{ group_name }} ends on {{ expiry_date }}.".into(),
+            },
+        },
+        Event::WebhookSecretSet {
+            secret: "whsec_0123456789abcdef0123456789abcdef".into(),
+        },
+        Event::GroupsUnblocked {
+            group: group(1),
+            groups: vec![group(1), group(2)],
+            users: 3,
+            at: instant(2024, 12, 2, 9, 0),
+        },
+        Event::UnblockedNotified { version: 41 },
     ]
 }
 

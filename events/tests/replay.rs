@@ -149,16 +149,19 @@ fn scripted_session() -> Session {
         group: SALES,
         name: "Sales".into(),
         parent: None,
+        contact_email: None,
     });
     s.accept(Command::CreateGroup {
         group: SALES_EU,
         name: "Sales EU".into(),
         parent: Some(SALES),
+        contact_email: None,
     });
     s.accept(Command::CreateGroup {
         group: SUPPORT,
         name: "Support".into(),
         parent: None,
+        contact_email: None,
     });
     s.accept(Command::CreateUsers(vec![
         new_user(ALICE, SALES_EU, "101"),
@@ -234,11 +237,13 @@ fn scripted_session() -> Session {
         group: SALES_EU,
         name: Some("EMEA".into()),
         parent: Some(Some(SUPPORT)),
+        contact_email: None,
     });
     s.accept(Command::UpdateGroup {
         group: SALES_EU,
         name: None,
         parent: Some(None),
+        contact_email: None,
     });
     let supervisor = s.free("cc_supervisor");
     s.accept(Command::AssignLicense {

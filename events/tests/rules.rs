@@ -1238,6 +1238,7 @@ fn create_group_under_an_unknown_parent_is_not_found() {
             group: group(50),
             name: "Orphans".into(),
             parent: Some(group(49)),
+            contact_email: None,
         })
         .then_reject(Rejection::GroupNotFound(group(49)));
     assert_eq!(rejection.class(), RejectionClass::NotFound);
@@ -1250,6 +1251,7 @@ fn create_group_twice_is_a_conflict() {
             group: SALES,
             name: "Sales again".into(),
             parent: None,
+            contact_email: None,
         })
         .then_reject(Rejection::GroupAlreadyExists(SALES));
 }
@@ -1278,6 +1280,7 @@ fn groups_nest_at_most_group_depth_max_deep() {
             group: group(500),
             name: "Too deep".into(),
             parent: Some(deepest),
+            contact_email: None,
         })
         .then_violations(&[violation(Rule::GroupDepthExceeded).in_group(deepest)]);
     // One level up there is still room.
@@ -1286,6 +1289,7 @@ fn groups_nest_at_most_group_depth_max_deep() {
             group: group(500),
             name: "Just fits".into(),
             parent: Some(group(100 + GROUP_DEPTH_MAX as u128 - 2)),
+            contact_email: None,
         })
         .then_accepted();
 }
@@ -1301,6 +1305,7 @@ fn moving_a_subtree_deeper_than_the_limit_is_refused() {
             group: SALES,
             name: None,
             parent: Some(Some(target)),
+            contact_email: None,
         })
         .then_violations(&[violation(Rule::GroupDepthExceeded).in_group(target)]);
 }
@@ -1312,6 +1317,7 @@ fn moving_a_group_into_its_own_subtree_is_a_cycle() {
             group: SALES,
             name: None,
             parent: Some(Some(PRAGUE)),
+            contact_email: None,
         })
         .then_violations(&[violation(Rule::GroupCycle).in_group(PRAGUE)]);
     with(&[])
@@ -1319,6 +1325,7 @@ fn moving_a_group_into_its_own_subtree_is_a_cycle() {
             group: SALES,
             name: None,
             parent: Some(Some(SALES)),
+            contact_email: None,
         })
         .then_violations(&[violation(Rule::GroupCycle).in_group(SALES)]);
 }
@@ -1333,6 +1340,7 @@ fn moving_a_group_carries_its_usage_to_the_new_ancestors() {
         group: SALES_EU,
         name: Some("EMEA".into()),
         parent: Some(Some(SUPPORT)),
+        contact_email: None,
     })
     .then_events(&[
         Event::GroupRenamed {
@@ -1359,6 +1367,7 @@ fn moving_a_group_to_the_root_is_allowed() {
             group: PRAGUE,
             name: None,
             parent: Some(None),
+            contact_email: None,
         })
         .then_events(&[Event::GroupMoved {
             group: PRAGUE,
@@ -1380,6 +1389,7 @@ fn moving_a_group_that_brings_usage_over_a_new_ancestors_limit_is_refused() {
         group: SALES_EU,
         name: None,
         parent: Some(Some(SUPPORT_L1)),
+        contact_email: None,
     })
     .then_violations(&[violation(Rule::GroupLimitReached)
         .in_group(SUPPORT)
@@ -1398,6 +1408,7 @@ fn moving_a_group_inside_a_full_ancestor_is_allowed() {
         group: PRAGUE,
         name: None,
         parent: Some(Some(SALES_US)),
+        contact_email: None,
     })
     .then_accepted();
 }
@@ -1412,6 +1423,7 @@ fn moving_a_restricted_group_under_a_tighter_parent_is_refused() {
         group: SALES_EU,
         name: None,
         parent: Some(Some(SUPPORT)),
+        contact_email: None,
     })
     .then_violations(&[violation(Rule::ChildLimitExceedsParent)
         .in_group(SALES_EU)
@@ -2328,6 +2340,7 @@ fn create_group_refuses_one_past_the_groups_bound() {
         group: group(0x20_0000 + n),
         name: "one more".into(),
         parent: None,
+        contact_email: None,
     };
     let at_bound = given_state(state).when(create(1)).then_accepted();
     assert_eq!(at_bound.groups.len(), GROUPS_PER_TENANT_MAX);

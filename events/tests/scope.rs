@@ -117,12 +117,14 @@ fn a_dealer_creates_groups_and_users_inside_its_subtree_only() {
         group: group(10),
         name: "New site".into(),
         parent: Some(SITE),
+        contact_email: None,
     })
     .then_events(&[group_created(group(10), "New site", Some(SITE))]);
     dealer(Command::CreateGroup {
         group: group(10),
         name: "Elsewhere".into(),
         parent: Some(OTHER_DEALER),
+        contact_email: None,
     })
     .then_reject(Rejection::GroupNotFound(OTHER_DEALER));
     assert_outside_scope(
@@ -130,6 +132,7 @@ fn a_dealer_creates_groups_and_users_inside_its_subtree_only() {
             group: group(10),
             name: "Root".into(),
             parent: None,
+            contact_email: None,
         }),
         "root group",
     );
@@ -161,6 +164,7 @@ fn a_dealer_cannot_change_the_group_it_was_granted() {
             group: DEALER,
             name: Some("Mine now".into()),
             parent: None,
+            contact_email: None,
         }),
         "its issuer granted it",
     );
@@ -186,6 +190,7 @@ fn a_dealer_cannot_move_anything_out_of_its_subtree() {
         group: SITE,
         name: None,
         parent: Some(Some(OTHER_DEALER)),
+        contact_email: None,
     })
     .then_reject(Rejection::GroupNotFound(OTHER_DEALER));
     assert_outside_scope(
@@ -193,6 +198,7 @@ fn a_dealer_cannot_move_anything_out_of_its_subtree() {
             group: SITE,
             name: None,
             parent: Some(None),
+            contact_email: None,
         }),
         "root group",
     );
@@ -299,8 +305,13 @@ fn tenant_wide_commands_are_outside_a_dealers_scope() {
         (
             Command::SetWebhook {
                 url: "https://example.com".into(),
+                secret: "whsec_test".into(),
             },
             "webhook",
+        ),
+        (
+            Command::SetNotificationTemplate(events::NotificationTemplate::default()),
+            "notification template",
         ),
     ];
     for (command, mentions) in cases {

@@ -67,6 +67,7 @@ fn tenant() -> &'static Tenant {
                 group,
                 name: "Office".into(),
                 parent: None,
+                contact_email: None,
             },
             next(),
         );

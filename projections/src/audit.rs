@@ -74,7 +74,8 @@ pub fn touches(event: &Event) -> Touches<'_> {
         }
         Event::GroupRenamed { group, .. }
         | Event::RestrictionSet { group, .. }
-        | Event::RestrictionCleared { group } => t.groups.push(*group),
+        | Event::RestrictionCleared { group }
+        | Event::GroupContactSet { group, .. } => t.groups.push(*group),
         Event::UserCreated { user, group, .. } | Event::UserMoved { user, group } => {
             t.users.push(*user);
             t.groups.push(*group);
@@ -82,7 +83,15 @@ pub fn touches(event: &Event) -> Touches<'_> {
         Event::UserRenamed { user, .. } | Event::UserRemoved { user } => t.users.push(*user),
         Event::PriceSet { license_type, .. } => t.types.push(license_type),
         Event::UserNumbersSet { user, .. } => t.users.push(*user),
-        Event::WebhookSet { .. } => {}
+        Event::WebhookSet { .. }
+        | Event::WebhookSecretSet { .. }
+        | Event::NotificationTemplateSet { .. }
+        | Event::UnblockedNotified { .. } => {}
+        Event::GroupsUnblocked { group, groups, .. } => {
+            t.groups.push(*group);
+            t.groups
+                .extend(groups.iter().copied().filter(|g| g != group));
+        }
         Event::ReminderDelivered { group, .. } => t.groups.push(*group),
         Event::FeatureDefined { definition } => t.types.push(&definition.code),
         Event::RestrictionFeaturesSet { group, features } => {

@@ -6,8 +6,8 @@
 //! Kept per tenant, fed every event after it is folded ([`PastIndex::apply`], which follows
 //! `events::evolve`: what each event changes; a property test holds it to the fold):
 //! - every licence type and feature definition, with the version that made it;
-//! - each group's own fields (name, parent, restriction, the features it switches) after
-//!   every change, and the
+//! - each group's own fields (name, parent, restriction, the features it switches, contact)
+//!   after every change, and the
 //!   licences of each type held by users *directly* in the group (not in its subgroups) as
 //!   8-byte points — a group's subtree usage at a version is the sum over its subtree then,
 //!   so a move of a group records nothing but the move;
@@ -178,6 +178,7 @@ fn own_group(group: &Group) -> Group {
         parent: group.parent,
         children: BTreeSet::new(),
         restriction: group.restriction.clone(),
+        contact_email: group.contact_email.clone(),
         used: BTreeMap::new(),
         features: group.features.clone(),
     }
@@ -188,6 +189,7 @@ fn same_own_group(recorded: &Group, live: &Group) -> bool {
         && recorded.parent == live.parent
         && recorded.restriction == live.restriction
         && recorded.features == live.features
+        && recorded.contact_email == live.contact_email
 }
 
 fn own_user(user: &User) -> User {
@@ -291,7 +293,8 @@ impl PastIndex {
             | Event::GroupRenamed { group, .. }
             | Event::RestrictionSet { group, .. }
             | Event::RestrictionFeaturesSet { group, .. }
-            | Event::RestrictionCleared { group } => {
+            | Event::RestrictionCleared { group }
+            | Event::GroupContactSet { group, .. } => {
                 let Some(live) = tenant.groups.get(group) else {
                     return;
                 };

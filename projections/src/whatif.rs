@@ -461,6 +461,7 @@ mod tests {
                 group,
                 name: name.into(),
                 parent,
+                contact_email: None,
             });
             group
         }

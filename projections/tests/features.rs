@@ -62,6 +62,7 @@ impl Fixture {
                 group,
                 name: name.into(),
                 parent,
+                contact_email: None,
             });
         }
         for (user, group) in [(ALICE, EAST), (BOB, PARTNERS)] {

@@ -851,6 +851,8 @@ impl Ledger {
                 group: group_id(*group),
                 name: format!("group {group}"),
                 parent: parent.map(|p| self.group(p)),
+                // Contacts replay like the rest of a group's own fields.
+                contact_email: (group % 2 == 0).then(|| format!("admin{group}@example.com")),
             },
             Step::CreateUser {
                 user,
@@ -886,6 +888,10 @@ impl Ledger {
                 group: self.group(*group),
                 name: rename.then(|| format!("group {} renamed", group.index)),
                 parent: Some(parent.map(|p| self.group(p))),
+                // A renamed group sets or clears its contact.
+                contact_email: rename.then(|| {
+                    (group.index % 2 == 1).then(|| format!("renamed{}@example.com", group.index))
+                }),
             },
             Step::SetRestriction {
                 group,

@@ -274,6 +274,7 @@ fn build(world: &World) -> (Ledger, DateTime<Utc>) {
                 group: group_id(group as u8),
                 name: format!("group {group}"),
                 parent: parent.map(group_id),
+                contact_email: None,
             },
             now,
         );
@@ -423,6 +424,7 @@ fn resolve(tenant: &Tenant, op: &Op, at: DateTime<Utc>) -> Command {
             group: group_id(*g),
             name: None,
             parent: Some(p.map(group_id)),
+            contact_email: None,
         },
         Op::SetRetention(retention) => Command::SetRetention(*retention),
         Op::SetPrice(t, price) => Command::SetPrice {

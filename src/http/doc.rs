@@ -605,6 +605,23 @@ pub struct GroupView {
     pub restriction: Option<RestrictionView>,
     /// Licences of each type held by users anywhere in the group's subtree.
     pub used: BTreeMap<String, u64>,
+    /// The group administrator's own contact address, `null` if the group has none.
+    #[schema(format = "email")]
+    pub contact_email: Option<String>,
+    /// The contact that holds for the group: its own, else its nearest ancestor's.
+    pub effective_contact: Option<EffectiveContact>,
+}
+
+/// The contact address that holds for a group, and the group it comes from.
+#[derive(ToSchema)]
+pub struct EffectiveContact {
+    #[schema(format = "email")]
+    pub email: String,
+    /// The group whose own contact it is: the group itself, or an ancestor.
+    pub group_id: Uuid,
+    pub group_name: String,
+    /// `true` when it comes from an ancestor.
+    pub inherited: bool,
 }
 
 /// A page of groups.
@@ -660,6 +677,11 @@ pub struct GroupStateView {
     pub blocked_by: Vec<WindowBlock>,
     /// Every feature of the catalogue.
     pub features: BTreeMap<String, FeatureState>,
+    /// The group administrator's own contact address.
+    #[schema(format = "email")]
+    pub contact_email: Option<String>,
+    /// The contact that holds for the group (own or inherited), where reminders go.
+    pub effective_contact: Option<EffectiveContact>,
 }
 
 /// A licence a user holds, with its add-ons.
@@ -856,6 +878,35 @@ pub struct DueReminder {
     #[schema(format = DateTime)]
     pub due_at: String,
     pub delivered: bool,
+}
+
+/// The answer of `PUT /webhook`: the write, and the secret deliveries are signed with.
+#[derive(ToSchema)]
+pub struct WebhookSet {
+    pub seq: u64,
+    pub version: u64,
+    /// `whsec_` and 64 hex digits: the HMAC-SHA256 key of the `Ledger-Signature` header.
+    /// Shown only in this answer (and its idempotent replay); setting the webhook again
+    /// rotates it.
+    pub secret: String,
+}
+
+/// A variable a notification template may name.
+#[derive(ToSchema)]
+pub struct TemplateVariable {
+    pub name: String,
+    pub description: String,
+}
+
+/// The tenant's reminder template.
+#[derive(ToSchema)]
+pub struct NotificationTemplateView {
+    pub subject: String,
+    pub body: String,
+    /// `true` while the tenant has set none and the default applies.
+    pub default: bool,
+    /// What the template may name.
+    pub variables: Vec<TemplateVariable>,
 }
 
 /// The reminders due, and where they are delivered.

@@ -6,6 +6,7 @@ use crate::store::Error as StoreError;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use events::notification::{TemplateProblem, TEMPLATE_VARIABLES};
 use events::{Rejection, RejectionClass, Violation};
 use serde_json::{json, Value};
 
@@ -163,6 +164,18 @@ fn rejection_details(rejection: &Rejection) -> Value {
             details["extension"] = json!(extension);
             details["user_id"] = json!(user);
         }
+        Rejection::InvalidTemplate(problem) => match problem {
+            TemplateProblem::TooLong { field, max } => {
+                details["field"] = json!(field);
+                details["max_bytes"] = json!(max);
+            }
+            TemplateProblem::Syntax { field, .. } => details["field"] = json!(field),
+            TemplateProblem::UnknownVariables { field, names } => {
+                details["field"] = json!(field);
+                details["unknown"] = json!(names);
+                details["known"] = TEMPLATE_VARIABLES.iter().map(|(name, _)| *name).collect();
+            }
+        },
         Rejection::UserHoldsLicenses { user, licenses } => {
             details["user_id"] = json!(user);
             details["licenses"] = json!(licenses);

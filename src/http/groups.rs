@@ -26,6 +26,10 @@ pub struct CreateBody {
     name: String,
     #[schema(value_type = Option<uuid::Uuid>)]
     parent_id: Option<GroupId>,
+    /// The group administrator's contact address (`local@domain.tld`); subgroups without
+    /// one of their own inherit it.
+    #[schema(format = "email", max_length = 254)]
+    contact_email: Option<String>,
 }
 
 /// `POST /v1/tenants/{t}/groups` (admin).
@@ -55,6 +59,7 @@ pub async fn create(
         group,
         name: body.name,
         parent: body.parent_id,
+        contact_email: body.contact_email,
     };
     let done = app
         .write(tenant, &auth, Need::Administer, meta, command)
@@ -77,9 +82,15 @@ pub struct PatchBody {
     /// `null` makes the group a root group.
     #[schema(value_type = Option<uuid::Uuid>)]
     parent_id: Option<Option<GroupId>>,
+    /// The administrator's contact address; `null` clears the group's own, so it inherits
+    /// its nearest ancestor's again.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, format = "email", max_length = 254)]
+    contact_email: Option<Option<String>>,
 }
 
-/// `PATCH /v1/tenants/{t}/groups/{g}` (admin): rename, or move (`parent_id: null` → root).
+/// `PATCH /v1/tenants/{t}/groups/{g}` (admin): rename, move (`parent_id: null` → root), or set
+/// the contact (`contact_email: null` clears it).
 #[utoipa::path(
     patch,
     path = "/v1/tenants/{t}/groups/{g}",
@@ -88,7 +99,7 @@ pub struct PatchBody {
     params(doc::GroupPath, doc::WriteHeaders),
     request_body = PatchBody,
     responses(
-        (status = 200, description = "Renamed or moved.", body = doc::Written),
+        (status = 200, description = "Renamed, moved or given a contact.", body = doc::Written),
         doc::WriteErrors,
     ),
 )]
@@ -103,6 +114,7 @@ pub async fn update(
         group,
         name: body.name,
         parent: body.parent_id,
+        contact_email: body.contact_email,
     };
     let done = app
         .write(tenant, &auth, Need::Administer, meta, command)
@@ -247,7 +259,28 @@ fn restriction_json(g: &Group) -> Option<Value> {
     }))
 }
 
-fn group_json(scope: &Scope, g: &Group) -> Value {
+/// The contact that holds for `group`, and where it comes from: `null` if neither the group
+/// nor an ancestor has one.
+/// For a dealer's key, a contact inherited from above the key's group is shown as coming from
+/// that group, with `above_scope: true` (the groups above are the issuer's).
+fn effective_contact_json(scope: &Scope, t: &Tenant, group: GroupId) -> Value {
+    t.effective_contact(group)
+        .map_or(Value::Null, |(from, email)| {
+            let (shown, above_scope) = scope.shown_group(from);
+            let mut contact = json!({
+                "email": email,
+                "group_id": shown,
+                "group_name": t.groups.get(&shown).map(|g| g.name.as_str()),
+                "inherited": from != group,
+            });
+            if above_scope {
+                contact["above_scope"] = json!(true);
+            }
+            contact
+        })
+}
+
+fn group_json(scope: &Scope, t: &Tenant, g: &Group) -> Value {
     json!({
         "id": g.id,
         "name": g.name,
@@ -255,6 +288,8 @@ fn group_json(scope: &Scope, g: &Group) -> Value {
         "children": g.children,
         "restriction": restriction_json(g),
         "used": g.used,
+        "contact_email": g.contact_email,
+        "effective_contact": effective_contact_json(scope, t, g.id),
     })
 }
 
@@ -301,7 +336,7 @@ pub async fn list(
                     && (query.parent_id.is_none()
                         || scope.parent_of(g.id, g.parent) == query.parent_id)
             },
-            |g| group_json(&scope, g),
+            |g| group_json(&scope, t, g),
         );
         Ok(page(items, next, t.version))
     })
@@ -332,7 +367,7 @@ pub async fn one(
             .get(&group)
             .ok_or_else(|| ApiError::not_found(format!("group {group} not found")))?;
         Ok(with_etag(
-            Json(group_json(&scope, g)).into_response(),
+            Json(group_json(&scope, t, g)).into_response(),
             t.version,
         ))
     })
@@ -460,6 +495,8 @@ fn render_state(
         "valid_until": optional_instant(state.valid_until),
         "blocked_by": blocked_by,
         "features": features,
+        "contact_email": state.group.contact_email,
+        "effective_contact": effective_contact_json(scope, t, group),
     });
     Ok(with_etag(Json(body).into_response(), t.version))
 }

@@ -533,9 +533,10 @@ pub fn event_json(envelope: &Envelope, hash: &str) -> Value {
         .ok()
         .and_then(|v| v.as_object().and_then(|o| o.values().next().cloned()))
         .unwrap_or(Value::Null);
-    // A key's token hash stays inside the log.
+    // A key's token hash and the webhook's signing secret stay inside the log.
     if let Some(fields) = data.as_object_mut() {
         fields.remove("token_hash");
+        fields.remove("secret");
     }
     json!({
         "seq": envelope.seq,

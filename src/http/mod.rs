@@ -99,6 +99,10 @@ pub fn app(state: App) -> Router {
         .route("/imports/sample.csv", get(imports::sample))
         .route("/reminders", get(reminders::due))
         .route("/webhook", put(reminders::set_webhook))
+        .route(
+            "/notification-template",
+            get(reminders::notification_template).put(reminders::set_notification_template),
+        )
         .route("/users", post(users::create).get(users::list))
         .route("/users/batch", post(users::create_batch))
         .route(

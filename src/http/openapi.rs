@@ -69,6 +69,8 @@ pub const BEARER_SCHEME: &str = "bearer_auth";
         imports::sample,
         reminders::due,
         reminders::set_webhook,
+        reminders::notification_template,
+        reminders::set_notification_template,
         users::create,
         users::list,
         users::create_batch,
@@ -100,7 +102,7 @@ pub const BEARER_SCHEME: &str = "bearer_auth";
         (name = "audit", description = "The event history and entitlement checks."),
         (name = "what-if", description = "Previews that write nothing."),
         (name = "imports", description = "Bulk CSV import."),
-        (name = "reminders", description = "Expiry reminders and their webhook."),
+        (name = "reminders", description = "Expiry reminders, notifications and their signed webhook."),
     ),
 )]
 pub struct ApiDoc;

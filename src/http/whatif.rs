@@ -275,6 +275,7 @@ impl Op {
                 parent: Some(parent_id.ok_or_else(|| {
                     ApiError::bad_request("missing field `parent_id` (null makes a root group)")
                 })?),
+                contact_email: None,
             },
             Op::SetRetention { days, months } => Command::SetRetention(match (days, months) {
                 (Some(days), None) => Retention::Days(days),

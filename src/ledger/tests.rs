@@ -185,6 +185,7 @@ fn as_of_answers_from_checkpoints_equal_a_fold_from_scratch() {
             group,
             name: "All".into(),
             parent: None,
+            contact_email: None,
         },
         start,
     );
@@ -253,11 +254,13 @@ fn as_of_group_state_and_entitlements_from_the_past_index_equal_a_fold() {
             group: root,
             name: "All".into(),
             parent: None,
+            contact_email: None,
         },
         Command::CreateGroup {
             group: team,
             name: "Sales".into(),
             parent: Some(root),
+            contact_email: None,
         },
         Command::SetRestriction {
             group: team,

@@ -273,6 +273,23 @@ fn matrix() -> Vec<Entry> {
                 )
             })],
         ),
+        entry(
+            "GET",
+            "/v1/tenants/{t}/notification-template",
+            vec![case("", Read, |f| {
+                Call::get(f.path("/notification-template"))
+            })],
+        ),
+        entry(
+            "PUT",
+            "/v1/tenants/{t}/notification-template",
+            vec![case("", Administer, |f| {
+                Call::json(
+                    f.path("/notification-template"),
+                    json!({"subject": "{{ group_name }}", "body": "{{ days_left }} days left"}),
+                )
+            })],
+        ),
         // Licences.
         entry(
             "GET",
@@ -990,6 +1007,7 @@ fn whole_tenant(method: &str, template: &str) -> bool {
             | ("PUT", "/v1/tenants/{t}/settings/recording-retention")
             | ("PUT", "/v1/tenants/{t}/prices/{type}")
             | ("PUT", "/v1/tenants/{t}/webhook")
+            | ("PUT", "/v1/tenants/{t}/notification-template")
             | ("POST", "/v1/tenants/{t}/licenses")
             | ("PUT", "/v1/tenants/{t}/subscription/{type}")
             | ("DELETE", "/v1/tenants/{t}/licenses/{id}")

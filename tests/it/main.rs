@@ -18,6 +18,7 @@ mod isolation;
 mod limits;
 mod load;
 mod nodes;
+mod notifications;
 mod openapi;
 mod preview_cost;
 mod race;

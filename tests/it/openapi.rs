@@ -677,6 +677,14 @@ async fn real_answers_of_every_operation_conform_to_the_document() {
         Some(json!({"url": "http://127.0.0.1:9/hook"})),
     )
     .await;
+    api.ok(Method::GET, &format!("{t}/notification-template"), None)
+        .await;
+    api.ok(
+        Method::PUT,
+        &format!("{t}/notification-template"),
+        Some(json!({"subject": "{{ group_name }}", "body": "{{ expiry_date }}"})),
+    )
+    .await;
 
     // Licences, groups, users.
     let provisioned = api

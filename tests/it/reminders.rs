@@ -9,14 +9,32 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
+/// One POST a [`Receiver`] took: its headers (names lowercased), raw body and the body as JSON.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub headers: Vec<(String, String)>,
+    pub raw: Vec<u8>,
+    pub json: Value,
+}
+
+impl Received {
+    /// The value of header `name` (lowercase).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
 /// A tiny HTTP receiver on loopback that records every JSON body POSTed to it.
-struct Receiver {
-    url: String,
-    bodies: Arc<Mutex<Vec<Value>>>,
+pub struct Receiver {
+    pub url: String,
+    bodies: Arc<Mutex<Vec<Received>>>,
 }
 
 impl Receiver {
-    fn start() -> Receiver {
+    pub fn start() -> Receiver {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind a receiver");
         let url = format!(
             "http://{}/hooks/ledger",
@@ -29,10 +47,14 @@ impl Receiver {
                 let Ok(mut stream) = stream else { continue };
                 let mut reader = BufReader::new(stream.try_clone().expect("clone the stream"));
                 let mut length = 0usize;
+                let mut headers = Vec::new();
                 loop {
                     let mut line = String::new();
                     if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
                         break;
+                    }
+                    if let Some((name, value)) = line.split_once(':') {
+                        headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
                     }
                     let lower = line.to_ascii_lowercase();
                     if let Some(value) = lower.strip_prefix("content-length:") {
@@ -42,7 +64,11 @@ impl Receiver {
                 let mut body = vec![0u8; length];
                 if reader.read_exact(&mut body).is_ok() {
                     if let Ok(json) = serde_json::from_slice(&body) {
-                        sink.lock().expect("lock").push(json);
+                        sink.lock().expect("lock").push(Received {
+                            headers,
+                            raw: body,
+                            json,
+                        });
                     }
                 }
                 let _ = stream.write_all(
@@ -53,12 +79,18 @@ impl Receiver {
         Receiver { url, bodies }
     }
 
-    fn received(&self) -> Vec<Value> {
+    pub fn received(&self) -> Vec<Value> {
+        self.deliveries().into_iter().map(|r| r.json).collect()
+    }
+
+    /// Every POST taken, in order.
+    pub fn deliveries(&self) -> Vec<Received> {
         self.bodies.lock().expect("lock").clone()
     }
 }
 
-fn quick() -> Delivery {
+/// A deliverer that does not wait long.
+pub fn quick() -> Delivery {
     Delivery {
         interval: std::time::Duration::from_millis(10),
         attempts: 2,

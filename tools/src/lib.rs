@@ -111,6 +111,7 @@ fn layout_provisioned(shape: &TenantShape, seed: u64, provisions: &[(TypeCode, u
                     group,
                     name: format!("group {depth}.{index}"),
                     parent: *parent,
+                    contact_email: None,
                 });
                 let mut limits = BTreeMap::new();
                 limits.insert(TypeCode::from("phone_system"), u64::from(shape.licenses));

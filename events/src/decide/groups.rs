@@ -9,11 +9,12 @@ use super::{
 };
 use crate::event::{Event, Restriction};
 use crate::ids::{GroupId, TypeCode};
+use crate::notification::is_contact_email;
 use crate::rejection::{Rejection, Rule, Violation};
 use crate::state::Tenant;
 use crate::time::truncate_to_micros;
 use chrono::{DateTime, Utc};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The restriction with its instants cut to the microseconds the log stores, so the event
 /// folded live equals the one read back from disk.
@@ -46,8 +47,10 @@ pub(super) fn create_group(
     group: GroupId,
     name: &str,
     parent: Option<GroupId>,
+    contact_email: Option<&str>,
 ) -> Result<Vec<Event>, Rejection> {
     check_name(name)?;
+    contact_email.map(check_contact).transpose()?;
     if state.groups.contains_key(&group) {
         return Err(Rejection::GroupAlreadyExists(group));
     }
@@ -62,24 +65,66 @@ pub(super) fn create_group(
             .in_group(p)));
         }
     }
-    Ok(vec![Event::GroupCreated {
+    let mut events = vec![Event::GroupCreated {
         group,
         name: name.to_string(),
         parent,
-    }])
+    }];
+    if let Some(email) = contact_email {
+        events.push(Event::GroupContactSet {
+            group,
+            contact_email: Some(email.to_string()),
+        });
+    }
+    Ok(events)
+}
+
+/// A contact address the `email_address` crate reads as a bare `local@domain.tld`.
+fn check_contact(email: &str) -> Result<(), Rejection> {
+    if is_contact_email(email) {
+        return Ok(());
+    }
+    // The rejection quotes the input: at most a screenful of it.
+    const QUOTED_CHARS_MAX: usize = 80;
+    let mut quoted: String = email.chars().take(QUOTED_CHARS_MAX).collect();
+    if quoted.len() < email.len() {
+        quoted.push('…');
+    }
+    Err(Rejection::InvalidEmail(quoted))
+}
+
+/// What `PATCH /groups/{g}` changes: `None` leaves a field as it is; `parent: Some(None)`
+/// makes the group a root group, `contact_email: Some(None)` clears its own contact.
+pub(super) struct GroupChange<'a> {
+    pub name: Option<&'a str>,
+    pub parent: Option<Option<GroupId>>,
+    pub contact_email: Option<Option<&'a str>>,
 }
 
 pub(super) fn update_group(
     state: &Tenant,
     group: GroupId,
-    name: Option<&str>,
-    parent: Option<Option<GroupId>>,
+    change: GroupChange<'_>,
 ) -> Result<Vec<Event>, Rejection> {
+    let GroupChange {
+        name,
+        parent,
+        contact_email,
+    } = change;
     let current = state
         .groups
         .get(&group)
         .ok_or(Rejection::GroupNotFound(group))?;
     let mut events = Vec::new();
+    if let Some(contact) = contact_email {
+        contact.map(check_contact).transpose()?;
+        if contact != current.contact_email.as_deref() {
+            events.push(Event::GroupContactSet {
+                group,
+                contact_email: contact.map(str::to_string),
+            });
+        }
+    }
     if let Some(name) = name {
         check_name(name)?;
         if name != current.name {
@@ -160,6 +205,7 @@ pub(super) fn set_restriction(
     group: GroupId,
     restriction: &Restriction,
     features: Option<&BTreeMap<TypeCode, bool>>,
+    now: DateTime<Utc>,
 ) -> Result<Vec<Event>, Rejection> {
     let current = state
         .groups
@@ -231,6 +277,7 @@ pub(super) fn set_restriction(
             features: features.clone(),
         });
     }
+    events.extend(unblocked(&edited, group, now));
     Ok(events)
 }
 
@@ -289,7 +336,11 @@ fn feature_violations(
     Ok(found)
 }
 
-pub(super) fn clear_restriction(state: &Tenant, group: GroupId) -> Result<Vec<Event>, Rejection> {
+pub(super) fn clear_restriction(
+    state: &Tenant,
+    group: GroupId,
+    now: DateTime<Utc>,
+) -> Result<Vec<Event>, Rejection> {
     group_exists(state, group)?;
     let cleared = Hypothesis {
         state,
@@ -297,7 +348,52 @@ pub(super) fn clear_restriction(state: &Tenant, group: GroupId) -> Result<Vec<Ev
         parent: None,
     };
     violations(cleared.violations(group))?;
-    Ok(vec![Event::RestrictionCleared { group }])
+    let mut events = vec![Event::RestrictionCleared { group }];
+    events.extend(unblocked(&cleared, group, now));
+    Ok(events)
+}
+
+/// The groups of `group`'s subtree that an edit unblocks at `now` — their window (the
+/// intersection up the path) excluded `now` before and admits it after — as one
+/// `GroupsUnblocked` event; nothing when there are none.
+fn unblocked(edited: &Hypothesis, group: GroupId, now: DateTime<Utc>) -> Option<Event> {
+    let state = edited.state;
+    let before = Hypothesis {
+        state,
+        restriction: None,
+        parent: None,
+    };
+    let groups: Vec<GroupId> = state
+        .subtree(group)
+        .into_iter()
+        .filter(|g| before.window_excludes(*g, now) && !edited.window_excludes(*g, now))
+        .collect();
+    if groups.is_empty() {
+        return None;
+    }
+    let freed: BTreeSet<GroupId> = groups.iter().copied().collect();
+    let users = state
+        .users
+        .values()
+        .filter(|u| !u.removed && freed.contains(&u.group))
+        .count();
+    Some(Event::GroupsUnblocked {
+        group,
+        groups,
+        users: u64::try_from(users).unwrap_or(u64::MAX),
+        at: now,
+    })
+}
+
+/// Record that an `unblocked` notification was delivered; once only.
+pub(super) fn record_unblocked_notified(
+    state: &Tenant,
+    version: u64,
+) -> Result<Vec<Event>, Rejection> {
+    if !state.unblocks_owed.contains_key(&version) {
+        return Err(Rejection::UnblockedAlreadyNotified { version });
+    }
+    Ok(vec![Event::UnblockedNotified { version }])
 }
 
 /// The group tree as it would be after one edit, without cloning the tenant.
@@ -322,6 +418,17 @@ impl<'a> Hypothesis<'a> {
             Some((g, p)) if g == id => Some(p),
             _ => self.state.groups.get(&id)?.parent,
         }
+    }
+
+    /// Whether the window that holds for `id` — every enabled restriction on its path —
+    /// excludes `at`.
+    fn window_excludes(&self, id: GroupId, at: DateTime<Utc>) -> bool {
+        self.path_to_root(id).into_iter().any(|g| {
+            self.enabled_restriction(g).is_some_and(|r| {
+                r.valid_from.is_some_and(|from| at < from)
+                    || r.valid_until.is_some_and(|until| at >= until)
+            })
+        })
     }
 
     /// `id` and its ancestors, nearest first (bounded against cycles).

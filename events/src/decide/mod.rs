@@ -23,6 +23,7 @@ use crate::event::Event;
 use crate::ids::GroupId;
 use crate::rejection::Rejection;
 use crate::state::Tenant;
+use crate::time::truncate_to_micros;
 
 /// Longest name of a tenant, group, user or key, in bytes.
 pub const NAME_BYTES_MAX: usize = 200;
@@ -50,6 +51,8 @@ pub const FEATURES_PER_RESTRICTION_MAX: usize = 64;
 pub const CATALOGUE_REFERENCES_MAX: usize = 64;
 /// Longest webhook URL, in bytes.
 pub const WEBHOOK_URL_BYTES_MAX: usize = 2000;
+/// Longest webhook signing secret, in bytes.
+pub const WEBHOOK_SECRET_BYTES_MAX: usize = 200;
 /// Rows of one import.
 pub const IMPORT_ROWS_MAX: usize = 200_000;
 /// The base type every import row hands out.
@@ -131,15 +134,29 @@ pub fn decide(state: &Tenant, command: &Command, ctx: &Context) -> Result<Vec<Ev
             group,
             name,
             parent,
-        } => groups::create_group(state, *group, name, *parent),
+            contact_email,
+        } => groups::create_group(state, *group, name, *parent, contact_email.as_deref()),
         UpdateGroup {
             group,
             name,
             parent,
-        } => groups::update_group(state, *group, name.as_deref(), *parent),
-        SetRestriction { group, restriction } => {
-            groups::set_restriction(state, *group, &groups::at_log_precision(restriction), None)
-        }
+            contact_email,
+        } => groups::update_group(
+            state,
+            *group,
+            groups::GroupChange {
+                name: name.as_deref(),
+                parent: *parent,
+                contact_email: contact_email.as_ref().map(Option::as_deref),
+            },
+        ),
+        SetRestriction { group, restriction } => groups::set_restriction(
+            state,
+            *group,
+            &groups::at_log_precision(restriction),
+            None,
+            truncate_to_micros(ctx.now),
+        ),
         SetRestrictionAndFeatures {
             group,
             restriction,
@@ -149,8 +166,11 @@ pub fn decide(state: &Tenant, command: &Command, ctx: &Context) -> Result<Vec<Ev
             *group,
             &groups::at_log_precision(restriction),
             Some(features),
+            truncate_to_micros(ctx.now),
         ),
-        ClearRestriction { group } => groups::clear_restriction(state, *group),
+        ClearRestriction { group } => {
+            groups::clear_restriction(state, *group, truncate_to_micros(ctx.now))
+        }
         CreateUser(user) => users::create_user(state, user),
         CreateUsers(users) => users::create_users(state, users),
         UpdateUser {
@@ -193,7 +213,9 @@ pub fn decide(state: &Tenant, command: &Command, ctx: &Context) -> Result<Vec<Ev
         DefineLicenseType(definition) => catalogue::define_type(state, definition),
         DefineFeature(definition) => catalogue::define_feature(state, definition),
         Import(rows) => import::import(state, rows, ctx, None),
-        SetWebhook { url } => tenant::set_webhook(url),
+        SetWebhook { url, secret } => tenant::set_webhook(url, secret),
+        SetNotificationTemplate(template) => tenant::set_notification_template(template),
+        RecordUnblockedNotified { version } => groups::record_unblocked_notified(state, *version),
         RecordReminderDelivered { group, due_at } => {
             groups::record_reminder_delivered(state, *group, *due_at)
         }

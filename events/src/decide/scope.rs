@@ -117,7 +117,10 @@ pub fn check(state: &Tenant, scope: GroupId, command: &Command) -> Result<(), Re
         SetPrice { .. } => Err(outside("set prices")),
         DefineLicenseType(_) | DefineFeature(_) => Err(outside("change the catalogue")),
         SetWebhook { .. } => Err(outside("set the webhook")),
-        RecordReminderDelivered { .. } => Err(outside("record reminder deliveries")),
+        SetNotificationTemplate(_) => Err(outside("change the notification template")),
+        RecordReminderDelivered { .. } | RecordUnblockedNotified { .. } => {
+            Err(outside("record notification deliveries"))
+        }
         AssignLicense { license, user: to } => {
             user(state, scope, *to)?;
             held_or_free(state, scope, *license)

@@ -4,11 +4,13 @@
 use super::common::{check_name, invalid, known_type, one};
 use super::{
     GROUPS_PER_TENANT_MAX, KEYS_PER_TENANT_MAX, LICENSES_PER_TENANT_MAX, RETENTION_DAYS_FREE_MAX,
-    RETENTION_MONTHS_MAX, UNIT_PRICE_MINOR_MAX, USERS_PER_TENANT_MAX, WEBHOOK_URL_BYTES_MAX,
+    RETENTION_MONTHS_MAX, UNIT_PRICE_MINOR_MAX, USERS_PER_TENANT_MAX, WEBHOOK_SECRET_BYTES_MAX,
+    WEBHOOK_URL_BYTES_MAX,
 };
 use crate::catalogue::default_catalogue;
 use crate::event::{Event, Retention, Role};
 use crate::ids::{GroupId, KeyId, TypeCode};
+use crate::notification::NotificationTemplate;
 use crate::rejection::{Rejection, Rule, Violation};
 use crate::state::Tenant;
 use crate::time::truncate_to_micros;
@@ -135,14 +137,37 @@ pub(super) fn set_price(
     }])
 }
 
-pub(super) fn set_webhook(url: &str) -> Result<Vec<Event>, Rejection> {
+/// The URL and the secret that signs deliveries to it from now on (a new one each time: a
+/// webhook set again rotates its secret).
+pub(super) fn set_webhook(url: &str, secret: &str) -> Result<Vec<Event>, Rejection> {
     if url.is_empty() || url.len() > WEBHOOK_URL_BYTES_MAX {
         return Err(invalid(format!(
             "the webhook URL must be 1 to {WEBHOOK_URL_BYTES_MAX} bytes"
         )));
     }
-    Ok(vec![Event::WebhookSet {
-        url: url.to_string(),
+    if secret.is_empty() || secret.len() > WEBHOOK_SECRET_BYTES_MAX {
+        return Err(invalid(format!(
+            "the webhook secret must be 1 to {WEBHOOK_SECRET_BYTES_MAX} bytes"
+        )));
+    }
+    Ok(vec![
+        Event::WebhookSet {
+            url: url.to_string(),
+        },
+        Event::WebhookSecretSet {
+            secret: secret.to_string(),
+        },
+    ])
+}
+
+/// A template is stored only once it parses and names only known variables, so every stored
+/// template renders.
+pub(super) fn set_notification_template(
+    template: &NotificationTemplate,
+) -> Result<Vec<Event>, Rejection> {
+    template.check().map_err(Rejection::InvalidTemplate)?;
+    Ok(vec![Event::NotificationTemplateSet {
+        template: template.clone(),
     }])
 }
 

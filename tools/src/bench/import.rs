@@ -29,6 +29,7 @@ pub(super) fn import_scenario(dir: &Path, rows: usize) -> Result<Row, String> {
             group,
             name: "everyone".into(),
             parent: None,
+            contact_email: None,
         },
     ];
     let mut remaining = rows as u32;
