@@ -17,6 +17,15 @@ pub struct Check {
     pub passed: bool,
     pub group: Option<(GroupId, String)>,
     pub detail: String,
+    /// The group's limit of the type asked about and its usage, where the group limits it.
+    pub limit: Option<LimitUse>,
+}
+
+/// A group's limit of one type and how much of it is used (in its subtree).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LimitUse {
+    pub limit: u64,
+    pub used: u64,
 }
 
 /// The answer to "may this user use this type at this instant?".
@@ -27,10 +36,23 @@ pub struct Entitlement {
 }
 
 impl Entitlement {
-    /// The first failing check.
+    /// What blocks the user: the first failing check, except that for a user who holds no
+    /// licence of the type a full limit on the path (`limit_reached`) is named instead — it is
+    /// why they cannot be given one.
     pub fn blocked_by(&self) -> Option<&Check> {
-        self.checks.iter().find(|c| !c.passed)
+        blocked_index(&self.checks).map(|i| &self.checks[i])
     }
+}
+
+/// The index of the check that blocks, by the rule of [`Entitlement::blocked_by`].
+pub fn blocked_index(checks: &[Check]) -> Option<usize> {
+    let first = checks.iter().position(|c| !c.passed)?;
+    if checks[first].rule == "holds_license" {
+        if let Some(full) = checks.iter().position(|c| c.rule == "limit_reached") {
+            return Some(full);
+        }
+    }
+    Some(first)
 }
 
 fn check(rule: &'static str, passed: bool, detail: String) -> Check {
@@ -39,6 +61,7 @@ fn check(rule: &'static str, passed: bool, detail: String) -> Check {
         passed,
         group: None,
         detail,
+        limit: None,
     }
 }
 
@@ -89,6 +112,7 @@ pub fn entitlement(
                     )
                 })
         });
+    let holds = held.is_some();
     checks.push(match held {
         Some(detail) => check("holds_license", true, detail),
         None => check(
@@ -134,11 +158,30 @@ pub fn entitlement(
         });
     }
     for_each_group_on_path(tenant, u.group, &mut checks, |g, r, checks| {
-        let limit = r.limits.get(license_type).map_or_else(
+        let limit = r.limits.get(license_type).map(|&limit| LimitUse {
+            limit,
+            used: g.used_of(license_type),
+        });
+        let text = limit.map_or_else(
             || format!("no {license_type} limit"),
-            |l| format!("{license_type} limit {l}, used {}", g.used_of(license_type)),
+            |l| format!("{license_type} limit {}, used {}", l.limit, l.used),
         );
-        checks.push(window_check(g, r, at, &format!("; {limit}")));
+        let mut window = window_check(g, r, at, &format!("; {text}"));
+        window.limit = limit;
+        checks.push(window);
+        // For a user without the type, a full limit is why none can be assigned to them.
+        if let Some(full) = limit.filter(|l| !holds && l.used >= l.limit) {
+            checks.push(Check {
+                rule: "limit_reached",
+                passed: false,
+                group: Some((g.id, g.name.clone())),
+                detail: format!(
+                    "group {} has used {} of its {license_type} limit {}: none can be assigned",
+                    g.name, full.used, full.limit
+                ),
+                limit: Some(full),
+            });
+        }
     });
     let allowed = checks.iter().all(|c| c.passed);
     Some(Entitlement { allowed, checks })
@@ -159,6 +202,7 @@ fn for_each_group_on_path(
         match g.enabled_restriction() {
             Some(r) => checks_of(g, r, checks),
             None => checks.push(Check {
+                limit: None,
                 rule: "group_window",
                 passed: true,
                 group: Some((g.id, g.name.clone())),
@@ -183,12 +227,14 @@ fn window_check(g: &Group, r: &Restriction, at: DateTime<Utc>, then: &str) -> Ch
     let group = Some((g.id, g.name.clone()));
     match window_block(r, at) {
         None => Check {
+            limit: None,
             rule: "group_window",
             passed: true,
             group,
             detail: format!("{window} covers {}{then}", instant(at)),
         },
         Some(rule) => Check {
+            limit: None,
             rule,
             passed: false,
             group,
@@ -215,6 +261,7 @@ pub fn feature_entitlement(
         checks.push(window_check(g, r, at, ""));
         let switch = g.feature_switch(feature);
         checks.push(Check {
+            limit: None,
             rule: if switch == Some(false) {
                 "feature_disabled"
             } else {
@@ -240,6 +287,7 @@ pub fn feature_entitlement(
         .find(|g| g.feature_switch(feature) == Some(true));
     checks.push(match switched_on {
         Some(g) => Check {
+            limit: None,
             rule: "feature_enabled",
             passed: true,
             group: Some((g.id, g.name.clone())),

@@ -318,6 +318,7 @@ pub fn would_block(before: &Tenant, after: &Tenant, at: DateTime<Utc>) -> Vec<Bl
             let failed: Option<Check> = match entitlement(after, user.id, &license_type, at) {
                 Some(e) => e.blocked_by().cloned(),
                 None => Some(Check {
+                    limit: None,
                     rule: "user_active",
                     passed: false,
                     group: None,

@@ -242,6 +242,10 @@ fn render_entitlement(
             out["group_id"] = json!(id);
             out["group_name"] = json!(name);
         }
+        if let Some(l) = c.limit {
+            out["limit"] = json!(l.limit);
+            out["used"] = json!(l.used);
+        }
         if above_scope == Some(index) {
             out["above_scope"] = json!(true);
         }
@@ -265,8 +269,8 @@ fn render_entitlement(
             .map(|(i, c)| check_json(i, c))
             .collect::<Vec<_>>(),
     });
-    if let Some((index, blocked)) = answer.checks.iter().enumerate().find(|(_, c)| !c.passed) {
-        let mut b = check_json(index, blocked);
+    if let Some(index) = projections::blocked_index(&answer.checks) {
+        let mut b = check_json(index, &answer.checks[index]);
         if let Some(map) = b.as_object_mut() {
             map.remove("passed");
             map.entry("group_id").or_insert(Value::Null);

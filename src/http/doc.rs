@@ -721,6 +721,12 @@ pub struct CheckView {
     pub detail: String,
     pub group_id: Option<Uuid>,
     pub group_name: Option<String>,
+    /// The group's limit of the type, where its restriction sets one (absent otherwise).
+    #[schema(nullable = false)]
+    pub limit: Option<u64>,
+    /// How much of that limit the group's subtree uses.
+    #[schema(nullable = false)]
+    pub used: Option<u64>,
 }
 
 /// The first failing check.
@@ -730,6 +736,12 @@ pub struct BlockedBy {
     pub detail: String,
     pub group_id: Option<Uuid>,
     pub group_name: Option<String>,
+    /// For `limit_reached` (and a window check of a group limiting the type): the limit.
+    #[schema(nullable = false)]
+    pub limit: Option<u64>,
+    /// The usage of that limit.
+    #[schema(nullable = false)]
+    pub used: Option<u64>,
 }
 
 /// Whether a user may use a type, with every check in order.

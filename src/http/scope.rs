@@ -136,6 +136,7 @@ impl<'a> Scope<'a> {
                 }
                 None => {
                     above = Some(projections::Check {
+                        limit: None,
                         rule: check.rule,
                         passed: check.passed,
                         group: Some((scope, self.group_name(scope))),

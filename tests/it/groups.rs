@@ -367,3 +367,74 @@ async fn group_state_in_the_past_is_for_auditors() {
     let (status, body) = server.get(&path, &tenant.auditor).await;
     assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
 }
+
+#[tokio::test]
+async fn a_full_limit_is_what_blocks_a_user_without_the_licence_with_limit_and_used() {
+    let server = Server::start();
+    let tenant = server.tenant().await;
+    let hq = server.group(&tenant, "HQ", None).await;
+    let sales = server.group(&tenant, "Sales", Some(&hq)).await;
+    server
+        .restrict(&tenant, &hq, json!({"phone_system": 1}))
+        .await;
+    let ann = server.user(&tenant, &sales, "Ann").await;
+    let bob = server.user(&tenant, &sales, "Bob").await;
+    let licenses = server.provision(&tenant, "phone_system", 2).await;
+    server.assign(&tenant, &licenses[0], &ann).await;
+
+    let (status, answer) = server
+        .get(
+            &tenant.path(&format!("/users/{bob}/entitlements/phone_system")),
+            &tenant.viewer,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["allowed"], false, "{answer}");
+    let blocked = &answer["blocked_by"];
+    assert_eq!(blocked["rule"], "limit_reached", "{answer}");
+    assert_eq!(blocked["group_id"], json!(hq), "{answer}");
+    assert_eq!(blocked["limit"], 1, "{answer}");
+    assert_eq!(blocked["used"], 1, "{answer}");
+    // Every check is still listed in order; HQ's window check carries its limit too.
+    let rules: Vec<&str> = answer["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .filter_map(|c| c["rule"].as_str())
+        .collect();
+    assert_eq!(
+        rules,
+        [
+            "user_active",
+            "holds_license",
+            "excludes",
+            "group_window",
+            "group_window",
+            "limit_reached"
+        ],
+        "{answer}"
+    );
+    assert_eq!(answer["checks"][4]["limit"], 1, "{answer}");
+    assert!(answer["checks"][3].get("limit").is_none(), "{answer}");
+
+    // The holder is entitled: the full limit does not block what is already held.
+    let (_, held) = server
+        .get(
+            &tenant.path(&format!("/users/{ann}/entitlements/phone_system")),
+            &tenant.viewer,
+        )
+        .await;
+    assert_eq!(held["allowed"], true, "{held}");
+    // With room under the limit, the answer for Bob is the plain holds_license again.
+    server
+        .restrict(&tenant, &hq, json!({"phone_system": 2}))
+        .await;
+    let (_, answer) = server
+        .get(
+            &tenant.path(&format!("/users/{bob}/entitlements/phone_system")),
+            &tenant.viewer,
+        )
+        .await;
+    assert_eq!(answer["blocked_by"]["rule"], "holds_license", "{answer}");
+    assert!(answer["blocked_by"].get("limit").is_none(), "{answer}");
+}
