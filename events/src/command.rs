@@ -1,6 +1,6 @@
 //! Commands: what a client asks for. `decide` turns one into events or a rejection.
 
-use crate::event::{Restriction, Retention, Role};
+use crate::event::{Restriction, Retention, Role, UserRestriction};
 use crate::ids::{CommandId, GroupId, KeyId, LicenseId, TypeCode, UserId};
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
@@ -43,16 +43,21 @@ pub enum Command {
     TerminateLicense {
         license: LicenseId,
     },
+    /// `group`: which of the user's groups the licence counts against; `None`: the user's
+    /// own group.
     AssignLicense {
         license: LicenseId,
         user: UserId,
+        group: Option<GroupId>,
     },
     UnassignLicense {
         license: LicenseId,
     },
+    /// `group` as for [`Command::AssignLicense`], of the receiving user's groups.
     ReassignLicense {
         license: LicenseId,
         user: UserId,
+        group: Option<GroupId>,
     },
     AttachAddon {
         base: LicenseId,
@@ -67,6 +72,8 @@ pub enum Command {
         user: UserId,
         license_type: TypeCode,
         addons: Vec<TypeCode>,
+        /// As for [`Command::AssignLicense`].
+        group: Option<GroupId>,
     },
     CreateGroup {
         group: GroupId,
@@ -110,6 +117,26 @@ pub enum Command {
         number: Option<Option<String>>,
     },
     DeleteUser {
+        user: UserId,
+    },
+    /// Make the user a member of another group besides their own.
+    AddUserToGroup {
+        user: UserId,
+        group: GroupId,
+    },
+    /// Take the user out of one of their other groups; the licences counted against it move
+    /// to the user's own group, within its limits.
+    RemoveUserFromGroup {
+        user: UserId,
+        group: GroupId,
+    },
+    /// Set a user's personal limits and validity window (inside their group's).
+    SetUserRestriction {
+        user: UserId,
+        restriction: UserRestriction,
+    },
+    /// Clear a user's personal limits and window.
+    ClearUserRestriction {
         user: UserId,
     },
     SetRetention(Retention),

@@ -59,6 +59,19 @@ pub struct Restriction {
     pub reminder: Option<Reminder>,
 }
 
+/// A user's personal licence settings: limits per type (licences of the type the user may
+/// hold, add-ons counted) and a validity window. They lie inside the user's group's: a limit
+/// never above the effective limit of the primary group's path, the window inside its
+/// effective window. Types absent from `limits` are bounded by the groups alone.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRestriction {
+    pub limits: BTreeMap<TypeCode, u64>,
+    #[serde(with = "optional_instant", default)]
+    pub valid_from: Option<DateTime<Utc>>,
+    #[serde(with = "optional_instant", default)]
+    pub valid_until: Option<DateTime<Utc>>,
+}
+
 /// Call-recording retention of a tenant: up to 14 days is free, otherwise whole quarters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -252,6 +265,35 @@ pub enum Event {
     UnblockedNotified {
         version: u64,
     },
+    /// A user's personal limits and validity window are now exactly these.
+    UserRestrictionSet {
+        user: UserId,
+        restriction: UserRestriction,
+    },
+    /// A user's personal limits and window were cleared: only their groups' bound them.
+    UserRestrictionCleared {
+        user: UserId,
+    },
+    /// The user became a member of another group besides their own (the one they were
+    /// created in or moved to): licences assigned to them may count against it.
+    UserGroupAdded {
+        user: UserId,
+        group: GroupId,
+    },
+    /// The user left one of their other groups; the licences that counted against it count
+    /// against the user's own group from now on.
+    UserGroupRemoved {
+        user: UserId,
+        group: GroupId,
+    },
+    /// Base licence `license` (with its add-ons), held by `user`, counts against `group` (one
+    /// of the user's other groups) instead of the user's own group. Follows the assignment or
+    /// reassignment in the same command.
+    LicenseCountedIn {
+        license: LicenseId,
+        user: UserId,
+        group: GroupId,
+    },
 }
 
 /// What an issued key is, whichever event issued it.
@@ -334,6 +376,11 @@ impl Event {
             Event::WebhookSecretSet { .. } => "webhook_secret_set",
             Event::GroupsUnblocked { .. } => "groups_unblocked",
             Event::UnblockedNotified { .. } => "unblocked_notified",
+            Event::UserRestrictionSet { .. } => "user_restriction_set",
+            Event::UserRestrictionCleared { .. } => "user_restriction_cleared",
+            Event::UserGroupAdded { .. } => "user_group_added",
+            Event::UserGroupRemoved { .. } => "user_group_removed",
+            Event::LicenseCountedIn { .. } => "license_counted_in",
         }
     }
 }

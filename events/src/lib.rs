@@ -20,6 +20,7 @@ pub use command::{Command, Context, ImportRow, NewUser};
 pub use decide::{decide, decide_as};
 pub use event::{
     Envelope, Event, EventHash, Reminder, ReminderFrequency, Restriction, Retention, Role,
+    UserRestriction,
 };
 pub use ids::{CommandId, GroupId, KeyId, LicenseId, TenantId, TypeCode, UserId};
 pub use index::IdMap;

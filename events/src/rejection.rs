@@ -40,6 +40,18 @@ pub enum Rule {
     FeatureDisabledAbove,
     /// A code cannot change between a licence type and a feature.
     CatalogueKindChange,
+    /// A user already holds as many licences of a type as their personal limit allows.
+    UserLimitReached,
+    /// A user's personal limit is above the effective limit of their group's path.
+    UserLimitExceedsGroup,
+    /// A user's personal limit is below the licences of the type they hold.
+    UserLimitBelowUsage,
+    /// A user's personal window does not lie inside their group's effective window.
+    UserWindowOutsideGroup,
+    /// An assignment names a group to count against that the user does not belong to.
+    UserNotInGroup,
+    /// A user already belongs to as many other groups as allowed.
+    UserGroupsFull,
 }
 
 impl Rule {
@@ -76,6 +88,12 @@ impl Rule {
             Rule::NotAFeature => "not_a_feature",
             Rule::FeatureDisabledAbove => "feature_disabled_above",
             Rule::CatalogueKindChange => "catalogue_kind_change",
+            Rule::UserLimitReached => "user_limit_reached",
+            Rule::UserLimitExceedsGroup => "user_limit_exceeds_group",
+            Rule::UserLimitBelowUsage => "user_limit_below_usage",
+            Rule::UserWindowOutsideGroup => "user_window_outside_group",
+            Rule::UserNotInGroup => "user_not_in_group",
+            Rule::UserGroupsFull => "user_groups_full",
         }
     }
 }
@@ -85,6 +103,8 @@ impl Rule {
 pub struct Violation {
     pub rule: Rule,
     pub group: Option<GroupId>,
+    /// The user whose personal settings the rule concerns.
+    pub user: Option<UserId>,
     pub license_type: Option<TypeCode>,
     pub limit: Option<u64>,
     pub used: Option<u64>,
@@ -97,6 +117,7 @@ impl Violation {
         Violation {
             rule,
             group: None,
+            user: None,
             license_type: None,
             limit: None,
             used: None,
@@ -107,6 +128,12 @@ impl Violation {
     /// Name the group where the rule applies.
     pub fn in_group(mut self, group: GroupId) -> Violation {
         self.group = Some(group);
+        self
+    }
+
+    /// Name the user whose personal settings the rule concerns.
+    pub fn of_user(mut self, user: UserId) -> Violation {
+        self.user = Some(user);
         self
     }
 
@@ -237,6 +264,15 @@ pub enum Rejection {
         group: GroupId,
         due_at: chrono::DateTime<chrono::Utc>,
     },
+    /// The user already belongs to the group (as their own or one of their other groups).
+    #[error("user {user} already belongs to group {group}")]
+    AlreadyInGroup { user: UserId, group: GroupId },
+    /// The group is not one of the user's other groups.
+    #[error("user {user} is not a member of group {group} besides their own")]
+    NotAMember { user: UserId, group: GroupId },
+    /// A user cannot leave their own group: move them (`PATCH` `group_id`) instead.
+    #[error("group {group} is user {user}'s own group; move the user to another group instead")]
+    OwnGroup { user: UserId, group: GroupId },
     /// A key scoped to a group asked for something outside that group's subtree that names
     /// nothing it could probe (tenant-wide settings, the scope group itself, a root group).
     #[error("{0}")]
@@ -319,7 +355,10 @@ impl Rejection {
             | KeyAlreadyRevoked(_)
             | RequiredByHeld { .. }
             | ReminderAlreadyDelivered { .. }
-            | UnblockedAlreadyNotified { .. } => RejectionClass::Conflict,
+            | UnblockedAlreadyNotified { .. }
+            | AlreadyInGroup { .. }
+            | OwnGroup { .. } => RejectionClass::Conflict,
+            NotAMember { .. } => RejectionClass::NotFound,
             OutsideScope(_) => RejectionClass::Forbidden,
             ImportRejected(_) => RejectionClass::RuleViolation,
             RuleViolations(_) => RejectionClass::RuleViolation,
@@ -365,6 +404,9 @@ impl Rejection {
             ReminderAlreadyDelivered { .. } => "reminder_already_delivered",
             UnblockedAlreadyNotified { .. } => "unblocked_already_notified",
             OutsideScope(_) => "outside_key_scope",
+            AlreadyInGroup { .. } => "already_in_group",
+            NotAMember { .. } => "membership_not_found",
+            OwnGroup { .. } => "own_group",
         }
     }
 

@@ -2,7 +2,7 @@
 //! commands against, and what the current-state queries read.
 
 use crate::catalogue::{Catalogue, Features, Kind};
-use crate::event::{Event, EventHash, Restriction, Retention, Role};
+use crate::event::{Event, EventHash, Restriction, Retention, Role, UserRestriction};
 use crate::ids::{GroupId, KeyId, LicenseId, TenantId, TypeCode, UserId};
 use crate::index::IdMap;
 use crate::notification::NotificationTemplate;
@@ -44,6 +44,10 @@ pub struct License {
     pub terminated: bool,
     /// Tenant version of the event that provisioned it (newest are terminated first).
     pub provisioned_version: u64,
+    /// For a base licence held by a user: the other group of the user's it counts against
+    /// (with its add-ons); `None`: the user's own group.
+    #[serde(default)]
+    pub counted_in: Option<GroupId>,
 }
 
 impl License {
@@ -108,6 +112,29 @@ pub struct User {
     pub removed: bool,
     /// Base licences held.
     pub licenses: BTreeSet<LicenseId>,
+    /// The user's personal limits and validity window, inside their group's.
+    #[serde(default)]
+    pub restriction: Option<UserRestriction>,
+    /// The other groups the user belongs to besides their own (`group`); never contains it.
+    #[serde(default)]
+    pub other_groups: BTreeSet<GroupId>,
+}
+
+impl User {
+    /// Whether the user belongs to `group`: their own or one of their other groups.
+    pub fn belongs_to(&self, group: GroupId) -> bool {
+        self.group == group || self.other_groups.contains(&group)
+    }
+
+    /// Every group the user belongs to: their own first, then the others.
+    pub fn all_groups(&self) -> impl Iterator<Item = GroupId> + '_ {
+        std::iter::once(self.group).chain(self.other_groups.iter().copied())
+    }
+
+    /// The user's personal limit of `license_type`, if they have one.
+    pub fn limit_of(&self, license_type: &TypeCode) -> Option<u64> {
+        self.restriction.as_ref()?.limits.get(license_type).copied()
+    }
 }
 
 /// Groups a restriction change unblocked, owed to the webhook as an `unblocked` notification.
@@ -278,6 +305,70 @@ impl Tenant {
         out
     }
 
+    /// The group whose quota a licence counts against: for a base held by a user, the group
+    /// it was counted in (`counted_in`) or else the user's own group; for an add-on, its
+    /// base's. `None` for a licence nobody holds.
+    pub fn counting_group(&self, license: &License) -> Option<GroupId> {
+        let base = match license.base {
+            Some(base) => self.licenses.get(&base)?,
+            None => license,
+        };
+        let holder = self.users.get(&base.user?)?;
+        Some(base.counted_in.unwrap_or(holder.group))
+    }
+
+    /// Types a user holds in licences counted against their own group.
+    pub fn holdings_in_own_group(&self, user: UserId) -> Vec<TypeCode> {
+        let Some(user) = self.users.get(&user) else {
+            return vec![];
+        };
+        let mut types = Vec::new();
+        for id in &user.licenses {
+            if let Some(license) = self.licenses.get(id).filter(|l| l.counted_in.is_none()) {
+                types.extend(self.license_with_addon_types(license));
+            }
+        }
+        types
+    }
+
+    /// Types a user holds in licences counted against `group`, one of their other groups.
+    pub fn holdings_counted_in(&self, user: UserId, group: GroupId) -> Vec<TypeCode> {
+        let Some(user) = self.users.get(&user) else {
+            return vec![];
+        };
+        let mut types = Vec::new();
+        for id in &user.licenses {
+            if let Some(license) = self
+                .licenses
+                .get(id)
+                .filter(|l| l.counted_in == Some(group))
+            {
+                types.extend(self.license_with_addon_types(license));
+            }
+        }
+        types
+    }
+
+    /// Move the usage of `license` (with its add-ons) from the group it counts in to
+    /// `group`, and record where it counts (`None`: the holder's own group).
+    fn count_in(&mut self, license: LicenseId, group: Option<GroupId>) {
+        let Some(l) = self.licenses.get(&license) else {
+            return;
+        };
+        let types = self.license_with_addon_types(l);
+        let from = self.counting_group(l);
+        let holder_group = l.user.and_then(|u| self.user_group(u));
+        if let Some(from) = from {
+            self.add_usage(from, &types, -1);
+        }
+        if let Some(to) = group.or(holder_group) {
+            self.add_usage(to, &types, 1);
+        }
+        if let Some(l) = self.licenses.get_mut(&license) {
+            l.counted_in = group.filter(|g| Some(*g) != holder_group);
+        }
+    }
+
     /// Types a user holds: each base licence and every add-on attached to it.
     pub fn holdings(&self, user: UserId) -> Vec<TypeCode> {
         let Some(user) = self.users.get(&user) else {
@@ -290,6 +381,14 @@ impl Tenant {
             }
         }
         types
+    }
+
+    /// Licences of `license_type` a user holds: bases and the add-ons attached to them.
+    pub fn held_count(&self, user: UserId, license_type: &TypeCode) -> u64 {
+        self.holdings(user)
+            .iter()
+            .filter(|t| *t == license_type)
+            .count() as u64
     }
 
     /// The type of a licence followed by the types of its attached add-ons.
@@ -341,6 +440,27 @@ impl Tenant {
             let email = self.groups.get(&id)?.contact_email.as_deref()?;
             Some((id, email))
         })
+    }
+
+    /// The tightest enabled limit of `license_type` on `group`'s path to the root, with the
+    /// group that sets it; `None` when no group on the path limits the type.
+    pub fn effective_limit(
+        &self,
+        group: GroupId,
+        license_type: &TypeCode,
+    ) -> Option<(GroupId, u64)> {
+        self.path_to_root(group)
+            .into_iter()
+            .filter_map(|id| {
+                let limit = *self
+                    .groups
+                    .get(&id)?
+                    .enabled_restriction()?
+                    .limits
+                    .get(license_type)?;
+                Some((id, limit))
+            })
+            .min_by_key(|(_, limit)| *limit)
     }
 
     fn add_usage(&mut self, group: GroupId, types: &[TypeCode], sign: i64) {
@@ -443,6 +563,7 @@ pub fn evolve(state: &mut Tenant, event: &Event, version_of_event: u64) {
                         addons: BTreeSet::new(),
                         terminated: false,
                         provisioned_version: version_of_event,
+                        counted_in: None,
                     },
                 );
                 state
@@ -479,13 +600,16 @@ pub fn evolve(state: &mut Tenant, event: &Event, version_of_event: u64) {
             }
         }
         Event::LicenseUnassigned { license, user, .. } => {
-            if let (Some(group), Some(l)) = (state.user_group(*user), state.licenses.get(license)) {
+            if let Some(l) = state.licenses.get(license) {
                 let types = state.license_with_addon_types(l);
-                state.add_usage(group, &types, -1);
+                if let Some(group) = state.counting_group(l).or(state.user_group(*user)) {
+                    state.add_usage(group, &types, -1);
+                }
             }
             state.set_free(*license, true);
             if let Some(l) = state.licenses.get_mut(license) {
                 l.user = None;
+                l.counted_in = None;
             }
             if let Some(u) = state.users.get_mut(user) {
                 u.licenses.remove(license);
@@ -496,7 +620,7 @@ pub fn evolve(state: &mut Tenant, event: &Event, version_of_event: u64) {
         } => {
             if let Some(l) = state.licenses.get(license) {
                 let types = state.license_with_addon_types(l);
-                if let Some(group) = state.user_group(*from) {
+                if let Some(group) = state.counting_group(l).or(state.user_group(*from)) {
                     state.add_usage(group, &types, -1);
                 }
                 if let Some(group) = state.user_group(*to) {
@@ -505,6 +629,7 @@ pub fn evolve(state: &mut Tenant, event: &Event, version_of_event: u64) {
             }
             if let Some(l) = state.licenses.get_mut(license) {
                 l.user = Some(*to);
+                l.counted_in = None;
             }
             if let Some(u) = state.users.get_mut(from) {
                 u.licenses.remove(license);
@@ -522,11 +647,14 @@ pub fn evolve(state: &mut Tenant, event: &Event, version_of_event: u64) {
             if let Some(a) = state.licenses.get_mut(addon) {
                 a.base = Some(*base);
             }
-            let holder = state.licenses.get_mut(base).and_then(|b| {
+            if let Some(b) = state.licenses.get_mut(base) {
                 b.addons.insert(*addon);
-                b.user
-            });
-            if let Some(group) = holder.and_then(|u| state.user_group(u)) {
+            }
+            let group = state
+                .licenses
+                .get(base)
+                .and_then(|b| state.counting_group(b));
+            if let Some(group) = group {
                 state.add_usage(group, std::slice::from_ref(addon_type), 1);
             }
         }
@@ -539,11 +667,14 @@ pub fn evolve(state: &mut Tenant, event: &Event, version_of_event: u64) {
             if let Some(a) = state.licenses.get_mut(addon) {
                 a.base = None;
             }
-            let holder = state.licenses.get_mut(base).and_then(|b| {
+            if let Some(b) = state.licenses.get_mut(base) {
                 b.addons.remove(addon);
-                b.user
-            });
-            if let Some(group) = holder.and_then(|u| state.user_group(u)) {
+            }
+            let group = state
+                .licenses
+                .get(base)
+                .and_then(|b| state.counting_group(b));
+            if let Some(group) = group {
                 state.add_usage(group, std::slice::from_ref(addon_type), -1);
             }
         }
@@ -645,18 +776,60 @@ pub fn evolve(state: &mut Tenant, event: &Event, version_of_event: u64) {
                     number: number.clone(),
                     removed: false,
                     licenses: BTreeSet::new(),
+                    restriction: None,
+                    other_groups: BTreeSet::new(),
                 },
             );
         }
         Event::UserMoved { user, group } => {
-            let holdings = state.holdings(*user);
+            // What counts against the user's own group moves with them; what counts against
+            // one of their other groups stays there. Moving into one of the other groups
+            // makes it their own: what counted there still does.
+            let holdings = state.holdings_in_own_group(*user);
             if let Some(old) = state.user_group(*user) {
                 state.add_usage(old, &holdings, -1);
             }
             state.add_usage(*group, &holdings, 1);
             if let Some(u) = state.users.get_mut(user) {
                 u.group = *group;
+                u.other_groups.remove(group);
+                let held: Vec<LicenseId> = u.licenses.iter().copied().collect();
+                for id in held {
+                    if let Some(l) = state.licenses.get_mut(&id) {
+                        if l.counted_in == Some(*group) {
+                            l.counted_in = None;
+                        }
+                    }
+                }
             }
+        }
+        Event::UserGroupAdded { user, group } => {
+            if let Some(u) = state.users.get_mut(user) {
+                u.other_groups.insert(*group);
+            }
+        }
+        Event::UserGroupRemoved { user, group } => {
+            let counted: Vec<LicenseId> = state.users.get(user).map_or_else(Vec::new, |u| {
+                u.licenses
+                    .iter()
+                    .copied()
+                    .filter(|id| {
+                        state
+                            .licenses
+                            .get(id)
+                            .is_some_and(|l| l.counted_in == Some(*group))
+                    })
+                    .collect()
+            });
+            for id in counted {
+                state.count_in(id, None);
+            }
+            if let Some(u) = state.users.get_mut(user) {
+                u.other_groups.remove(group);
+            }
+        }
+        Event::LicenseCountedIn { license, group, .. } => {
+            state.count_in(*license, Some(*group));
         }
         Event::UserRenamed { user, name } => {
             if let Some(u) = state.users.get_mut(user) {
@@ -754,6 +927,16 @@ pub fn evolve(state: &mut Tenant, event: &Event, version_of_event: u64) {
         Event::ApiKeyRevoked { key } => {
             if let Some(k) = state.keys.get_mut(key) {
                 k.revoked = true;
+            }
+        }
+        Event::UserRestrictionSet { user, restriction } => {
+            if let Some(u) = state.users.get_mut(user) {
+                u.restriction = Some(restriction.clone());
+            }
+        }
+        Event::UserRestrictionCleared { user } => {
+            if let Some(u) = state.users.get_mut(user) {
+                u.restriction = None;
             }
         }
     }

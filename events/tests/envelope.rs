@@ -49,10 +49,15 @@ fn variant_index(event: &Event) -> usize {
         Event::WebhookSecretSet { .. } => 30,
         Event::GroupsUnblocked { .. } => 31,
         Event::UnblockedNotified { .. } => 32,
+        Event::UserRestrictionSet { .. } => 33,
+        Event::UserRestrictionCleared { .. } => 34,
+        Event::UserGroupAdded { .. } => 35,
+        Event::UserGroupRemoved { .. } => 36,
+        Event::LicenseCountedIn { .. } => 37,
     }
 }
 
-const VARIANTS: usize = 33;
+const VARIANTS: usize = 38;
 
 /// One sample of every variant, with every optional field filled in somewhere.
 fn one_of_each() -> Vec<Event> {
@@ -180,6 +185,30 @@ fn one_of_each() -> Vec<Event> {
             at: at(2024, 3, 1),
         },
         Event::UnblockedNotified { version: 7 },
+        Event::UserRestrictionSet {
+            user: user(1),
+            restriction: events::UserRestriction {
+                limits: [("phone_system".into(), 1), ("call_recording".into(), 0)]
+                    .into_iter()
+                    .collect(),
+                valid_from: Some(at(2024, 2, 1)),
+                valid_until: Some(at(2024, 11, 30) + Duration::microseconds(654_321)),
+            },
+        },
+        Event::UserRestrictionCleared { user: user(1) },
+        Event::UserGroupAdded {
+            user: user(1),
+            group: group(2),
+        },
+        Event::UserGroupRemoved {
+            user: user(1),
+            group: group(2),
+        },
+        Event::LicenseCountedIn {
+            license: license(1),
+            user: user(1),
+            group: group(2),
+        },
     ]
 }
 

@@ -153,11 +153,13 @@ fn a_feature_cannot_be_provisioned_quantified_priced_limited_or_assigned() {
             user: ALICE,
             license_type: "ukey2".into(),
             addons: vec![],
+            group: None,
         },
         Command::AssignByType {
             user: ALICE,
             license_type: "phone_system".into(),
             addons: vec!["ukey2".into()],
+            group: None,
         },
     ];
     for attempt in attempts {

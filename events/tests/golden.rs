@@ -15,7 +15,7 @@ use events::event::FORMAT_V1;
 use events::{
     CommandId, Envelope, Event, EventHash, Feature, GroupId, KeyId, Kind, LicenseId, LicenseType,
     NotificationTemplate, Reminder, ReminderFrequency, Restriction, Retention, Role, TenantId,
-    TypeCode, UserId,
+    TypeCode, UserId, UserRestriction,
 };
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -100,11 +100,16 @@ fn file_name(event: &Event) -> &'static str {
         Event::WebhookSecretSet { .. } => "webhook_secret_set.bin",
         Event::GroupsUnblocked { .. } => "groups_unblocked.bin",
         Event::UnblockedNotified { .. } => "unblocked_notified.bin",
+        Event::UserRestrictionSet { .. } => "user_restriction_set.bin",
+        Event::UserRestrictionCleared { .. } => "user_restriction_cleared.bin",
+        Event::UserGroupAdded { .. } => "user_group_added.bin",
+        Event::UserGroupRemoved { .. } => "user_group_removed.bin",
+        Event::LicenseCountedIn { .. } => "license_counted_in.bin",
     }
 }
 
 /// Number of [`Event`] variants in format v1.
-const V1_VARIANTS: usize = 33;
+const V1_VARIANTS: usize = 38;
 
 /// One event of each variant, with optional fields filled in where the variant has them.
 fn v1_events() -> Vec<Event> {
@@ -270,6 +275,30 @@ fn v1_events() -> Vec<Event> {
             at: instant(2024, 12, 2, 9, 0),
         },
         Event::UnblockedNotified { version: 41 },
+        Event::UserRestrictionSet {
+            user: user(3),
+            restriction: UserRestriction {
+                limits: [(code("phone_system"), 1), (code("call_recording"), 0)]
+                    .into_iter()
+                    .collect(),
+                valid_from: Some(instant(2024, 2, 1, 0, 0)),
+                valid_until: Some(instant(2024, 11, 30, 23, 999_999)),
+            },
+        },
+        Event::UserRestrictionCleared { user: user(3) },
+        Event::UserGroupAdded {
+            user: user(3),
+            group: group(2),
+        },
+        Event::UserGroupRemoved {
+            user: user(3),
+            group: group(2),
+        },
+        Event::LicenseCountedIn {
+            license: license(4),
+            user: user(3),
+            group: group(2),
+        },
     ]
 }
 

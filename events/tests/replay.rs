@@ -186,11 +186,13 @@ fn scripted_session() -> Session {
         user: ALICE,
         license_type: "phone_system".into(),
         addons: vec!["call_recording".into()],
+        group: None,
     });
     s.accept(Command::AssignByType {
         user: BOB,
         license_type: "phone_system".into(),
         addons: vec![],
+        group: None,
     });
     // SALES is full now.
     let rejection = s.refuse(Command::SetRestriction {
@@ -202,6 +204,7 @@ fn scripted_session() -> Session {
     s.accept(Command::AssignLicense {
         license: voice,
         user: ALICE,
+        group: None,
     });
     let alice_phone = s.held_by(ALICE, "phone_system");
     let outbound = s.free("outbound");
@@ -213,6 +216,7 @@ fn scripted_session() -> Session {
     let rejection = s.refuse(Command::ReassignLicense {
         license: alice_phone,
         user: CAROL,
+        group: None,
     });
     assert_eq!(rejection.violations()[0].rule, Rule::RequiresMissing);
     s.accept(Command::DetachAddon {
@@ -222,6 +226,7 @@ fn scripted_session() -> Session {
     s.accept(Command::ReassignLicense {
         license: alice_phone,
         user: CAROL,
+        group: None,
     });
     s.refuse(Command::TerminateLicense {
         license: alice_phone,
@@ -249,6 +254,7 @@ fn scripted_session() -> Session {
     s.accept(Command::AssignLicense {
         license: supervisor,
         user: ALICE,
+        group: None,
     });
     let viewer = s.free("historical_analytics_viewer");
     s.accept(Command::AttachAddon {
@@ -258,6 +264,7 @@ fn scripted_session() -> Session {
     s.accept(Command::ReassignLicense {
         license: supervisor,
         user: BOB,
+        group: None,
     });
     // Five owned, two assigned: three free, two of them go.
     s.accept(Command::SetQuantity {
@@ -279,6 +286,7 @@ fn scripted_session() -> Session {
     s.accept(Command::ReassignLicense {
         license: s.held_by(CAROL, "phone_system"),
         user: ALICE,
+        group: None,
     });
     let alice_voice = s.held_by(ALICE, "voice");
     s.accept(Command::UnassignLicense {

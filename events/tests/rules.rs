@@ -381,6 +381,7 @@ fn assign_gives_a_free_base_licence_to_a_user_and_counts_it_up_the_tree() {
         .when(Command::AssignLicense {
             license: PHONE_1,
             user: ALICE,
+            group: None,
         })
         .then_events(&[assigned(PHONE_1, "phone_system", ALICE)]);
     assert_eq!(state.licenses[&PHONE_1].user, Some(ALICE));
@@ -399,6 +400,7 @@ fn assign_refuses_a_licence_already_assigned_and_names_the_holder() {
         .when(Command::AssignLicense {
             license: PHONE_1,
             user: BOB,
+            group: None,
         })
         .then_reject(Rejection::LicenseAlreadyAssigned {
             license: PHONE_1,
@@ -414,6 +416,7 @@ fn assign_refuses_an_addon_given_directly_to_a_user() {
         .when(Command::AssignLicense {
             license: RECORDING_1,
             user: ALICE,
+            group: None,
         })
         .then_violations(&[violation(Rule::NotABaseLicense).of_type(&type_code("call_recording"))]);
 }
@@ -424,6 +427,7 @@ fn assign_refuses_a_terminated_licence() {
         .when(Command::AssignLicense {
             license: PHONE_1,
             user: ALICE,
+            group: None,
         })
         .then_reject(Rejection::LicenseTerminated(PHONE_1));
 }
@@ -434,6 +438,7 @@ fn assign_refuses_a_removed_user() {
         .when(Command::AssignLicense {
             license: PHONE_1,
             user: DAVE,
+            group: None,
         })
         .then_reject(Rejection::UserNotFound(DAVE));
 }
@@ -444,6 +449,7 @@ fn assign_refuses_an_unknown_user() {
         .when(Command::AssignLicense {
             license: PHONE_1,
             user: user(99),
+            group: None,
         })
         .then_reject(Rejection::UserNotFound(user(99)));
 }
@@ -454,6 +460,7 @@ fn assign_refuses_a_second_base_of_the_same_type() {
         .when(Command::AssignLicense {
             license: PHONE_2,
             user: ALICE,
+            group: None,
         })
         .then_violations(&[violation(Rule::OneBasePerType).of_type(&type_code("phone_system"))]);
 }
@@ -464,6 +471,7 @@ fn assign_refuses_a_second_cc_seat() {
         .when(Command::AssignLicense {
             license: SUPERVISOR_1,
             user: ALICE,
+            group: None,
         })
         .then_violations(&[violation(Rule::ExcludedType).of_type(&type_code("cc_supervisor"))]);
 }
@@ -474,6 +482,7 @@ fn assign_allows_different_base_types_side_by_side() {
         .when(Command::AssignLicense {
             license: PHONE_1,
             user: ALICE,
+            group: None,
         })
         .then_accepted();
     assert_eq!(
@@ -492,6 +501,7 @@ fn assign_counts_the_group_limit_up_the_whole_tree_including_the_grandparent() {
     .when(Command::AssignLicense {
         license: PHONE_2,
         user: ALICE,
+        group: None,
     })
     .then_violations(&[violation(Rule::GroupLimitReached)
         .in_group(SALES)
@@ -509,6 +519,7 @@ fn assign_lists_every_group_whose_limit_is_reached() {
     .when(Command::AssignLicense {
         license: PHONE_2,
         user: ALICE,
+        group: None,
     })
     .then_violations(&[
         violation(Rule::GroupLimitReached)
@@ -528,12 +539,14 @@ fn assign_up_to_the_limit_is_allowed() {
         .when(Command::AssignLicense {
             license: PHONE_1,
             user: ALICE,
+            group: None,
         })
         .then_accepted();
     let state = given_state(state)
         .when(Command::AssignLicense {
             license: PHONE_2,
             user: BOB,
+            group: None,
         })
         .then_accepted();
     assert_eq!(used(&state, SALES), counts(&[("phone_system", 2)]));
@@ -541,6 +554,7 @@ fn assign_up_to_the_limit_is_allowed() {
         .when(Command::AssignLicense {
             license: PHONE_3,
             user: DAVE,
+            group: None,
         })
         .then_rule(Rule::GroupLimitReached);
 }
@@ -555,6 +569,7 @@ fn assign_ignores_a_disabled_restriction() {
         .when(Command::AssignLicense {
             license: PHONE_1,
             user: ALICE,
+            group: None,
         })
         .then_events(&[assigned(PHONE_1, "phone_system", ALICE)]);
 }
@@ -565,6 +580,7 @@ fn assign_treats_types_absent_from_the_limits_as_unlimited() {
         .when(Command::AssignLicense {
             license: PHONE_1,
             user: ALICE,
+            group: None,
         })
         .then_events(&[assigned(PHONE_1, "phone_system", ALICE)]);
 }
@@ -578,6 +594,7 @@ fn assign_counts_the_addons_a_free_base_carries_against_the_limits() {
     .when(Command::AssignLicense {
         license: PHONE_1,
         user: ALICE,
+        group: None,
     })
     .then_violations(&[violation(Rule::GroupLimitReached)
         .in_group(SALES_EU)
@@ -591,6 +608,7 @@ fn assign_a_base_carrying_addons_counts_the_addons_for_the_holder() {
         .when(Command::AssignLicense {
             license: PHONE_1,
             user: ALICE,
+            group: None,
         })
         .then_accepted();
     assert_eq!(
@@ -651,6 +669,7 @@ fn reassign_moves_addons_with_the_licence() {
     .when(Command::ReassignLicense {
         license: PHONE_1,
         user: CAROL,
+        group: None,
     })
     .then_events(&[reassigned(PHONE_1, "phone_system", ALICE, CAROL)]);
     // The old path is empty, the new path counts the base and its add-on.
@@ -683,6 +702,7 @@ fn reassign_inside_one_tree_leaves_shared_ancestors_unchanged() {
     .when(Command::ReassignLicense {
         license: PHONE_1,
         user: DAVE,
+        group: None,
     })
     .then_events(&[reassigned(PHONE_1, "phone_system", ALICE, DAVE)]);
     let both = counts(&[("call_recording", 1), ("phone_system", 1)]);
@@ -699,6 +719,7 @@ fn reassign_to_the_same_user_is_a_conflict() {
         .when(Command::ReassignLicense {
             license: PHONE_1,
             user: ALICE,
+            group: None,
         })
         .then_reject(Rejection::LicenseAlreadyAssigned {
             license: PHONE_1,
@@ -714,6 +735,7 @@ fn reassign_a_free_licence_is_refused_as_not_assigned() {
         .when(Command::ReassignLicense {
             license: PHONE_1,
             user: ALICE,
+            group: None,
         })
         .then_reject(Rejection::LicenseNotAssigned(PHONE_1));
 }
@@ -724,6 +746,7 @@ fn reassign_to_a_removed_user_is_not_found() {
         .when(Command::ReassignLicense {
             license: PHONE_1,
             user: DAVE,
+            group: None,
         })
         .then_reject(Rejection::UserNotFound(DAVE));
 }
@@ -738,6 +761,7 @@ fn reassign_within_a_full_shared_ancestor_is_allowed() {
     .when(Command::ReassignLicense {
         license: PHONE_1,
         user: DAVE,
+        group: None,
     })
     .then_accepted();
     assert_eq!(used(&state, SALES), counts(&[("phone_system", 1)]));
@@ -755,6 +779,7 @@ fn reassign_checks_limits_only_on_groups_not_shared_by_both_paths() {
     .when(Command::ReassignLicense {
         license: PHONE_1,
         user: DAVE,
+        group: None,
     })
     .then_violations(&[violation(Rule::GroupLimitReached)
         .in_group(SALES_US)
@@ -772,6 +797,7 @@ fn reassign_checks_the_addons_against_the_new_groups() {
     .when(Command::ReassignLicense {
         license: PHONE_1,
         user: CAROL,
+        group: None,
     })
     .then_violations(&[violation(Rule::GroupLimitReached)
         .in_group(SUPPORT)
@@ -788,6 +814,7 @@ fn reassign_refuses_a_target_holding_an_excluded_seat() {
     .when(Command::ReassignLicense {
         license: SUPERVISOR_1,
         user: ALICE,
+        group: None,
     })
     .then_violations(&[violation(Rule::ExcludedType).of_type(&type_code("cc_supervisor"))]);
 }
@@ -801,6 +828,7 @@ fn reassign_refuses_a_target_already_holding_that_type() {
     .when(Command::ReassignLicense {
         license: PHONE_1,
         user: BOB,
+        group: None,
     })
     .then_rule(Rule::OneBasePerType);
 }
@@ -922,6 +950,7 @@ fn reassigning_voice_away_from_a_user_whose_outbound_needs_it_is_refused() {
         .when(Command::ReassignLicense {
             license: VOICE_1,
             user: BOB,
+            group: None,
         })
         .then_reject(Rejection::RequiredByHeld {
             license: VOICE_1,
@@ -1139,6 +1168,7 @@ fn assign_by_type_picks_a_free_base_and_addons_atomically() {
             user: ERIN,
             license_type: type_code("phone_system"),
             addons: vec![type_code("call_recording"), type_code("device_ip_phone")],
+            group: None,
         })
         .then_events(&[
             assigned(PHONE_2, "phone_system", ERIN),
@@ -1163,6 +1193,7 @@ fn assign_by_type_skips_a_free_base_carrying_addons() {
             user: ERIN,
             license_type: type_code("phone_system"),
             addons: vec![],
+            group: None,
         })
         .then_events(&[assigned(PHONE_2, "phone_system", ERIN)]);
 }
@@ -1177,6 +1208,7 @@ fn assign_by_type_without_a_free_addon_is_refused_and_assigns_nothing() {
         user: ERIN,
         license_type: type_code("phone_system"),
         addons: vec![type_code("device_ip_phone")],
+        group: None,
     })
     .then_violations(&[violation(Rule::NoFreeLicense)
         .of_type(&type_code("device_ip_phone"))
@@ -1190,6 +1222,7 @@ fn assign_by_type_without_a_free_base_is_refused() {
             user: ERIN,
             license_type: type_code("developer"),
             addons: vec![],
+            group: None,
         })
         .then_violations(&[violation(Rule::NoFreeLicense)
             .of_type(&type_code("developer"))
@@ -1203,6 +1236,7 @@ fn assign_by_type_checks_requirements_of_the_requested_addons() {
             user: ERIN,
             license_type: type_code("phone_system"),
             addons: vec![type_code("outbound")],
+            group: None,
         })
         .then_violations(&[violation(Rule::RequiresMissing).of_type(&type_code("outbound"))]);
 }
@@ -1214,6 +1248,7 @@ fn assign_by_type_refuses_an_addon_type_as_the_base() {
             user: ERIN,
             license_type: type_code("call_recording"),
             addons: vec![],
+            group: None,
         })
         .then_violations(&[violation(Rule::NotABaseLicense).of_type(&type_code("call_recording"))]);
 }
@@ -1225,6 +1260,7 @@ fn assign_by_type_refuses_an_unknown_addon_code() {
             user: ERIN,
             license_type: type_code("phone_system"),
             addons: vec![type_code("jetpack")],
+            group: None,
         })
         .then_reject(Rejection::UnknownLicenseType(type_code("jetpack")));
 }
@@ -1799,6 +1835,7 @@ fn clearing_a_restriction_makes_the_group_unlimited() {
         .when(Command::AssignLicense {
             license: PHONE_1,
             user: ALICE,
+            group: None,
         })
         .then_accepted();
 }

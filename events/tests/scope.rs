@@ -213,11 +213,13 @@ fn a_dealer_cannot_move_anything_out_of_its_subtree() {
     dealer(Command::ReassignLicense {
         license: PHONE_ANNA,
         user: CLARA,
+        group: None,
     })
     .then_reject(Rejection::UserNotFound(CLARA));
     dealer(Command::ReassignLicense {
         license: PHONE_ANNA,
         user: BEN,
+        group: None,
     })
     .then_accepted();
 }
@@ -228,6 +230,7 @@ fn what_lies_outside_a_dealers_subtree_answers_as_if_it_did_not_exist() {
         user: CLARA,
         license_type: "phone_system".into(),
         addons: vec![],
+        group: None,
     })
     .then_reject(Rejection::UserNotFound(CLARA));
     dealer(Command::UnassignLicense {
@@ -248,6 +251,7 @@ fn a_dealer_hands_out_free_licences_from_the_tenant_pool_within_its_grant() {
     dealer(Command::AssignLicense {
         license: PHONE_FREE,
         user: BEN,
+        group: None,
     })
     .then_accepted();
     dealer(Command::AttachAddon {
@@ -272,6 +276,7 @@ fn a_dealer_hands_out_free_licences_from_the_tenant_pool_within_its_grant() {
                 user: user(6),
                 license_type: "phone_system".into(),
                 addons: vec![],
+                group: None,
             },
         )
         .then_rule(Rule::GroupLimitReached);

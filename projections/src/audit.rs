@@ -98,6 +98,24 @@ pub fn touches(event: &Event) -> Touches<'_> {
             t.groups.push(*group);
             t.types.extend(features.keys());
         }
+        Event::UserRestrictionSet { user, restriction } => {
+            t.users.push(*user);
+            t.types.extend(restriction.limits.keys());
+        }
+        Event::UserRestrictionCleared { user } => t.users.push(*user),
+        Event::UserGroupAdded { user, group } | Event::UserGroupRemoved { user, group } => {
+            t.users.push(*user);
+            t.groups.push(*group);
+        }
+        Event::LicenseCountedIn {
+            license,
+            user,
+            group,
+        } => {
+            t.licenses.push(*license);
+            t.users.push(*user);
+            t.groups.push(*group);
+        }
     }
     t
 }

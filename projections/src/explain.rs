@@ -8,16 +8,22 @@ use events::state::{Group, User};
 use events::{GroupId, Restriction, Tenant, TypeCode, UserId};
 
 /// One check of an entitlement.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Check {
-    /// `user_active`, `holds_license`, `requires`, `excludes`, `group_window` (failing:
+    /// `user_active`, `holds_license`, `requires`, `excludes`, for a user with personal
+    /// settings `user_window` (failing: `user_window_not_started`, `user_window_expired`) and
+    /// `user_limit` (failing: `user_limit_reached`), `group_window` (failing:
     /// `window_not_started`, `window_expired`); for a feature `group_feature` (failing:
     /// `feature_disabled`) and `feature_enabled` (failing: `feature_not_enabled`).
     pub rule: &'static str,
     pub passed: bool,
     pub group: Option<(GroupId, String)>,
+    /// The user whose personal settings the check reads.
+    pub user: Option<UserId>,
     pub detail: String,
-    /// The group's limit of the type asked about and its usage, where the group limits it.
+    /// The limit a limit check compared with and how much of it is used: a group's limit of
+    /// the type asked about (its subtree's usage) where the group limits it, or the user's
+    /// personal limit (their own holdings) for `user_limit`.
     pub limit: Option<LimitUse>,
 }
 
@@ -37,8 +43,9 @@ pub struct Entitlement {
 
 impl Entitlement {
     /// What blocks the user: the first failing check, except that for a user who holds no
-    /// licence of the type a full limit on the path (`limit_reached`) is named instead — it is
-    /// why they cannot be given one.
+    /// licence of the type a full limit is named instead — it is why they cannot be given one:
+    /// their personal limit (`user_limit_reached`) first, then a full group limit on the path
+    /// (`limit_reached`).
     pub fn blocked_by(&self) -> Option<&Check> {
         blocked_index(&self.checks).map(|i| &self.checks[i])
     }
@@ -48,8 +55,10 @@ impl Entitlement {
 pub fn blocked_index(checks: &[Check]) -> Option<usize> {
     let first = checks.iter().position(|c| !c.passed)?;
     if checks[first].rule == "holds_license" {
-        if let Some(full) = checks.iter().position(|c| c.rule == "limit_reached") {
-            return Some(full);
+        for rule in ["user_limit_reached", "limit_reached"] {
+            if let Some(full) = checks.iter().position(|c| !c.passed && c.rule == rule) {
+                return Some(full);
+            }
         }
     }
     Some(first)
@@ -59,10 +68,63 @@ fn check(rule: &'static str, passed: bool, detail: String) -> Check {
     Check {
         rule,
         passed,
-        group: None,
         detail,
-        limit: None,
+        ..Check::default()
     }
+}
+
+/// Whether the user's personal window covers `at` (`user_window`, failing
+/// `user_window_not_started` or `user_window_expired`); `None` without personal settings.
+fn user_window_check(u: &User, at: DateTime<Utc>) -> Option<Check> {
+    let r = u.restriction.as_ref()?;
+    let window = format!(
+        "personal window {} to {}",
+        r.valid_from.map_or("open".into(), instant),
+        r.valid_until.map_or("open".into(), instant)
+    );
+    let (rule, passed, covers) = if r.valid_from.is_some_and(|from| at < from) {
+        ("user_window_not_started", false, "does not cover")
+    } else if r.valid_until.is_some_and(|until| at >= until) {
+        ("user_window_expired", false, "does not cover")
+    } else {
+        ("user_window", true, "covers")
+    };
+    Some(Check {
+        rule,
+        passed,
+        user: Some(u.id),
+        detail: format!("{window} of user {} {covers} {}", u.name, instant(at)),
+        ..Check::default()
+    })
+}
+
+/// The user's personal limit of `license_type` (`user_limit`): for a user holding none, full
+/// when they already hold as many as it allows (`user_limit_reached`, with the limit and what
+/// they hold). `None` without a personal limit of the type.
+fn user_limit_check(
+    tenant: &Tenant,
+    u: &User,
+    license_type: &TypeCode,
+    holds: bool,
+) -> Option<Check> {
+    let limit = u.limit_of(license_type)?;
+    let used = tenant.held_count(u.id, license_type);
+    let full = !holds && used >= limit;
+    Some(Check {
+        rule: if full {
+            "user_limit_reached"
+        } else {
+            "user_limit"
+        },
+        passed: !full,
+        user: Some(u.id),
+        limit: Some(LimitUse { limit, used }),
+        detail: format!(
+            "personal {license_type} limit {limit} of user {}, holds {used}",
+            u.name
+        ),
+        ..Check::default()
+    })
 }
 
 fn user_active(u: &User) -> Check {
@@ -79,7 +141,9 @@ fn user_active(u: &User) -> Check {
 
 /// Explain whether `user` is entitled to `license_type` at `at`: holds an assigned licence of
 /// the type (directly or as an add-on of their base licence), its dependencies hold, and every
-/// group on the path to the root has a window covering `at`. For a feature of the catalogue,
+/// group on the path to the root has a window covering `at` — the path of the group the held
+/// licence counts against (a user in several groups is entitled only while that path is
+/// valid), else of the user's own group. For a feature of the catalogue,
 /// see [`feature_entitlement`]. `None` if the user never existed.
 pub fn entitlement(
     tenant: &Tenant,
@@ -98,23 +162,34 @@ pub fn entitlement(
         .iter()
         .filter_map(|id| tenant.licenses.get(id))
         .find_map(|base| {
+            let counted = counted_text(tenant, u, base);
             if &base.license_type == license_type {
-                return Some(format!("holds {license_type} licence {}", base.id));
+                return Some((
+                    format!("holds {license_type} licence {}{counted}", base.id),
+                    base,
+                ));
             }
             base.addons
                 .iter()
                 .filter_map(|a| tenant.licenses.get(a))
                 .find(|a| &a.license_type == license_type)
                 .map(|a| {
-                    format!(
-                        "holds {license_type} add-on {} on {} licence {}",
+                    let detail = format!(
+                        "holds {license_type} add-on {} on {} licence {}{counted}",
                         a.id, base.license_type, base.id
-                    )
+                    );
+                    (detail, base)
                 })
         });
     let holds = held.is_some();
+    // The groups that judge it: those of the group the held licence counts against, else
+    // (nothing held) the user's own group, where an assignment would count by default.
+    let judged_in = held
+        .as_ref()
+        .and_then(|(_, base)| tenant.counting_group(base))
+        .unwrap_or(u.group);
     checks.push(match held {
-        Some(detail) => check("holds_license", true, detail),
+        Some((detail, _)) => check("holds_license", true, detail),
         None => check(
             "holds_license",
             false,
@@ -157,7 +232,9 @@ pub fn entitlement(
             ),
         });
     }
-    for_each_group_on_path(tenant, u.group, &mut checks, |g, r, checks| {
+    checks.extend(user_window_check(u, at));
+    checks.extend(user_limit_check(tenant, u, license_type, holds));
+    for_each_group_on_path(tenant, judged_in, &mut checks, |g, r, checks| {
         let limit = r.limits.get(license_type).map(|&limit| LimitUse {
             limit,
             used: g.used_of(license_type),
@@ -180,11 +257,24 @@ pub fn entitlement(
                     g.name, full.used, full.limit
                 ),
                 limit: Some(full),
+                ..Check::default()
             });
         }
     });
     let allowed = checks.iter().all(|c| c.passed);
     Some(Entitlement { allowed, checks })
+}
+
+/// `" (counted against group <name>)"` for a licence counted against one of the user's other
+/// groups, else nothing.
+fn counted_text(tenant: &Tenant, u: &User, base: &events::state::License) -> String {
+    match base.counted_in.filter(|g| *g != u.group) {
+        Some(g) => {
+            let name = tenant.groups.get(&g).map_or("?", |g| g.name.as_str());
+            format!(" (counted against group {name})")
+        }
+        None => String::new(),
+    }
 }
 
 /// For each group from `group` up to the root: `checks_of` its enabled restriction, or a
@@ -202,11 +292,11 @@ fn for_each_group_on_path(
         match g.enabled_restriction() {
             Some(r) => checks_of(g, r, checks),
             None => checks.push(Check {
-                limit: None,
                 rule: "group_window",
                 passed: true,
                 group: Some((g.id, g.name.clone())),
                 detail: "no enabled restriction".into(),
+                ..Check::default()
             }),
         }
     }
@@ -227,18 +317,18 @@ fn window_check(g: &Group, r: &Restriction, at: DateTime<Utc>, then: &str) -> Ch
     let group = Some((g.id, g.name.clone()));
     match window_block(r, at) {
         None => Check {
-            limit: None,
             rule: "group_window",
             passed: true,
             group,
             detail: format!("{window} covers {}{then}", instant(at)),
+            ..Check::default()
         },
         Some(rule) => Check {
-            limit: None,
             rule,
             passed: false,
             group,
             detail: format!("{window} does not cover {}{then}", instant(at)),
+            ..Check::default()
         },
     }
 }
@@ -257,11 +347,11 @@ pub fn feature_entitlement(
 ) -> Option<Entitlement> {
     let u = tenant.users.get(&user)?;
     let mut checks = vec![user_active(u)];
+    checks.extend(user_window_check(u, at));
     for_each_group_on_path(tenant, u.group, &mut checks, |g, r, checks| {
         checks.push(window_check(g, r, at, ""));
         let switch = g.feature_switch(feature);
         checks.push(Check {
-            limit: None,
             rule: if switch == Some(false) {
                 "feature_disabled"
             } else {
@@ -274,6 +364,7 @@ pub fn feature_entitlement(
                 Some(true) => format!("group {} switches {feature} on", g.name),
                 None => format!("group {} leaves {feature} as inherited", g.name),
             },
+            ..Check::default()
         });
     });
     let default = tenant
@@ -287,11 +378,11 @@ pub fn feature_entitlement(
         .find(|g| g.feature_switch(feature) == Some(true));
     checks.push(match switched_on {
         Some(g) => Check {
-            limit: None,
             rule: "feature_enabled",
             passed: true,
             group: Some((g.id, g.name.clone())),
             detail: format!("group {} switches {feature} on", g.name),
+            ..Check::default()
         },
         None if default => check(
             "feature_enabled",

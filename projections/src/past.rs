@@ -11,8 +11,10 @@
 //!   licences of each type held by users *directly* in the group (not in its subgroups) as
 //!   8-byte points — a group's subtree usage at a version is the sum over its subtree then,
 //!   so a move of a group records nothing but the move;
-//! - each user's own fields after every change, and the base licences they took and gave back;
-//! - each base licence's add-ons attached and detached.
+//! - each user's own fields (their personal restriction too) after every change, and the base licences they took and gave back;
+//! - each base licence's add-ons attached and detached;
+//! - for a base licence counted against one of its holder's other groups, where it counted
+//!   after each change (only licences that ever counted outside their holder's own group).
 //!
 //! Licence changes go to one log per tenant for users and one for bases, as 12-byte entries
 //! each linked to the previous change of the same user (or base): an event appends where the
@@ -143,6 +145,10 @@ pub struct PastIndex {
     bases: HashMap<u32, u32, Fast>,
     /// The add-ons attached to and detached from base licences.
     base_changes: ChangeLog,
+    /// Base licences (by index) that ever counted against one of their holder's other
+    /// groups: the group from each version on (`None`: the holder's own).
+    #[serde(default)]
+    counted: HashMap<u32, Vec<(u32, Option<GroupId>)>, Fast>,
 }
 
 /// `licence_index` is left out: it is `licences` inverted.
@@ -157,6 +163,7 @@ impl PartialEq for PastIndex {
             && self.licences == other.licences
             && self.bases == other.bases
             && self.base_changes == other.base_changes
+            && self.counted == other.counted
     }
 }
 
@@ -205,6 +212,8 @@ fn same_own_user(recorded: &User, live: &User) -> bool {
         && recorded.extension == live.extension
         && recorded.number == live.number
         && recorded.removed == live.removed
+        && recorded.restriction == live.restriction
+        && recorded.other_groups == live.other_groups
 }
 
 /// Licences of `t` held by users directly in `group` of `tenant`: its subtree usage less its
@@ -254,7 +263,8 @@ impl PastIndex {
             Event::LicenseUnassigned { license, user, .. } => {
                 self.hold(*user, *license, v, false);
                 let types = with_addon_types(license);
-                self.record_direct(tenant, holder_group(user), &types, v);
+                let left = self.uncount(*license, v).or(holder_group(user));
+                self.record_direct(tenant, left, &types, v);
             }
             Event::LicenseReassigned {
                 license, from, to, ..
@@ -262,8 +272,20 @@ impl PastIndex {
                 self.hold(*from, *license, v, false);
                 self.hold(*to, *license, v, true);
                 let types = with_addon_types(license);
-                self.record_direct(tenant, holder_group(from), &types, v);
+                let left = self.uncount(*license, v).or(holder_group(from));
+                self.record_direct(tenant, left, &types, v);
                 self.record_direct(tenant, holder_group(to), &types, v);
+            }
+            Event::LicenseCountedIn {
+                license,
+                user,
+                group,
+            } => {
+                let types = with_addon_types(license);
+                let before = self.counted_last(*license).or(holder_group(user));
+                self.sync_counted(tenant, *license, v);
+                self.record_direct(tenant, before, &types, v);
+                self.record_direct(tenant, Some(*group), &types, v);
             }
             Event::AddonAttached {
                 addon,
@@ -284,8 +306,10 @@ impl PastIndex {
                         return;
                     }
                 }
-                let holder = tenant.licenses.get(base).and_then(|b| b.user);
-                let group = holder.as_ref().and_then(holder_group);
+                let group = tenant
+                    .licenses
+                    .get(base)
+                    .and_then(|b| tenant.counting_group(b));
                 self.record_direct(tenant, group, std::slice::from_ref(addon_type), v);
             }
             Event::GroupCreated { group, .. }
@@ -311,10 +335,24 @@ impl PastIndex {
             | Event::UserMoved { user, .. }
             | Event::UserRenamed { user, .. }
             | Event::UserRemoved { user }
-            | Event::UserNumbersSet { user, .. } => {
+            | Event::UserNumbersSet { user, .. }
+            | Event::UserRestrictionSet { user, .. }
+            | Event::UserRestrictionCleared { user }
+            | Event::UserGroupAdded { user, .. }
+            | Event::UserGroupRemoved { user, .. } => {
                 let Some(live) = tenant.users.get(user) else {
                     return;
                 };
+                // Leaving a group (or moving into one of the other groups) makes what counted
+                // there count against the user's own group.
+                if let Event::UserGroupRemoved { group, .. } = event {
+                    let types = tenant.holdings(*user);
+                    self.record_direct(tenant, Some(*group), &types, v);
+                    self.record_direct(tenant, Some(live.group), &types, v);
+                }
+                for license in &live.licenses {
+                    self.sync_counted(tenant, *license, v);
+                }
                 let own = &mut self.users.entry(*user).or_default().own;
                 let recorded = own.last().map(|(_, r)| (same_own_user(r, live), r.group));
                 if recorded.is_some_and(|(same, _)| same) {
@@ -331,6 +369,37 @@ impl PastIndex {
             }
             _ => {}
         }
+    }
+
+    /// The group `license` counted against after its last recorded change, if it was one of
+    /// its holder's other groups.
+    fn counted_last(&self, license: LicenseId) -> Option<GroupId> {
+        if self.counted.is_empty() {
+            return None;
+        }
+        let index = self.licence_index.get(&license)?;
+        self.counted.get(index)?.last()?.1
+    }
+
+    /// Record where `license` counts in `tenant` after the event at `v`, if that changed.
+    fn sync_counted(&mut self, tenant: &Tenant, license: LicenseId, v: u32) {
+        let live = tenant.licenses.get(&license).and_then(|l| l.counted_in);
+        if live == self.counted_last(license) {
+            return;
+        }
+        let Some(index) = self.index_of(license) else {
+            return;
+        };
+        self.counted.entry(index).or_default().push((v, live));
+    }
+
+    /// `license` stopped being held at `v`: the other group it counted against, if any.
+    fn uncount(&mut self, license: LicenseId, v: u32) -> Option<GroupId> {
+        let before = self.counted_last(license)?;
+        if let Some(index) = self.licence_index.get(&license) {
+            self.counted.entry(*index).or_default().push((v, None));
+        }
+        Some(before)
     }
 
     /// `user` took (`added`) or gave back base licence `license` at `v`.
@@ -391,6 +460,7 @@ impl PastIndex {
         self.licence_index.shrink_to_fit();
         self.bases.shrink_to_fit();
         self.base_changes.entries.shrink_to_fit();
+        self.counted.shrink_to_fit();
     }
 
     /// The index of licence `id`, given one on first sight.
@@ -493,11 +563,16 @@ impl PastIndex {
                 .get(&base)
                 .map(|last| self.base_changes.set_at(*last, v))
                 .unwrap_or_default();
+            let counted_in = self.counted.get(&base).and_then(|series| {
+                let after = series.partition_point(|(at, _)| *at <= v);
+                after.checked_sub(1).and_then(|i| series[i].1)
+            });
             let mut held = License {
                 user: Some(id),
                 base: None,
                 addons: BTreeSet::new(),
                 terminated: false,
+                counted_in,
                 ..licence.clone()
             };
             for addon in addons {

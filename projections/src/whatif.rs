@@ -323,6 +323,7 @@ pub fn would_block(before: &Tenant, after: &Tenant, at: DateTime<Utc>) -> Vec<Bl
                     passed: false,
                     group: None,
                     detail: format!("user {} would not exist", user.id),
+                    ..Check::default()
                 }),
             };
             if let Some(check) = failed {
@@ -496,6 +497,7 @@ mod tests {
                 user,
                 license_type: license_type.into(),
                 addons: addons.iter().map(|a| TypeCode::from(*a)).collect(),
+                group: None,
             });
         }
 

@@ -3,15 +3,15 @@
 //! what-if (who would lose a feature).
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use events::{
-    decide, evolve, Command, CommandId, Context, Feature, GroupId, NewUser, Restriction, Tenant,
-    TenantId, TypeCode, UserId,
-};
+use events::{Command, Feature, GroupId, NewUser, Restriction, TypeCode, UserId};
 use projections::billing::Billing;
 use projections::whatif::what_if;
 use projections::{entitlement, group_state, Check, FeatureState};
 use std::collections::BTreeMap;
+use support::Session;
 use uuid::Uuid;
+
+mod support;
 
 const HQ: GroupId = GroupId(Uuid::from_u128(0x3000_0001));
 const SALES: GroupId = GroupId(Uuid::from_u128(0x3000_0002));
@@ -28,25 +28,14 @@ fn ukey2() -> TypeCode {
     TypeCode::from("ukey2")
 }
 
-/// A tenant built by deciding and folding commands, each of which must be accepted.
-struct Fixture {
-    tenant: Tenant,
-    commands: u128,
-}
+/// The story's tenant.
+type Fixture = Session;
 
 impl Fixture {
     /// HQ → Sales → East and a root group Partners; Alice in East, Bob in Partners; UKEY2
     /// defined, off by default; HQ with an enabled restriction without limits.
-    fn new() -> Fixture {
-        let mut fixture = Fixture {
-            tenant: Tenant::empty(TenantId(Uuid::from_u128(0x7e7a_0444))),
-            commands: 0,
-        };
-        fixture.run(Command::CreateTenant {
-            name: "Acme".into(),
-            billing_timezone: "UTC".into(),
-            currency: "EUR".into(),
-        });
+    fn story() -> Fixture {
+        let mut fixture = Session::new(0x7e7a_0444, now());
         fixture.run(Command::DefineFeature(Feature {
             code: ukey2(),
             name: "UKEY2".into(),
@@ -76,21 +65,6 @@ impl Fixture {
         }
         fixture.switch(HQ, &[]);
         fixture
-    }
-
-    fn run(&mut self, command: Command) {
-        self.commands += 1;
-        let ctx = Context {
-            now: now(),
-            command_id: CommandId(Uuid::from_u128(0xc0_0000 + self.commands)),
-        };
-        let shown = format!("{command:?}");
-        let events = decide(&self.tenant, &command, &ctx)
-            .unwrap_or_else(|e| panic!("{shown} was refused: {e}"));
-        for event in &events {
-            let version = self.tenant.version + 1;
-            evolve(&mut self.tenant, event, version);
-        }
     }
 
     fn switch(&mut self, group: GroupId, features: &[(&str, bool)]) {
@@ -133,7 +107,7 @@ fn blocked_by(checks: &[Check]) -> Option<(&'static str, Option<GroupId>)> {
 
 #[test]
 fn explain_names_the_group_that_switched_the_feature_off() {
-    let mut fixture = Fixture::new();
+    let mut fixture = Fixture::story();
     fixture.switch(HQ, &[("ukey2", true)]);
     fixture.switch(SALES, &[("ukey2", false)]);
     let (allowed, checks) = fixture.check_of(ALICE);
@@ -157,7 +131,7 @@ fn explain_names_the_group_that_switched_the_feature_off() {
 
 #[test]
 fn explain_says_feature_not_enabled_when_nothing_switched_it_on() {
-    let fixture = Fixture::new();
+    let fixture = Fixture::story();
     let (allowed, checks) = fixture.check_of(ALICE);
     assert!(!allowed);
     assert_eq!(blocked_by(&checks), Some(("feature_not_enabled", None)));
@@ -165,7 +139,7 @@ fn explain_says_feature_not_enabled_when_nothing_switched_it_on() {
 
 #[test]
 fn a_feature_switched_on_above_or_on_by_default_is_available() {
-    let mut fixture = Fixture::new();
+    let mut fixture = Fixture::story();
     fixture.switch(HQ, &[("ukey2", true)]);
     assert!(fixture.check_of(ALICE).0);
     assert!(!fixture.check_of(BOB).0, "Partners is not under HQ");
@@ -179,7 +153,7 @@ fn a_feature_switched_on_above_or_on_by_default_is_available() {
 
 #[test]
 fn an_expired_window_on_the_path_blocks_a_feature_too() {
-    let mut fixture = Fixture::new();
+    let mut fixture = Fixture::story();
     fixture.run(switch_command(
         HQ,
         Some(now() - Duration::hours(1)),
@@ -192,7 +166,7 @@ fn an_expired_window_on_the_path_blocks_a_feature_too() {
 
 #[test]
 fn group_state_shows_own_settings_and_the_effective_value_with_its_group() {
-    let mut fixture = Fixture::new();
+    let mut fixture = Fixture::story();
     fixture.switch(HQ, &[("ukey2", false)]);
     fixture.switch(SALES, &[]);
     let east = group_state(&fixture.tenant, EAST, now()).expect("East exists");
@@ -220,7 +194,7 @@ fn group_state_shows_own_settings_and_the_effective_value_with_its_group() {
 
 #[test]
 fn what_if_switching_a_feature_off_shows_who_would_lose_it() {
-    let mut fixture = Fixture::new();
+    let mut fixture = Fixture::story();
     fixture.switch(HQ, &[("ukey2", true)]);
     fixture.run(Command::DefineFeature(Feature {
         code: ukey2(),

@@ -110,6 +110,9 @@ struct Mix {
     create_group: u32,
     create_user: u32,
     move_user: u32,
+    /// Add a user to another group, or take them out of one.
+    join_group: u32,
+    leave_group: u32,
     delete_user: u32,
     move_group: u32,
     set_restriction: u32,
@@ -137,9 +140,11 @@ const BROAD: Mix = Mix {
     create_group: 3,
     create_user: 4,
     move_user: 3,
+    join_group: 2,
+    leave_group: 1,
     delete_user: 1,
     move_group: 4,
-    set_restriction: 4,
+    set_restriction: 5,
     clear_restriction: 1,
     set_retention: 2,
     set_price: 1,
@@ -163,6 +168,8 @@ const QUOTAS: Mix = Mix {
     create_group: 2,
     create_user: 2,
     move_user: 6,
+    join_group: 4,
+    leave_group: 2,
     delete_user: 1,
     move_group: 6,
     set_restriction: 7,
@@ -243,9 +250,11 @@ enum Step {
         license: Pick,
         addon: bool,
     },
+    /// `counted`: count against one of the user's groups (see [`Scenario::counted`]).
     Assign {
         base: Pick,
         user: Ref,
+        counted: Option<u8>,
     },
     Unassign {
         base: Pick,
@@ -253,6 +262,7 @@ enum Step {
     Reassign {
         base: Pick,
         user: Ref,
+        counted: Option<u8>,
     },
     /// `held_base`: mostly onto a base licence a user holds (else any base).
     Attach {
@@ -270,6 +280,7 @@ enum Step {
         user: Ref,
         base_type: u8,
         addons: Vec<u8>,
+        counted: Option<u8>,
     },
     CreateGroup {
         group: u8,
@@ -284,6 +295,15 @@ enum Step {
         user: Ref,
         group: Ref,
         rename: bool,
+    },
+    JoinGroup {
+        user: Ref,
+        group: Ref,
+    },
+    /// `other`: mostly one of the user's other groups.
+    LeaveGroup {
+        user: Ref,
+        other: u8,
     },
     DeleteUser {
         user: Ref,
@@ -316,6 +336,11 @@ enum Step {
         feature: u8,
         enabled_by_default: bool,
     },
+}
+
+/// Mostly no group named (the user's own counts); else an index into the user's groups.
+fn counted() -> impl Strategy<Value = Option<u8>> {
+    prop::option::weighted(0.35, any::<u8>())
 }
 
 fn pick() -> impl Strategy<Value = Pick> {
@@ -421,11 +446,11 @@ fn step(mix: Mix) -> impl Strategy<Value = Step> {
             .prop_map(|(type_index, quantity)| Step::SetQuantity { type_index, quantity }),
         mix.terminate => (pick(), any::<bool>())
             .prop_map(|(license, addon)| Step::Terminate { license, addon }),
-        mix.assign => (pick(), user.clone())
-            .prop_map(|(base, user)| Step::Assign { base, user }),
+        mix.assign => (pick(), user.clone(), counted())
+            .prop_map(|(base, user, counted)| Step::Assign { base, user, counted }),
         mix.unassign => pick().prop_map(|base| Step::Unassign { base }),
-        mix.reassign => (pick(), user.clone())
-            .prop_map(|(base, user)| Step::Reassign { base, user }),
+        mix.reassign => (pick(), user.clone(), counted())
+            .prop_map(|(base, user, counted)| Step::Reassign { base, user, counted }),
         mix.attach => (pick(), pick(), prop::bool::weighted(0.6))
             .prop_map(|(base, addon, held_base)| Step::Attach { base, addon, held_base }),
         mix.detach => (pick(), pick(), prop::bool::weighted(0.8))
@@ -434,14 +459,21 @@ fn step(mix: Mix) -> impl Strategy<Value = Step> {
             user.clone(),
             base_type(mix),
             prop::collection::vec(addon_type(mix), 0..=2),
+            counted(),
         )
-            .prop_map(|(user, base_type, addons)| Step::AssignByType { user, base_type, addons }),
+            .prop_map(|(user, base_type, addons, counted)| {
+                Step::AssignByType { user, base_type, addons, counted }
+            }),
         mix.create_group => (0..GROUPS, prop::option::weighted(0.6, group.clone()))
             .prop_map(|(group, parent)| Step::CreateGroup { group, parent }),
         mix.create_user => (0..USERS, group.clone(), prop::option::weighted(0.5, 0..EXTENSIONS))
             .prop_map(|(user, group, extension)| Step::CreateUser { user, group, extension }),
         mix.move_user => (user.clone(), group.clone(), any::<bool>())
             .prop_map(|(user, group, rename)| Step::MoveUser { user, group, rename }),
+        mix.join_group => (user.clone(), group.clone())
+            .prop_map(|(user, group)| Step::JoinGroup { user, group }),
+        mix.leave_group => (user.clone(), any::<u8>())
+            .prop_map(|(user, other)| Step::LeaveGroup { user, other }),
         mix.delete_user => user.clone().prop_map(|user| Step::DeleteUser { user }),
         mix.move_group => (
             group.clone(),
@@ -532,7 +564,11 @@ fn setup(mix: Mix) -> impl Strategy<Value = Vec<(Advance, Step)>> {
     );
     let assignments = prop::collection::vec(
         prop_oneof![
-            3 => (pick(), reference(USERS)).prop_map(|(base, user)| Step::Assign { base, user }),
+            3 => (pick(), reference(USERS)).prop_map(|(base, user)| Step::Assign {
+                base,
+                user,
+                counted: None,
+            }),
             1 => (pick(), pick()).prop_map(|(base, addon)| Step::Attach {
                 base,
                 addon,
@@ -732,6 +768,23 @@ impl Ledger {
         candidates[usize::from(pick.index) % candidates.len()]
     }
 
+    /// The group an assignment to `user` names to count against: `index` into the user's
+    /// groups (own first) and, one time in eight, a group they do not belong to.
+    fn counted(&self, user: UserId, index: Option<u8>) -> Option<GroupId> {
+        let index = index?;
+        let Some(u) = self.live.users.get(&user) else {
+            return Some(group_id(index));
+        };
+        if index % 8 == 7 {
+            return Some(self.group(Ref {
+                index,
+                existing: true,
+            }));
+        }
+        let groups: Vec<GroupId> = u.all_groups().collect();
+        Some(groups[usize::from(index) % groups.len()])
+    }
+
     /// The user a [`Ref`] names: mostly an active one, else one of the pool.
     fn user(&self, r: Ref) -> UserId {
         let active: Vec<UserId> = self
@@ -802,17 +855,33 @@ impl Ledger {
                     |l| l.user.is_none() && l.base.is_none(),
                 ),
             },
-            Step::Assign { base, user } => Command::AssignLicense {
-                license: self.resolve(*base, Kind::Base, |l| l.user.is_none()),
-                user: self.user(*user),
-            },
+            Step::Assign {
+                base,
+                user,
+                counted,
+            } => {
+                let user = self.user(*user);
+                Command::AssignLicense {
+                    license: self.resolve(*base, Kind::Base, |l| l.user.is_none()),
+                    user,
+                    group: self.counted(user, *counted),
+                }
+            }
             Step::Unassign { base } => Command::UnassignLicense {
                 license: self.resolve(*base, Kind::Base, |l| l.user.is_some()),
             },
-            Step::Reassign { base, user } => Command::ReassignLicense {
-                license: self.resolve(*base, Kind::Base, |l| l.user.is_some()),
-                user: self.user(*user),
-            },
+            Step::Reassign {
+                base,
+                user,
+                counted,
+            } => {
+                let user = self.user(*user);
+                Command::ReassignLicense {
+                    license: self.resolve(*base, Kind::Base, |l| l.user.is_some()),
+                    user,
+                    group: self.counted(user, *counted),
+                }
+            }
             Step::Attach {
                 base,
                 addon,
@@ -842,11 +911,16 @@ impl Ledger {
                 user,
                 base_type,
                 addons,
-            } => Command::AssignByType {
-                user: self.user(*user),
-                license_type: type_code(*base_type),
-                addons: addons.iter().map(|a| type_code(*a)).collect(),
-            },
+                counted,
+            } => {
+                let user = self.user(*user);
+                Command::AssignByType {
+                    user,
+                    license_type: type_code(*base_type),
+                    addons: addons.iter().map(|a| type_code(*a)).collect(),
+                    group: self.counted(user, *counted),
+                }
+            }
             Step::CreateGroup { group, parent } => Command::CreateGroup {
                 group: group_id(*group),
                 name: format!("group {group}"),
@@ -877,6 +951,24 @@ impl Ledger {
                 // A renamed user gets a new DID number too: numbers replay like the rest.
                 number: rename.then(|| Some(format!("+420{}", user.index))),
             },
+            Step::JoinGroup { user, group } => Command::AddUserToGroup {
+                user: self.user(*user),
+                group: self.group(*group),
+            },
+            Step::LeaveGroup { user, other } => {
+                let user = self.user(*user);
+                let others: Vec<GroupId> = self
+                    .live
+                    .users
+                    .get(&user)
+                    .map(|u| u.all_groups().collect())
+                    .unwrap_or_default();
+                let group = match others.len() {
+                    0 => group_id(*other),
+                    n => others[usize::from(*other) % n],
+                };
+                Command::RemoveUserFromGroup { user, group }
+            }
             Step::DeleteUser { user } => Command::DeleteUser {
                 user: self.user(*user),
             },
@@ -1028,7 +1120,16 @@ fn recount_usage(state: &Tenant) -> BTreeMap<GroupId, BTreeMap<TypeCode, u64>> {
                 .filter(|a| a.base == Some(base.id))
                 .map(|a| a.license_type.clone()),
         );
-        let group = state.users[&holder].group;
+        // A licence counted against one of the holder's other groups counts there.
+        let holder = &state.users[&holder];
+        if let Some(other) = base.counted_in {
+            assert!(
+                holder.other_groups.contains(&other),
+                "licence {} counts against group {other}, not one of its holder's other groups",
+                base.id
+            );
+        }
+        let group = base.counted_in.unwrap_or(holder.group);
         for g in ancestors(state, group) {
             for t in &types {
                 *usage.entry(g).or_default().entry(t.clone()).or_insert(0) += 1;
@@ -1430,9 +1531,24 @@ fn assert_accepted_did_what_it_asked(before: &Tenant, command: &Command, after: 
             };
             assert_eq!(stored, Some(&expected), "{command:?}");
         }
-        Command::AssignLicense { license, user } | Command::ReassignLicense { license, user } => {
+        Command::AssignLicense {
+            license,
+            user,
+            group,
+        }
+        | Command::ReassignLicense {
+            license,
+            user,
+            group,
+        } => {
             assert_eq!(after.licenses[license].user, Some(*user), "{command:?}");
             assert!(after.users[user].licenses.contains(license), "{command:?}");
+            let counted = group.unwrap_or(after.users[user].group);
+            assert_eq!(
+                after.counting_group(&after.licenses[license]),
+                Some(counted),
+                "{command:?}"
+            );
         }
         Command::AttachAddon { base, addon } => {
             assert_eq!(after.licenses[addon].base, Some(*base), "{command:?}");
@@ -1474,7 +1590,7 @@ fn sample_runs(
 #[test]
 fn random_sessions_reach_every_kind_of_event_and_many_rejections() {
     let mut rules = BTreeSet::new();
-    let runs = sample_runs(BROAD, 160, &mut |_, outcome| {
+    let runs = sample_runs(BROAD, 240, &mut |_, outcome| {
         if let Err(rejection) = outcome {
             rules.extend(rejection.violations().iter().map(|v| v.rule));
         }
@@ -1504,6 +1620,9 @@ fn random_sessions_reach_every_kind_of_event_and_many_rejections() {
         "price_set",
         "feature_defined",
         "restriction_features_set",
+        "user_group_added",
+        "user_group_removed",
+        "license_counted_in",
     ] {
         assert!(
             kinds.contains(kind),
@@ -1518,6 +1637,7 @@ fn random_sessions_reach_every_kind_of_event_and_many_rejections() {
         Rule::NotEnoughFreeLicenses,
         Rule::NotAFeature,
         Rule::FeatureDisabledAbove,
+        Rule::UserNotInGroup,
     ] {
         assert!(rules.contains(&rule), "no session hit {rule:?}: {rules:?}");
     }

@@ -306,6 +306,7 @@ fn build(world: &World) -> (Ledger, DateTime<Utc>) {
                 user: user_id(*user),
                 license_type: type_code(*base),
                 addons: addons.iter().map(|a| type_code(*a)).collect(),
+                group: None,
             },
             now,
         );
@@ -392,6 +393,7 @@ fn resolve(tenant: &Tenant, op: &Op, at: DateTime<Utc>) -> Command {
         Op::Assign(l, u) => Command::AssignLicense {
             license: license(tenant, *l),
             user: user(*u),
+            group: None,
         },
         Op::Unassign(l) => Command::UnassignLicense {
             license: license(tenant, *l),
@@ -399,6 +401,7 @@ fn resolve(tenant: &Tenant, op: &Op, at: DateTime<Utc>) -> Command {
         Op::Reassign(l, u) => Command::ReassignLicense {
             license: license(tenant, *l),
             user: user(*u),
+            group: None,
         },
         Op::Attach(b, a) => Command::AttachAddon {
             base: license(tenant, *b),
@@ -412,6 +415,7 @@ fn resolve(tenant: &Tenant, op: &Op, at: DateTime<Utc>) -> Command {
             user: user(*u),
             license_type: type_code(*t),
             addons: addons.iter().map(|a| type_code(*a)).collect(),
+            group: None,
         },
         Op::MoveUser(u, g) => Command::UpdateUser {
             user: user(*u),

@@ -242,6 +242,9 @@ fn render_entitlement(
             out["group_id"] = json!(id);
             out["group_name"] = json!(name);
         }
+        if let Some(u) = c.user {
+            out["user_id"] = json!(u);
+        }
         if let Some(l) = c.limit {
             out["limit"] = json!(l.limit);
             out["used"] = json!(l.used);

@@ -140,6 +140,8 @@ pub struct RuleViolation(pub ErrorBody);
 pub struct Violation {
     pub rule: String,
     pub group_id: Option<Uuid>,
+    /// The user whose personal settings the rule concerns (`user_limit_reached`, …).
+    pub user_id: Option<Uuid>,
     #[schema(rename = "type")]
     pub license_type: Option<String>,
     pub limit: Option<u64>,
@@ -265,6 +267,18 @@ pub struct UserPath {
     pub t: Uuid,
     /// The user id.
     pub u: Uuid,
+}
+
+/// `{t}`, `{u}`, `{g}`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct MembershipPath {
+    /// The tenant id.
+    pub t: Uuid,
+    /// The user id.
+    pub u: Uuid,
+    /// One of the user's other groups.
+    pub g: Uuid,
 }
 
 /// `{t}`, `{u}`, `{type}`.
@@ -512,6 +526,9 @@ pub struct AddonRef {
 pub struct AssignmentMade {
     pub license_id: Option<Uuid>,
     pub user_id: Uuid,
+    /// The group the licence counts against when it is not the user's own (`group_id` was
+    /// given); `null`: the user's own group.
+    pub group_id: Option<Uuid>,
     pub addons: Vec<AddonRef>,
     pub seq: u64,
     pub version: u64,
@@ -527,6 +544,9 @@ pub struct LicenseView {
     pub status: LicenseStatusName,
     /// The holder (of the base licence, for an attached add-on).
     pub user_id: Option<Uuid>,
+    /// For a held licence: the group whose quota it counts against (the holder's own group
+    /// or one of their other groups).
+    pub group_id: Option<Uuid>,
     /// The base licence an add-on is attached to.
     pub base_id: Option<Uuid>,
     pub addons: Vec<AddonRef>,
@@ -690,6 +710,8 @@ pub struct HeldLicense {
     pub id: Uuid,
     #[schema(rename = "type")]
     pub license_type: String,
+    /// The group whose quota it counts against: the user's own or one of their others.
+    pub group_id: Uuid,
     pub addons: Vec<AddonRef>,
 }
 
@@ -698,11 +720,27 @@ pub struct HeldLicense {
 pub struct UserView {
     pub id: Uuid,
     pub name: String,
+    /// The user's own group.
     pub group_id: Uuid,
+    /// The groups the user belongs to besides their own (`POST /users/{u}/groups`).
+    pub other_group_ids: Vec<Uuid>,
     pub extension: Option<String>,
     pub number: Option<String>,
     pub removed: bool,
     pub licenses: Vec<HeldLicense>,
+    /// The user's personal limits and window; `null` without.
+    pub restriction: Option<UserRestrictionView>,
+}
+
+/// A user's personal settings, inside their group's.
+#[derive(ToSchema)]
+pub struct UserRestrictionView {
+    /// Licences of each type the user may hold.
+    pub limits: BTreeMap<String, u64>,
+    /// Licences of each limited type the user holds.
+    pub used: BTreeMap<String, u64>,
+    pub valid_from: Option<String>,
+    pub valid_until: Option<String>,
 }
 
 /// A page of users.
@@ -721,10 +759,14 @@ pub struct CheckView {
     pub detail: String,
     pub group_id: Option<Uuid>,
     pub group_name: Option<String>,
-    /// The group's limit of the type, where its restriction sets one (absent otherwise).
+    /// The user whose personal settings the check reads (`user_window`, `user_limit`).
+    #[schema(nullable = false)]
+    pub user_id: Option<Uuid>,
+    /// The limit the check compares with: the group's limit of the type where its restriction
+    /// sets one, or the user's personal limit for `user_limit` (absent otherwise).
     #[schema(nullable = false)]
     pub limit: Option<u64>,
-    /// How much of that limit the group's subtree uses.
+    /// How much of that limit is used: the group's subtree, or the user's own holdings.
     #[schema(nullable = false)]
     pub used: Option<u64>,
 }
@@ -736,7 +778,11 @@ pub struct BlockedBy {
     pub detail: String,
     pub group_id: Option<Uuid>,
     pub group_name: Option<String>,
-    /// For `limit_reached` (and a window check of a group limiting the type): the limit.
+    /// For `user_window_*` and `user_limit_reached`: the user.
+    #[schema(nullable = false)]
+    pub user_id: Option<Uuid>,
+    /// For `limit_reached`, `user_limit_reached` (and a window check of a group limiting the
+    /// type): the limit.
     #[schema(nullable = false)]
     pub limit: Option<u64>,
     /// The usage of that limit.

@@ -104,11 +104,14 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// A violation on the wire: `{rule, group_id?, type?, limit?, used?, message}`.
+/// A violation on the wire: `{rule, group_id?, user_id?, type?, limit?, used?, message}`.
 pub fn violation_json(v: &Violation) -> Value {
     let mut out = json!({"rule": v.rule.as_str(), "message": v.message});
     if let Some(g) = v.group {
         out["group_id"] = json!(g);
+    }
+    if let Some(u) = v.user {
+        out["user_id"] = json!(u);
     }
     if let Some(t) = &v.license_type {
         out["type"] = json!(t);
@@ -176,6 +179,12 @@ fn rejection_details(rejection: &Rejection) -> Value {
                 details["known"] = TEMPLATE_VARIABLES.iter().map(|(name, _)| *name).collect();
             }
         },
+        Rejection::AlreadyInGroup { user, group }
+        | Rejection::NotAMember { user, group }
+        | Rejection::OwnGroup { user, group } => {
+            details["user_id"] = json!(user);
+            details["group_id"] = json!(group);
+        }
         Rejection::UserHoldsLicenses { user, licenses } => {
             details["user_id"] = json!(user);
             details["licenses"] = json!(licenses);

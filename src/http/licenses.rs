@@ -12,7 +12,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use events::{Command, Envelope, Event, LicenseId, LicenseStatus, Tenant, TenantId, UserId};
+use events::{
+    Command, Envelope, Event, GroupId, LicenseId, LicenseStatus, Tenant, TenantId, UserId,
+};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
@@ -145,6 +147,11 @@ pub async fn terminate(
 pub struct UserBody {
     #[schema(value_type = uuid::Uuid)]
     user_id: UserId,
+    /// Which of the user's groups (their own or one they were added to) the licence counts
+    /// against; default: their own group. 422 `user_not_in_group` for any other.
+    #[serde(default)]
+    #[schema(value_type = Option<uuid::Uuid>)]
+    group_id: Option<GroupId>,
 }
 
 /// `POST /v1/tenants/{t}/licenses/{id}/assign` (operator).
@@ -170,6 +177,7 @@ pub async fn assign(
     let command = Command::AssignLicense {
         license,
         user: body.user_id,
+        group: body.group_id,
     };
     let done = app
         .write(tenant, &auth, Need::Operate, meta, command)
@@ -230,6 +238,7 @@ pub async fn reassign(
     let command = Command::ReassignLicense {
         license,
         user: body.user_id,
+        group: body.group_id,
     };
     let done = app
         .write(tenant, &auth, Need::Operate, meta, command)
@@ -306,6 +315,10 @@ pub struct AssignmentBody {
     license_type: String,
     #[serde(default)]
     addons: Vec<String>,
+    /// As on `assign`: the user's group the licence counts against; default their own.
+    #[serde(default)]
+    #[schema(value_type = Option<uuid::Uuid>)]
+    group_id: Option<GroupId>,
 }
 
 /// `POST /v1/tenants/{t}/assignments` (operator): pick free licences and assign atomically.
@@ -337,15 +350,18 @@ pub async fn assign_by_type(
         user: body.user_id,
         license_type: parse_type(&body.license_type)?,
         addons,
+        group: body.group_id,
     };
     let done = app
         .write(tenant, &auth, Need::Operate, meta, command)
         .await?;
     let mut license_id = None;
+    let mut counted_in = None;
     let mut attached = Vec::new();
     for event in &done.events {
         match event {
             Event::LicenseAssigned { license, .. } => license_id = Some(*license),
+            Event::LicenseCountedIn { group, .. } => counted_in = Some(*group),
             Event::AddonAttached {
                 addon, addon_type, ..
             } => attached.push(json!({"id": addon, "type": addon_type})),
@@ -355,7 +371,12 @@ pub async fn assign_by_type(
     Ok(written(
         StatusCode::OK,
         &done,
-        json!({"license_id": license_id, "user_id": body.user_id, "addons": attached}),
+        json!({
+            "license_id": license_id,
+            "user_id": body.user_id,
+            "group_id": counted_in,
+            "addons": attached,
+        }),
     ))
 }
 

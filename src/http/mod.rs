@@ -25,7 +25,7 @@ use auth::{Auth, Need};
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use error::ApiError;
 use events::{Command, Tenant, TenantId};
@@ -108,7 +108,13 @@ pub fn app(state: App) -> Router {
         .route(
             "/users/{u}",
             get(users::one).patch(users::update).delete(users::delete),
-        );
+        )
+        .route(
+            "/users/{u}/restriction",
+            put(users::set_restriction).delete(users::clear_restriction),
+        )
+        .route("/users/{u}/groups", post(users::add_group))
+        .route("/users/{u}/groups/{g}", delete(users::remove_group));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))

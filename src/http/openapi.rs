@@ -77,6 +77,10 @@ pub const BEARER_SCHEME: &str = "bearer_auth";
         users::one,
         users::update,
         users::delete,
+        users::set_restriction,
+        users::clear_restriction,
+        users::add_group,
+        users::remove_group,
     ),
     components(
         schemas(ErrorBody),

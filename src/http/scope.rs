@@ -141,6 +141,7 @@ impl<'a> Scope<'a> {
                         passed: check.passed,
                         group: Some((scope, self.group_name(scope))),
                         detail: above_detail(check.passed),
+                        ..projections::Check::default()
                     })
                 }
             }

@@ -4,15 +4,17 @@ use super::auth::{Auth, Need};
 use super::doc;
 use super::error::ApiError;
 use super::extract::{AppJson, AppPath, AppQuery, WriteMeta};
-use super::views::{known_type, parse_type, user_json};
+use super::views::{known_type, parse_instant, parse_type, user_json};
 use super::{page, page_after, page_limit, with_etag, written, App};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use events::{Command, GroupId, NewUser, TenantId, UserId};
+use chrono::Utc;
+use events::{Command, GroupId, NewUser, TenantId, UserId, UserRestriction};
 use serde::Deserialize;
 use serde_json::json;
+use std::collections::BTreeMap;
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[schema(as = CreateUserBody)]
@@ -276,13 +278,23 @@ pub async fn list(
     })
 }
 
-/// `GET /v1/tenants/{t}/users/{u}`: the user with licences and add-ons.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AtQuery {
+    /// The instant to show the user at (RFC 3339); default now. A past instant needs the
+    /// auditor role.
+    #[param(format = DateTime)]
+    at: Option<String>,
+}
+
+/// `GET /v1/tenants/{t}/users/{u}?at=`: the user with licences and add-ons and their personal
+/// settings; a past `at` shows them as they were then (auditor, admin).
 #[utoipa::path(
     get,
     path = "/v1/tenants/{t}/users/{u}",
     operation_id = "get_user",
     tag = "users",
-    params(doc::UserPath),
+    params(doc::UserPath, AtQuery),
     responses(
         (status = 200, description = "The user with licences and add-ons.", body = doc::UserView),
         doc::ReadErrors,
@@ -292,13 +304,203 @@ pub async fn one(
     State(app): State<App>,
     auth: Auth,
     AppPath((tenant, user)): AppPath<(TenantId, UserId)>,
+    AppQuery(query): AppQuery<AtQuery>,
 ) -> Result<Response, ApiError> {
+    let now = Utc::now();
+    let at = query
+        .at
+        .as_deref()
+        .map(|t| parse_instant("at", t))
+        .transpose()?
+        .unwrap_or(now);
+    if at < now {
+        // Whether a scoped key sees the user is judged on the tree as it is now.
+        let visible = app.read_tenant(tenant, &auth, Need::Read, |t| {
+            super::scope::Scope::of(&auth, t).user(user)
+        });
+        app.may_read_past(tenant, &auth, &[Need::Audit])?;
+        visible?;
+        return app.view_as_of(tenant, &auth, &[Need::Audit], at, Some(user), |past| {
+            render_user(past, user)
+        });
+    }
     app.read_tenant(tenant, &auth, Need::Read, |t| {
         super::scope::Scope::of(&auth, t).user(user)?;
-        let u = t
-            .users
-            .get(&user)
-            .ok_or_else(|| ApiError::not_found(format!("user {user} not found")))?;
-        Ok(with_etag(Json(user_json(t, u)).into_response(), t.version))
+        render_user(t, user)
     })
+}
+
+fn render_user(t: &events::Tenant, user: UserId) -> Result<Response, ApiError> {
+    let u = t
+        .users
+        .get(&user)
+        .ok_or_else(|| ApiError::not_found(format!("user {user} not found")))?;
+    Ok(with_etag(Json(user_json(t, u)).into_response(), t.version))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct UserRestrictionBody {
+    /// Licences of each type the user may hold (add-ons counted); at most the effective
+    /// limit of the user's group path.
+    #[serde(default)]
+    pub limits: BTreeMap<String, u64>,
+    /// Inside the effective window of the user's group.
+    #[schema(format = DateTime)]
+    pub valid_from: Option<String>,
+    #[schema(format = DateTime)]
+    pub valid_until: Option<String>,
+}
+
+/// `PUT /v1/tenants/{t}/users/{u}/restriction` (admin): the user's personal limits and
+/// validity window, replacing any earlier; 422 lists every violated rule (a limit above the
+/// group path's, below what the user holds, a window outside the group's), nothing stored.
+#[utoipa::path(
+    put,
+    path = "/v1/tenants/{t}/users/{u}/restriction",
+    operation_id = "set_user_restriction",
+    tag = "users",
+    params(doc::UserPath, doc::WriteHeaders),
+    request_body = UserRestrictionBody,
+    responses(
+        (status = 200, description = "Set.", body = doc::Written),
+        doc::WriteErrors,
+    ),
+)]
+pub async fn set_restriction(
+    State(app): State<App>,
+    auth: Auth,
+    meta: WriteMeta,
+    AppPath((tenant, user)): AppPath<(TenantId, UserId)>,
+    AppJson(body): AppJson<UserRestrictionBody>,
+) -> Result<Response, ApiError> {
+    let command = Command::SetUserRestriction {
+        user,
+        restriction: user_restriction(body)?,
+    };
+    let done = app
+        .write(tenant, &auth, Need::Administer, meta, command)
+        .await?;
+    Ok(written(StatusCode::OK, &done, json!({})))
+}
+
+/// A user restriction from the wire: malformed codes and instants are a 400.
+pub fn user_restriction(body: UserRestrictionBody) -> Result<UserRestriction, ApiError> {
+    let mut limits = BTreeMap::new();
+    for (code, limit) in body.limits {
+        limits.insert(parse_type(&code)?, limit);
+    }
+    Ok(UserRestriction {
+        limits,
+        valid_from: body
+            .valid_from
+            .as_deref()
+            .map(|t| parse_instant("valid_from", t))
+            .transpose()?,
+        valid_until: body
+            .valid_until
+            .as_deref()
+            .map(|t| parse_instant("valid_until", t))
+            .transpose()?,
+    })
+}
+
+/// `DELETE /v1/tenants/{t}/users/{u}/restriction` (admin): only the groups bound the user.
+#[utoipa::path(
+    delete,
+    path = "/v1/tenants/{t}/users/{u}/restriction",
+    operation_id = "clear_user_restriction",
+    tag = "users",
+    params(doc::UserPath, doc::WriteHeaders),
+    responses(
+        (status = 200, description = "Cleared (or there was none).", body = doc::Written),
+        doc::PathWriteErrors,
+    ),
+)]
+pub async fn clear_restriction(
+    State(app): State<App>,
+    auth: Auth,
+    meta: WriteMeta,
+    AppPath((tenant, user)): AppPath<(TenantId, UserId)>,
+) -> Result<Response, ApiError> {
+    let done = app
+        .write(
+            tenant,
+            &auth,
+            Need::Administer,
+            meta,
+            Command::ClearUserRestriction { user },
+        )
+        .await?;
+    Ok(written(StatusCode::OK, &done, json!({})))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct MembershipBody {
+    /// The group the user joins besides their own.
+    #[schema(value_type = uuid::Uuid)]
+    group_id: GroupId,
+}
+
+/// `POST /v1/tenants/{t}/users/{u}/groups` (operator): the user joins another group besides
+/// their own; licences assigned to them may then count against it (`group_id` on an
+/// assignment). 409 `already_in_group` when they belong to it already.
+#[utoipa::path(
+    post,
+    path = "/v1/tenants/{t}/users/{u}/groups",
+    operation_id = "add_user_to_group",
+    tag = "users",
+    params(doc::UserPath, doc::WriteHeaders),
+    request_body = MembershipBody,
+    responses(
+        (status = 201, description = "The user belongs to the group.", body = doc::Written),
+        doc::WriteErrors,
+    ),
+)]
+pub async fn add_group(
+    State(app): State<App>,
+    auth: Auth,
+    meta: WriteMeta,
+    AppPath((tenant, user)): AppPath<(TenantId, UserId)>,
+    AppJson(body): AppJson<MembershipBody>,
+) -> Result<Response, ApiError> {
+    let command = Command::AddUserToGroup {
+        user,
+        group: body.group_id,
+    };
+    let done = app
+        .write(tenant, &auth, Need::Operate, meta, command)
+        .await?;
+    Ok(written(
+        StatusCode::CREATED,
+        &done,
+        json!({"user_id": user, "group_id": body.group_id}),
+    ))
+}
+
+/// `DELETE /v1/tenants/{t}/users/{u}/groups/{g}` (operator): the user leaves one of their
+/// other groups; the licences counted against it count against their own group from then on
+/// (422 `group_limit_reached` when it has no room). 404 `membership_not_found` for a group
+/// that is not one of their other groups, 409 `own_group` for their own.
+#[utoipa::path(
+    delete,
+    path = "/v1/tenants/{t}/users/{u}/groups/{g}",
+    operation_id = "remove_user_from_group",
+    tag = "users",
+    params(doc::MembershipPath, doc::WriteHeaders),
+    responses(
+        (status = 200, description = "The user left the group.", body = doc::Written),
+        doc::PathWriteErrors,
+    ),
+)]
+pub async fn remove_group(
+    State(app): State<App>,
+    auth: Auth,
+    meta: WriteMeta,
+    AppPath((tenant, user, group)): AppPath<(TenantId, UserId, GroupId)>,
+) -> Result<Response, ApiError> {
+    let command = Command::RemoveUserFromGroup { user, group };
+    let done = app
+        .write(tenant, &auth, Need::Operate, meta, command)
+        .await?;
+    Ok(written(StatusCode::OK, &done, json!({})))
 }

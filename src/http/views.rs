@@ -44,7 +44,8 @@ pub fn optional_instant(at: Option<DateTime<Utc>>) -> Value {
     at.map_or(Value::Null, |at| json!(instant(at)))
 }
 
-/// One licence: `{"id", "type", "status", "user_id"?, "base_id"?, "addons"}`.
+/// One licence: `{"id", "type", "status", "user_id"?, "group_id"?, "base_id"?, "addons"}`;
+/// `group_id`, for a held licence, is the group whose quota it counts against.
 pub fn license_json(tenant: &Tenant, license: &License) -> Value {
     let mut out = json!({
         "id": license.id,
@@ -55,6 +56,9 @@ pub fn license_json(tenant: &Tenant, license: &License) -> Value {
     });
     if let Some(user) = license.user {
         out["user_id"] = json!(user);
+    }
+    if let Some(group) = tenant.counting_group(license) {
+        out["group_id"] = json!(group);
     }
     if let Some(base) = license.base {
         out["base_id"] = json!(base);
@@ -70,7 +74,9 @@ fn addon_json(tenant: &Tenant, addon: &events::LicenseId) -> Value {
     json!({"id": addon, "type": license_type})
 }
 
-/// One user with their licences and add-ons.
+/// One user with their licences and add-ons: `group_id` is their own group,
+/// `other_group_ids` the groups they were added to besides it, and each licence's `group_id`
+/// the group it counts against.
 pub fn user_json(tenant: &Tenant, user: &User) -> Value {
     let licenses: Vec<Value> = user
         .licenses
@@ -80,6 +86,7 @@ pub fn user_json(tenant: &Tenant, user: &User) -> Value {
             json!({
                 "id": l.id,
                 "type": l.license_type,
+                "group_id": l.counted_in.unwrap_or(user.group),
                 "addons": l.addons.iter().map(|a| addon_json(tenant, a)).collect::<Vec<_>>(),
             })
         })
@@ -88,9 +95,29 @@ pub fn user_json(tenant: &Tenant, user: &User) -> Value {
         "id": user.id,
         "name": user.name,
         "group_id": user.group,
+        "other_group_ids": user.other_groups,
         "extension": user.extension,
         "number": user.number,
         "removed": user.removed,
         "licenses": licenses,
+        "restriction": user_restriction_json(tenant, user),
+    })
+}
+
+/// A user's personal settings: limits, window, and what they hold of each limited type.
+fn user_restriction_json(tenant: &Tenant, user: &User) -> Value {
+    let Some(r) = &user.restriction else {
+        return Value::Null;
+    };
+    let used: serde_json::Map<String, Value> = r
+        .limits
+        .keys()
+        .map(|t| (t.to_string(), json!(tenant.held_count(user.id, t))))
+        .collect();
+    json!({
+        "limits": r.limits,
+        "used": used,
+        "valid_from": optional_instant(r.valid_from),
+        "valid_until": optional_instant(r.valid_until),
     })
 }

@@ -39,8 +39,10 @@ pub struct WhatIfBody {
     #[schema(format = DateTime)]
     pub at: Option<String>,
     /// Each `{"op": "set_restriction|clear_restriction|set_quantity|provision|terminate|assign|
-    /// unassign|reassign|attach_addon|detach_addon|assign_type|move_user|move_group|
-    /// set_retention|set_price", ...}` with the fields of its write endpoint.
+    /// unassign|reassign|attach_addon|detach_addon|assign_type|move_user|add_user_to_group|
+    /// remove_user_from_group|move_group|
+    /// set_user_restriction|clear_user_restriction|set_retention|set_price", ...}` with the
+    /// fields of its write endpoint.
     #[schema(value_type = Vec<Object>)]
     pub commands: Vec<Value>,
 }
@@ -84,9 +86,11 @@ enum Op {
     Terminate {
         license_id: LicenseId,
     },
+    /// `group_id`: which of the user's groups it counts against (default: their own).
     Assign {
         license_id: LicenseId,
         user_id: UserId,
+        group_id: Option<GroupId>,
     },
     Unassign {
         license_id: LicenseId,
@@ -94,6 +98,7 @@ enum Op {
     Reassign {
         license_id: LicenseId,
         user_id: UserId,
+        group_id: Option<GroupId>,
     },
     AttachAddon {
         license_id: LicenseId,
@@ -109,8 +114,17 @@ enum Op {
         license_type: String,
         #[serde(default)]
         addons: Vec<String>,
+        group_id: Option<GroupId>,
     },
     MoveUser {
+        user_id: UserId,
+        group_id: GroupId,
+    },
+    AddUserToGroup {
+        user_id: UserId,
+        group_id: GroupId,
+    },
+    RemoveUserFromGroup {
         user_id: UserId,
         group_id: GroupId,
     },
@@ -119,6 +133,16 @@ enum Op {
         group_id: GroupId,
         #[serde(default, deserialize_with = "present")]
         parent_id: Option<Option<GroupId>>,
+    },
+    SetUserRestriction {
+        user_id: UserId,
+        #[serde(default)]
+        limits: BTreeMap<String, u64>,
+        valid_from: Option<String>,
+        valid_until: Option<String>,
+    },
+    ClearUserRestriction {
+        user_id: UserId,
     },
     SetRetention {
         days: Option<u32>,
@@ -149,7 +173,11 @@ impl Op {
             Op::DetachAddon { .. } => "detach_addon",
             Op::AssignType { .. } => "assign_type",
             Op::MoveUser { .. } => "move_user",
+            Op::AddUserToGroup { .. } => "add_user_to_group",
+            Op::RemoveUserFromGroup { .. } => "remove_user_from_group",
             Op::MoveGroup { .. } => "move_group",
+            Op::SetUserRestriction { .. } => "set_user_restriction",
+            Op::ClearUserRestriction { .. } => "clear_user_restriction",
             Op::SetRetention { .. } => "set_retention",
             Op::SetPrice { .. } => "set_price",
         }
@@ -164,7 +192,9 @@ impl Op {
             | Op::AttachAddon { .. }
             | Op::DetachAddon { .. }
             | Op::AssignType { .. }
-            | Op::MoveUser { .. } => Need::Operate,
+            | Op::MoveUser { .. }
+            | Op::AddUserToGroup { .. }
+            | Op::RemoveUserFromGroup { .. } => Need::Operate,
             _ => Need::Administer,
         }
     }
@@ -219,9 +249,11 @@ impl Op {
             Op::Assign {
                 license_id,
                 user_id,
+                group_id,
             } => Command::AssignLicense {
                 license: license_id,
                 user: user_id,
+                group: group_id,
             },
             Op::Unassign { license_id } => Command::UnassignLicense {
                 license: license_id,
@@ -229,9 +261,11 @@ impl Op {
             Op::Reassign {
                 license_id,
                 user_id,
+                group_id,
             } => Command::ReassignLicense {
                 license: license_id,
                 user: user_id,
+                group: group_id,
             },
             Op::AttachAddon {
                 license_id,
@@ -251,6 +285,7 @@ impl Op {
                 user_id,
                 license_type,
                 addons,
+                group_id,
             } => Command::AssignByType {
                 user: user_id,
                 license_type: parse_type(&license_type)?,
@@ -258,6 +293,7 @@ impl Op {
                     .iter()
                     .map(|code| parse_type(code))
                     .collect::<Result<_, _>>()?,
+                group: group_id,
             },
             Op::MoveUser { user_id, group_id } => Command::UpdateUser {
                 user: user_id,
@@ -265,6 +301,14 @@ impl Op {
                 group: Some(group_id),
                 extension: None,
                 number: None,
+            },
+            Op::AddUserToGroup { user_id, group_id } => Command::AddUserToGroup {
+                user: user_id,
+                group: group_id,
+            },
+            Op::RemoveUserFromGroup { user_id, group_id } => Command::RemoveUserFromGroup {
+                user: user_id,
+                group: group_id,
             },
             Op::MoveGroup {
                 group_id,
@@ -277,6 +321,20 @@ impl Op {
                 })?),
                 contact_email: None,
             },
+            Op::SetUserRestriction {
+                user_id,
+                limits,
+                valid_from,
+                valid_until,
+            } => Command::SetUserRestriction {
+                user: user_id,
+                restriction: super::users::user_restriction(super::users::UserRestrictionBody {
+                    limits,
+                    valid_from,
+                    valid_until,
+                })?,
+            },
+            Op::ClearUserRestriction { user_id } => Command::ClearUserRestriction { user: user_id },
             Op::SetRetention { days, months } => Command::SetRetention(match (days, months) {
                 (Some(days), None) => Retention::Days(days),
                 (None, Some(months)) => Retention::Months(months),

@@ -159,6 +159,8 @@ fn checkpoints_are_spaced_so_a_whole_history_fits_the_budget() {
             number: None,
             removed: false,
             licenses: Default::default(),
+            restriction: None,
+            other_groups: Default::default(),
         };
         live.users.insert(user.id, user);
     }
@@ -310,6 +312,7 @@ fn as_of_group_state_and_entitlements_from_the_past_index_equal_a_fold() {
                 user: *user,
                 license_type: phone.clone(),
                 addons,
+                group: None,
             },
             hour(h as i64 + 1),
         );

@@ -547,7 +547,8 @@ async fn assigning_a_free_licence_marks_it_assigned_to_the_user() {
     let license = server.license(&tenant, &tenant.viewer, &id).await;
     assert_eq!(
         license,
-        json!({"id": id, "type": "phone_system", "kind": "base", "status": "assigned", "user_id": user, "addons": []})
+        json!({"id": id, "type": "phone_system", "kind": "base", "status": "assigned", "user_id": user,
+               "group_id": group, "addons": []})
     );
     assert_eq!(
         server.usage(&tenant).await["phone_system"],
@@ -676,7 +677,8 @@ async fn reassign_moves_addons_with_the_licence() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         bob_body["licenses"],
-        json!([{"id": base, "type": "phone_system", "addons": [{"id": phone, "type": "device_ip_phone"}]}])
+        json!([{"id": base, "type": "phone_system", "group_id": group,
+                "addons": [{"id": phone, "type": "device_ip_phone"}]}])
     );
     let (_, ada_body) = server
         .get(&tenant.path(&format!("/users/{ada}")), &tenant.viewer)
@@ -894,7 +896,8 @@ async fn an_assignment_by_type_picks_free_licences_and_attaches_addons() {
         .await;
     assert_eq!(
         user_body["licenses"],
-        json!([{"id": base, "type": "phone_system", "addons": [{"id": chat, "type": "team_chat"}]}])
+        json!([{"id": base, "type": "phone_system", "group_id": group,
+                "addons": [{"id": chat, "type": "team_chat"}]}])
     );
 }
 
@@ -1009,7 +1012,7 @@ async fn the_licence_list_filters_by_type_user_extension_and_status() {
     assert_eq!(
         body["items"],
         json!([{"id": chats[0], "type": "team_chat", "kind": "addon", "status": "assigned",
-                "user_id": ada, "base_id": phones[0], "addons": []}])
+                "user_id": ada, "group_id": group, "base_id": phones[0], "addons": []}])
     );
 }
 

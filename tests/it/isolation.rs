@@ -481,8 +481,47 @@ fn matrix() -> Vec<Entry> {
         entry(
             "GET",
             "/v1/tenants/{t}/users/{u}",
-            vec![case("", Read, |f| {
-                Call::get(f.path(&format!("/users/{}", f.user)))
+            vec![
+                case("", Read, |f| {
+                    Call::get(f.path(&format!("/users/{}", f.user)))
+                }),
+                case("?at=<past>", Audit, |f| {
+                    Call::get(f.path(&format!("/users/{}?at={}", f.user, f.past())))
+                }),
+            ],
+        ),
+        entry(
+            "PUT",
+            "/v1/tenants/{t}/users/{u}/restriction",
+            vec![case("", Administer, |f| {
+                Call::json(
+                    f.path(&format!("/users/{}/restriction", f.user)),
+                    json!({"limits": {}}),
+                )
+            })],
+        ),
+        entry(
+            "DELETE",
+            "/v1/tenants/{t}/users/{u}/restriction",
+            vec![case("", Administer, |f| {
+                Call::get(f.path(&format!("/users/{}/restriction", f.user)))
+            })],
+        ),
+        entry(
+            "POST",
+            "/v1/tenants/{t}/users/{u}/groups",
+            vec![case("", Operate, |f| {
+                Call::json(
+                    f.path(&format!("/users/{}/groups", f.user)),
+                    json!({"group_id": f.team}),
+                )
+            })],
+        ),
+        entry(
+            "DELETE",
+            "/v1/tenants/{t}/users/{u}/groups/{g}",
+            vec![case("", Operate, |f| {
+                Call::get(f.path(&format!("/users/{}/groups/{}", f.spare_user, f.team)))
             })],
         ),
         entry(
@@ -620,8 +659,10 @@ struct Fixture {
     group: String,
     /// Holds `held` (phone_system) with `held_addon` (team_chat) attached.
     user: String,
-    /// Holds nothing.
+    /// Holds nothing; also a member of `team`.
     spare_user: String,
+    /// A child group of `group`: `user` may join it, `spare_user` belongs to it.
+    team: String,
     held: String,
     held_addon: String,
     /// A free phone_system licence.
@@ -657,6 +698,17 @@ impl Fixture {
         let spare_user = server
             .user(tenant, &group, &format!("Spare {serial}"))
             .await;
+        let team = server
+            .group(tenant, &format!("Isolation {serial} team"), Some(&group))
+            .await;
+        let (status, body) = server
+            .post(
+                &tenant.path(&format!("/users/{spare_user}/groups")),
+                ROOT_TOKEN,
+                json!({"group_id": team}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
         let mut phones = server.provision(tenant, "phone_system", 2).await;
         let (held, free) = (phones.remove(0), phones.remove(0));
         let held_addon = server.provision(tenant, "team_chat", 1).await.remove(0);
@@ -689,6 +741,7 @@ impl Fixture {
             group,
             user,
             spare_user,
+            team,
             held,
             held_addon,
             free,

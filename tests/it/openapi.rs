@@ -748,6 +748,12 @@ async fn real_answers_of_every_operation_conform_to_the_document() {
         Some(json!({"name": "Hallie B."})),
     )
     .await;
+    let sales = id_of(&child);
+    api.created(
+        &format!("{t}/users/{other}/groups"),
+        json!({"group_id": sales}),
+    )
+    .await;
     let before_assignments = chrono::Utc::now().to_rfc3339();
     api.ok(
         Method::POST,
@@ -796,6 +802,12 @@ async fn real_answers_of_every_operation_conform_to_the_document() {
         })),
     )
     .await;
+    api.ok(
+        Method::PUT,
+        &format!("{t}/users/{u}/restriction"),
+        Some(json!({"limits": {"phone_system": 1}, "valid_until": "2998-01-01T00:00:00Z"})),
+    )
+    .await;
 
     // Reads.
     api.ok(Method::GET, &format!("{t}/licenses?limit=1"), None)
@@ -837,6 +849,15 @@ async fn real_answers_of_every_operation_conform_to_the_document() {
     api.ok(Method::GET, &format!("{t}/users?limit=2&q=a"), None)
         .await;
     api.ok(Method::GET, &format!("{t}/users/{u}"), None).await;
+    let past_user = format!("{t}/users/{u}?at={}", urlencode(&before_assignments));
+    api.call(
+        Method::GET,
+        &past_user,
+        Some(&auditor),
+        None,
+        StatusCode::OK,
+    )
+    .await;
     api.ok(Method::GET, &format!("{t}/usage"), None).await;
     let at = urlencode(&before_assignments);
     api.ok(Method::GET, &format!("{t}/usage?at={at}"), None)
@@ -1000,6 +1021,14 @@ async fn real_answers_of_every_operation_conform_to_the_document() {
         .check(&Method::POST, &format!("{t}/users"), status, &answer);
 
     // Deletions last.
+    api.ok(
+        Method::DELETE,
+        &format!("{t}/users/{other}/groups/{sales}"),
+        None,
+    )
+    .await;
+    api.ok(Method::DELETE, &format!("{t}/users/{u}/restriction"), None)
+        .await;
     api.ok(Method::DELETE, &format!("{t}/groups/{g}/restriction"), None)
         .await;
     api.ok(Method::DELETE, &format!("{t}/licenses/{free}"), None)

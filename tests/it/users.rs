@@ -46,8 +46,9 @@ async fn creating_a_user_answers_201_and_the_user_reads_back() {
     assert_eq!(status, StatusCode::OK, "{user}");
     assert_eq!(
         user,
-        json!({"id": id, "name": "Ada Lovelace", "group_id": group, "extension": "201",
-               "number": "+420123456789", "removed": false, "licenses": []})
+        json!({"id": id, "name": "Ada Lovelace", "group_id": group, "other_group_ids": [],
+               "extension": "201", "number": "+420123456789", "removed": false,
+               "licenses": [], "restriction": null})
     );
     let unknown = "77777777-8888-4999-8aaa-bbbbbbbbbbbb";
     let (status, body) = server
@@ -326,7 +327,7 @@ async fn the_user_list_searches_by_name_extension_number_and_licence_type() {
         .await;
     assert_eq!(
         body["licenses"],
-        json!([{"id": voice, "type": "voice", "addons": []}])
+        json!([{"id": voice, "type": "voice", "group_id": group, "addons": []}])
     );
 }
 

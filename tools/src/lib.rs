@@ -280,6 +280,7 @@ pub fn memory_layout(users: usize, licenses: u32, seed: u64) -> MemoryLayout {
                 user: *user,
                 license_type: TypeCode::from(*base),
                 addons: addons.iter().map(|a| TypeCode::from(*a)).collect(),
+                group: None,
             });
         }
     }

@@ -72,7 +72,12 @@ fn attach_violations(state: &Tenant, base: &License, addon_type: &TypeCode) -> V
     }
     let adding = std::slice::from_ref(addon_type);
     match base.user.and_then(|u| state.active_user(u)) {
-        Some(holder) => found.extend(taking_violations(state, holder, adding, None, false)),
+        Some(holder) => {
+            let counted = state.counting_group(base).unwrap_or(holder.group);
+            found.extend(taking_violations(
+                state, holder, adding, counted, None, false,
+            ));
+        }
         None => {
             for other in &existing {
                 if excludes(&state.catalogue, addon_type, other) {

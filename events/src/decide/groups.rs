@@ -4,6 +4,7 @@
 use super::common::{check_name, group_exists, invalid, known_type, one, violations};
 use super::licenses::counted_limit_violations;
 use super::tenant::{check_tenant_total, TenantTotal};
+use super::users::{personal_violations, GroupBounds};
 use super::{
     FEATURES_PER_RESTRICTION_MAX, GROUP_DEPTH_MAX, LIMITS_PER_RESTRICTION_MAX, REMINDER_DAYS_MAX,
 };
@@ -493,6 +494,52 @@ impl<'a> Hypothesis<'a> {
         )
     }
 
+    /// The window of `id` as it would be: the intersection up its path.
+    fn effective_window(&self, id: GroupId) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
+        let windows: Vec<&Restriction> = self
+            .path_to_root(id)
+            .into_iter()
+            .filter_map(|g| self.enabled_restriction(g))
+            .collect();
+        (
+            windows.iter().filter_map(|w| w.valid_from).max(),
+            windows.iter().filter_map(|w| w.valid_until).min(),
+        )
+    }
+
+    /// The personal settings of every active user whose group is in `group`'s subtree,
+    /// against their group's bounds as they would be: a restriction edit or a move never
+    /// leaves a user's personal limit above their group's, nor their window outside it.
+    fn user_violations(&self, group: GroupId) -> Vec<Violation> {
+        let subtree: std::collections::BTreeSet<GroupId> =
+            self.state.subtree(group).into_iter().collect();
+        let mut found = Vec::new();
+        for u in self.state.users.values() {
+            let Some(r) = u.restriction.as_ref().filter(|_| !u.removed) else {
+                continue;
+            };
+            if !subtree.contains(&u.group) {
+                continue;
+            }
+            let home = u.group;
+            let state = self.state;
+            let bounds = GroupBounds {
+                group: home,
+                group_name: state.groups.get(&home).map_or("?", |g| g.name.as_str()),
+                limit: Box::new(move |t| {
+                    self.path_to_root(home)
+                        .into_iter()
+                        .filter_map(|g| Some((g, *self.enabled_restriction(g)?.limits.get(t)?)))
+                        .min_by_key(|(_, limit)| *limit)
+                }),
+                window: self.effective_window(home),
+                name_of: Box::new(move |g| state.groups.get(&g).map_or("?", |g| g.name.as_str())),
+            };
+            found.extend(personal_violations(u, r, &bounds));
+        }
+        found
+    }
+
     /// Child-versus-parent rules for every enabled restriction in `group`'s subtree, checked
     /// against, per type, the nearest enabled ancestor limiting that type, and against the
     /// intersection of ancestor windows.
@@ -550,6 +597,7 @@ impl<'a> Hypothesis<'a> {
                 );
             }
         }
+        found.extend(self.user_violations(group));
         found
     }
 }

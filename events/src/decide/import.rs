@@ -210,6 +210,7 @@ fn import_row(
         user,
         license_type: base_type.clone(),
         addons: addons.clone(),
+        group: None,
     };
     match decide(state, &assignment, ctx) {
         Ok(mut assigned) => {

@@ -134,13 +134,15 @@ pub(super) fn terminate(state: &Tenant, id: LicenseId) -> Result<Vec<Event>, Rej
     }])
 }
 
-/// Every rule a user must pass to take on licences of `adding` types: one base per type,
-/// exclusions, requirements and every enabled limit on the path to the root. Groups also on
+/// Every rule a user must pass to take on licences of `adding` types, counted against
+/// `counted` (the user's own group or one of their others): one base per type, exclusions,
+/// requirements and every enabled limit on `counted`'s path to the root. Groups also on
 /// `leaving_group`'s path are skipped: their usage does not change.
 pub(super) fn taking_violations(
     state: &Tenant,
     user: &User,
     adding: &[TypeCode],
+    counted: GroupId,
     leaving_group: Option<GroupId>,
     skip_holdings: bool,
 ) -> Vec<Violation> {
@@ -177,7 +179,42 @@ pub(super) fn taking_violations(
     if !skip_holdings {
         found.extend(requirement_violations(state, &holdings, adding));
     }
-    found.extend(limit_violations(state, user.group, adding, leaving_group));
+    found.extend(limit_violations(state, counted, adding, leaving_group));
+    found.extend(personal_limit_violations(state, user, adding));
+    found
+}
+
+/// The user's personal limits that `adding` more licences would exceed
+/// (`user_limit_reached`, naming the user, with the limit and what they hold).
+fn personal_limit_violations(state: &Tenant, user: &User, adding: &[TypeCode]) -> Vec<Violation> {
+    let Some(restriction) = &user.restriction else {
+        return vec![];
+    };
+    let mut counts: BTreeMap<&TypeCode, u64> = BTreeMap::new();
+    for t in adding {
+        *counts.entry(t).or_insert(0) += 1;
+    }
+    let mut found = Vec::new();
+    for (t, n) in counts {
+        let Some(&limit) = restriction.limits.get(t) else {
+            continue;
+        };
+        let used = state.held_count(user.id, t);
+        if used + n > limit {
+            found.push(
+                Violation::new(
+                    Rule::UserLimitReached,
+                    format!(
+                        "user {} ({}) may hold {limit} {t}, holds {used}",
+                        user.name, user.id
+                    ),
+                )
+                .of_user(user.id)
+                .of_type(t)
+                .counts(limit, used),
+            );
+        }
+    }
     found
 }
 
@@ -271,7 +308,49 @@ pub(super) fn counted_limit_violations(
     found
 }
 
-pub(super) fn assign(state: &Tenant, id: LicenseId, user: UserId) -> Result<Vec<Event>, Rejection> {
+/// The group an assignment to `user` counts against: the one named, which must be one of
+/// the user's groups (else `user_not_in_group`), or else the user's own group.
+pub(super) fn counted_group(
+    state: &Tenant,
+    user: &User,
+    named: Option<GroupId>,
+) -> Result<GroupId, Rejection> {
+    let Some(group) = named else {
+        return Ok(user.group);
+    };
+    if !state.groups.contains_key(&group) {
+        return Err(Rejection::GroupNotFound(group));
+    }
+    if user.belongs_to(group) {
+        return Ok(group);
+    }
+    Err(one(Violation::new(
+        Rule::UserNotInGroup,
+        format!(
+            "user {} ({}) does not belong to group {group}: add them to it first",
+            user.name, user.id
+        ),
+    )
+    .in_group(group)
+    .of_user(user.id)))
+}
+
+/// The event that makes a just assigned `license` count against `counted`, when that is not
+/// the user's own group.
+fn counted_in_event(user: &User, license: LicenseId, counted: GroupId) -> Option<Event> {
+    (counted != user.group).then_some(Event::LicenseCountedIn {
+        license,
+        user: user.id,
+        group: counted,
+    })
+}
+
+pub(super) fn assign(
+    state: &Tenant,
+    id: LicenseId,
+    user: UserId,
+    group: Option<GroupId>,
+) -> Result<Vec<Event>, Rejection> {
     let l = base_license(state, id)?;
     if l.user.is_some() {
         return Err(Rejection::LicenseAlreadyAssigned {
@@ -281,13 +360,16 @@ pub(super) fn assign(state: &Tenant, id: LicenseId, user: UserId) -> Result<Vec<
         });
     }
     let u = active_user(state, user)?;
+    let counted = counted_group(state, u, group)?;
     let adding = state.license_with_addon_types(l);
-    violations(taking_violations(state, u, &adding, None, false))?;
-    Ok(vec![Event::LicenseAssigned {
+    violations(taking_violations(state, u, &adding, counted, None, false))?;
+    let mut events = vec![Event::LicenseAssigned {
         license: id,
         license_type: l.license_type.clone(),
         user,
-    }])
+    }];
+    events.extend(counted_in_event(u, id, counted));
+    Ok(events)
 }
 
 /// Refuse taking `removed` (licence ids: a base with its add-ons, or one add-on) away from
@@ -361,7 +443,12 @@ pub(super) fn unassign(state: &Tenant, id: LicenseId) -> Result<Vec<Event>, Reje
     }])
 }
 
-pub(super) fn reassign(state: &Tenant, id: LicenseId, to: UserId) -> Result<Vec<Event>, Rejection> {
+pub(super) fn reassign(
+    state: &Tenant,
+    id: LicenseId,
+    to: UserId,
+    group: Option<GroupId>,
+) -> Result<Vec<Event>, Rejection> {
     let l = base_license(state, id)?;
     let Some(from) = l.user else {
         return Err(Rejection::LicenseNotAssigned(id));
@@ -374,16 +461,21 @@ pub(super) fn reassign(state: &Tenant, id: LicenseId, to: UserId) -> Result<Vec<
             base: None,
         });
     }
+    let counted = counted_group(state, target, group)?;
     keep_requirements(state, from, id, &with_addons(l))?;
-    let leaving = state.users.get(&from).map(|u| u.group);
+    let leaving = state.counting_group(l);
     let adding = state.license_with_addon_types(l);
-    violations(taking_violations(state, target, &adding, leaving, false))?;
-    Ok(vec![Event::LicenseReassigned {
+    violations(taking_violations(
+        state, target, &adding, counted, leaving, false,
+    ))?;
+    let mut events = vec![Event::LicenseReassigned {
         license: id,
         license_type: l.license_type.clone(),
         from,
         to,
-    }])
+    }];
+    events.extend(counted_in_event(target, id, counted));
+    Ok(events)
 }
 
 pub(super) fn assign_by_type(
@@ -391,6 +483,7 @@ pub(super) fn assign_by_type(
     user: UserId,
     license_type: &TypeCode,
     addons: &[TypeCode],
+    group: Option<GroupId>,
 ) -> Result<Vec<Event>, Rejection> {
     let definition = known_type(state, license_type)?;
     if addons.len() > ADDONS_PER_ASSIGNMENT_MAX {
@@ -402,6 +495,7 @@ pub(super) fn assign_by_type(
         known_type(state, code)?;
     }
     let u = active_user(state, user)?;
+    let counted = counted_group(state, u, group)?;
     if definition.kind != Kind::Base {
         return Err(one(Violation::new(
             Rule::NotABaseLicense,
@@ -451,7 +545,7 @@ pub(super) fn assign_by_type(
     }
     let mut adding = vec![license_type.clone()];
     adding.extend(addons.iter().cloned());
-    found.extend(taking_violations(state, u, &adding, None, false));
+    found.extend(taking_violations(state, u, &adding, counted, None, false));
     violations(found)?;
     let Some(base) = base else {
         unreachable!("a missing base licence is reported as a violation above");
@@ -461,6 +555,7 @@ pub(super) fn assign_by_type(
         license_type: license_type.clone(),
         user,
     }];
+    events.extend(counted_in_event(u, base, counted));
     events.extend(
         picked_addons
             .into_iter()

@@ -35,6 +35,8 @@ pub const PROVISION_QUANTITY_MAX: u32 = 10_000;
 pub const USERS_PER_BATCH_MAX: usize = 10_000;
 /// Depth of a group tree (a root group has depth 1).
 pub const GROUP_DEPTH_MAX: usize = 32;
+/// Groups a user may belong to besides their own.
+pub const OTHER_GROUPS_PER_USER_MAX: usize = 32;
 /// Add-ons requested in one assignment.
 pub const ADDONS_PER_ASSIGNMENT_MAX: usize = 32;
 /// Per-type limits in one restriction.
@@ -120,16 +122,25 @@ pub fn decide(state: &Tenant, command: &Command, ctx: &Context) -> Result<Vec<Ev
             quantity,
         } => licenses::set_quantity(state, license_type, *quantity, ctx),
         TerminateLicense { license } => licenses::terminate(state, *license),
-        AssignLicense { license, user } => licenses::assign(state, *license, *user),
+        AssignLicense {
+            license,
+            user,
+            group,
+        } => licenses::assign(state, *license, *user, *group),
         UnassignLicense { license } => licenses::unassign(state, *license),
-        ReassignLicense { license, user } => licenses::reassign(state, *license, *user),
+        ReassignLicense {
+            license,
+            user,
+            group,
+        } => licenses::reassign(state, *license, *user, *group),
         AttachAddon { base, addon } => addons::attach(state, *base, *addon),
         DetachAddon { base, addon } => addons::detach(state, *base, *addon),
         AssignByType {
             user,
             license_type,
             addons,
-        } => licenses::assign_by_type(state, *user, license_type, addons),
+            group,
+        } => licenses::assign_by_type(state, *user, license_type, addons, *group),
         CreateGroup {
             group,
             name,
@@ -190,6 +201,12 @@ pub fn decide(state: &Tenant, command: &Command, ctx: &Context) -> Result<Vec<Ev
             },
         ),
         DeleteUser { user } => users::delete_user(state, *user),
+        AddUserToGroup { user, group } => users::add_to_group(state, *user, *group),
+        RemoveUserFromGroup { user, group } => users::remove_from_group(state, *user, *group),
+        SetUserRestriction { user, restriction } => {
+            users::set_user_restriction(state, *user, restriction)
+        }
+        ClearUserRestriction { user } => users::clear_user_restriction(state, *user),
         SetRetention(retention) => tenant::set_retention(*retention),
         SetPrice {
             license_type,

@@ -90,6 +90,15 @@ fn user(state: &Tenant, scope: GroupId, user: UserId) -> Result<(), Rejection> {
     }
 }
 
+/// The group an assignment counts against, if one is named: inside the scope.
+fn in_scope_if_named(
+    state: &Tenant,
+    scope: GroupId,
+    counted: Option<GroupId>,
+) -> Result<(), Rejection> {
+    counted.map_or(Ok(()), |g| group(state, scope, g))
+}
+
 /// A licence held inside the scope.
 fn held(state: &Tenant, scope: GroupId, license: LicenseId) -> Result<(), Rejection> {
     match state.licenses.get(&license) {
@@ -121,14 +130,24 @@ pub fn check(state: &Tenant, scope: GroupId, command: &Command) -> Result<(), Re
         RecordReminderDelivered { .. } | RecordUnblockedNotified { .. } => {
             Err(outside("record notification deliveries"))
         }
-        AssignLicense { license, user: to } => {
+        AssignLicense {
+            license,
+            user: to,
+            group: counted,
+        } => {
             user(state, scope, *to)?;
+            in_scope_if_named(state, scope, *counted)?;
             held_or_free(state, scope, *license)
         }
         UnassignLicense { license } => held(state, scope, *license),
-        ReassignLicense { license, user: to } => {
+        ReassignLicense {
+            license,
+            user: to,
+            group: counted,
+        } => {
             held(state, scope, *license)?;
-            user(state, scope, *to)
+            user(state, scope, *to)?;
+            in_scope_if_named(state, scope, *counted)
         }
         AttachAddon { base, addon } => {
             held(state, scope, *base)?;
@@ -138,7 +157,14 @@ pub fn check(state: &Tenant, scope: GroupId, command: &Command) -> Result<(), Re
             held(state, scope, *base)?;
             held(state, scope, *addon)
         }
-        AssignByType { user: to, .. } => user(state, scope, *to),
+        AssignByType {
+            user: to,
+            group: counted,
+            ..
+        } => {
+            user(state, scope, *to)?;
+            in_scope_if_named(state, scope, *counted)
+        }
         CreateGroup { parent, .. } => match parent {
             Some(parent) => group(state, scope, *parent),
             None => Err(outside("create a root group (give parent_id)")),
@@ -171,6 +197,20 @@ pub fn check(state: &Tenant, scope: GroupId, command: &Command) -> Result<(), Re
             to.map_or(Ok(()), |to| group(state, scope, to))
         }
         DeleteUser { user: id } => user(state, scope, *id),
+        AddUserToGroup {
+            user: id,
+            group: to,
+        }
+        | RemoveUserFromGroup {
+            user: id,
+            group: to,
+        } => {
+            user(state, scope, *id)?;
+            group(state, scope, *to)
+        }
+        SetUserRestriction { user: id, .. } | ClearUserRestriction { user: id } => {
+            user(state, scope, *id)
+        }
         IssueKey { group: to, .. } => match to {
             Some(to) => group(state, scope, *to),
             None => Err(outside("issue a key for the whole tenant (give group_id)")),

@@ -370,14 +370,20 @@ pub fn counts(pairs: &[(&str, u64)]) -> Vec<(String, u64)> {
     pairs.iter().map(|(t, n)| (t.to_string(), *n)).collect()
 }
 
-/// Usage of every group recomputed from scratch: each active user's holdings counted on their
-/// group and every ancestor. `evolve` maintains the same counters incrementally.
+/// Usage of every group recomputed from scratch: each active user's base licences, with their
+/// add-ons, counted on the group the licence counts against (the user's own, or the other
+/// group of theirs it was counted in) and every ancestor. `evolve` maintains the same
+/// counters incrementally.
 pub fn recomputed_usage(state: &Tenant) -> BTreeMap<GroupId, BTreeMap<TypeCode, u64>> {
     let mut usage: BTreeMap<GroupId, BTreeMap<TypeCode, u64>> = BTreeMap::new();
     for u in state.users.values().filter(|u| !u.removed) {
-        for t in state.holdings(u.id) {
-            for g in state.path_to_root(u.group) {
-                *usage.entry(g).or_default().entry(t.clone()).or_insert(0) += 1;
+        for id in &u.licenses {
+            let base = &state.licenses[id];
+            let counted = base.counted_in.unwrap_or(u.group);
+            for t in state.license_with_addon_types(base) {
+                for g in state.path_to_root(counted) {
+                    *usage.entry(g).or_default().entry(t.clone()).or_insert(0) += 1;
+                }
             }
         }
     }

@@ -140,6 +140,7 @@ pub(crate) fn step_commands(step: &Step, held: &Held) -> Vec<Command> {
             user: *user,
             license_type: TypeCode::from("phone_system"),
             addons: addons.clone(),
+            group: None,
         }],
         Step::GiveBack { user } => match held.get(user) {
             None => vec![],
