@@ -174,6 +174,11 @@ pub enum Command {
     RecordUnblockedNotified {
         version: u64,
     },
+    /// Define a metered service or change it.
+    DefineService(crate::metering::Service),
+    /// Report consumption of metered services: every record judged, the batch stored as one
+    /// event; records already seen (by id, in their month) are left out.
+    RecordUsage(Vec<crate::metering::NewUsageRecord>),
     /// Set the tenant's reminder template.
     SetNotificationTemplate(crate::notification::NotificationTemplate),
     /// Record that a group's reminder due at `due_at` was delivered.

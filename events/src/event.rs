@@ -294,6 +294,14 @@ pub enum Event {
         user: UserId,
         group: GroupId,
     },
+    /// A metered service was defined or changed (switched, allowance, cap, requirements).
+    ServiceDefined {
+        service: crate::metering::Service,
+    },
+    /// A batch of usage records, each with what counted of it.
+    UsageRecorded {
+        records: Vec<crate::metering::UsageRecord>,
+    },
 }
 
 /// What an issued key is, whichever event issued it.
@@ -381,6 +389,8 @@ impl Event {
             Event::UserGroupAdded { .. } => "user_group_added",
             Event::UserGroupRemoved { .. } => "user_group_removed",
             Event::LicenseCountedIn { .. } => "license_counted_in",
+            Event::ServiceDefined { .. } => "service_defined",
+            Event::UsageRecorded { .. } => "usage_recorded",
         }
     }
 }

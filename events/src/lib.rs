@@ -10,6 +10,7 @@ pub mod decide;
 pub mod event;
 pub mod ids;
 pub mod index;
+pub mod metering;
 pub mod notification;
 pub mod rejection;
 pub mod state;

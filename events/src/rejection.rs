@@ -264,6 +264,9 @@ pub enum Rejection {
         group: GroupId,
         due_at: chrono::DateTime<chrono::Utc>,
     },
+    /// A usage record or a requirement names a service the tenant has not defined.
+    #[error("unknown service `{0}`; define it with PUT /services/{0}")]
+    UnknownService(TypeCode),
     /// The user already belongs to the group (as their own or one of their other groups).
     #[error("user {user} already belongs to group {group}")]
     AlreadyInGroup { user: UserId, group: GroupId },
@@ -336,6 +339,7 @@ impl Rejection {
             InvalidInput(_)
             | UnknownLicenseType(_)
             | UnknownFeature(_)
+            | UnknownService(_)
             | InvalidEmail(_)
             | InvalidTemplate(_) => RejectionClass::BadInput,
             LicenseNotFound(_) | UserNotFound(_) | GroupNotFound(_) | KeyNotFound(_) => {
@@ -381,6 +385,7 @@ impl Rejection {
             },
             UnknownLicenseType(_) => "unknown_license_type",
             UnknownFeature(_) => "unknown_feature",
+            UnknownService(_) => "unknown_service",
             TenantAlreadyExists => "tenant_already_exists",
             LicenseNotFound(_) => "license_not_found",
             UserNotFound(_) => "user_not_found",

@@ -5,10 +5,12 @@ use crate::catalogue::{Catalogue, Features, Kind};
 use crate::event::{Event, EventHash, Restriction, Retention, Role, UserRestriction};
 use crate::ids::{GroupId, KeyId, LicenseId, TenantId, TypeCode, UserId};
 use crate::index::IdMap;
+use crate::metering::{CapReached, MeteredMonth, RecordOutcome, Service, ServiceMonth};
 use crate::notification::NotificationTemplate;
+use crate::time::{billing_zone, Month};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 /// Whether a licence can be handed out, is in use, or is gone for good.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -208,6 +210,26 @@ pub struct Tenant {
     /// `unblocked` notifications owed to the webhook, by the version of their
     /// `groups_unblocked` event (only those that happened while a webhook was set).
     pub unblocks_owed: BTreeMap<u64, Unblock>,
+    /// Metered services, by code.
+    #[serde(default)]
+    pub services: BTreeMap<TypeCode, Service>,
+    /// Each service's consumption per month (in the billing time zone).
+    #[serde(default)]
+    pub metered: BTreeMap<ServiceMonth, MeteredMonth>,
+    /// The usage record ids seen, per month of occurrence, hashed: the newest month seen and
+    /// the one before it (records are accepted for the current and the previous month only).
+    #[serde(default)]
+    pub record_ids: BTreeMap<Month, RecordIds>,
+}
+
+/// Hashes of usage record ids (blake3, 128 bits).
+pub type RecordIds = HashSet<u128, foldhash::fast::FixedState>;
+
+/// The hash a usage record id is remembered by.
+pub fn record_id_hash(id: &str) -> u128 {
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&blake3::hash(id.as_bytes()).as_bytes()[..16]);
+    u128::from_le_bytes(bytes)
 }
 
 /// The secret of a tenant's webhook and the tenant version that set it.
@@ -243,6 +265,9 @@ impl Tenant {
             notification_template: None,
             webhook_secret: None,
             unblocks_owed: BTreeMap::new(),
+            services: BTreeMap::new(),
+            metered: BTreeMap::new(),
+            record_ids: BTreeMap::new(),
         }
     }
 
@@ -830,6 +855,44 @@ pub fn evolve(state: &mut Tenant, event: &Event, version_of_event: u64) {
         }
         Event::LicenseCountedIn { license, group, .. } => {
             state.count_in(*license, Some(*group));
+        }
+        Event::ServiceDefined { service } => {
+            state.services.insert(service.code.clone(), service.clone());
+        }
+        Event::UsageRecorded { records } => {
+            let zone = billing_zone(&state.billing_timezone);
+            for record in records {
+                let month = Month::of(record.occurred_at, zone);
+                let maximum = state
+                    .services
+                    .get(&record.service)
+                    .and_then(|s| s.monthly_maximum());
+                let figures = state
+                    .metered
+                    .entry((record.service.clone(), month))
+                    .or_default();
+                figures.used = figures.used.saturating_add(record.counted);
+                figures.reported = figures.reported.saturating_add(record.quantity);
+                figures.records += 1;
+                let reached = record.outcome == RecordOutcome::Capped
+                    || maximum.is_some_and(|m| record.counted > 0 && figures.used >= m);
+                if reached && figures.cap_reached.is_none() {
+                    figures.cap_reached = Some(CapReached {
+                        version: version_of_event,
+                        record: record.id.clone(),
+                        occurred_at: record.occurred_at,
+                    });
+                }
+                state
+                    .record_ids
+                    .entry(month)
+                    .or_default()
+                    .insert(record_id_hash(&record.id));
+            }
+            // Only the newest month seen and the one before it can take records.
+            while state.record_ids.len() > 2 {
+                state.record_ids.pop_first();
+            }
         }
         Event::UserRenamed { user, name } => {
             if let Some(u) = state.users.get_mut(user) {

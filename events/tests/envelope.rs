@@ -54,10 +54,12 @@ fn variant_index(event: &Event) -> usize {
         Event::UserGroupAdded { .. } => 35,
         Event::UserGroupRemoved { .. } => 36,
         Event::LicenseCountedIn { .. } => 37,
+        Event::ServiceDefined { .. } => 38,
+        Event::UsageRecorded { .. } => 39,
     }
 }
 
-const VARIANTS: usize = 38;
+const VARIANTS: usize = 40;
 
 /// One sample of every variant, with every optional field filled in somewhere.
 fn one_of_each() -> Vec<Event> {
@@ -208,6 +210,29 @@ fn one_of_each() -> Vec<Event> {
             license: license(1),
             user: user(1),
             group: group(2),
+        },
+        Event::ServiceDefined {
+            service: events::metering::Service {
+                code: "speech_to_text".into(),
+                name: "Speech-to-Text".into(),
+                unit: "minute".into(),
+                enabled: true,
+                base_allowance: 5000,
+                monthly_cap: Some(2000),
+                requires: vec!["ai_topics".into()],
+            },
+        },
+        Event::UsageRecorded {
+            records: vec![events::metering::UsageRecord {
+                id: "call-1".into(),
+                service: "speech_to_text".into(),
+                quantity: 12,
+                counted: 10,
+                user: Some(user(1)),
+                queue: Some("support".into()),
+                occurred_at: at(2024, 3, 1),
+                outcome: events::metering::RecordOutcome::Capped,
+            }],
         },
     ]
 }

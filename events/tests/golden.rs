@@ -105,11 +105,13 @@ fn file_name(event: &Event) -> &'static str {
         Event::UserGroupAdded { .. } => "user_group_added.bin",
         Event::UserGroupRemoved { .. } => "user_group_removed.bin",
         Event::LicenseCountedIn { .. } => "license_counted_in.bin",
+        Event::ServiceDefined { .. } => "service_defined.bin",
+        Event::UsageRecorded { .. } => "usage_recorded.bin",
     }
 }
 
 /// Number of [`Event`] variants in format v1.
-const V1_VARIANTS: usize = 38;
+const V1_VARIANTS: usize = 40;
 
 /// One event of each variant, with optional fields filled in where the variant has them.
 fn v1_events() -> Vec<Event> {
@@ -298,6 +300,29 @@ fn v1_events() -> Vec<Event> {
             license: license(4),
             user: user(3),
             group: group(2),
+        },
+        Event::ServiceDefined {
+            service: events::metering::Service {
+                code: "speech_to_text".into(),
+                name: "Speech-to-Text".into(),
+                unit: "minute".into(),
+                enabled: true,
+                base_allowance: 5000,
+                monthly_cap: Some(2000),
+                requires: vec!["ai_topics".into()],
+            },
+        },
+        Event::UsageRecorded {
+            records: vec![events::metering::UsageRecord {
+                id: "call-1".into(),
+                service: "speech_to_text".into(),
+                quantity: 12,
+                counted: 10,
+                user: Some(user(3)),
+                queue: Some("support".into()),
+                occurred_at: instant(2024, 3, 1, 9, 30),
+                outcome: events::metering::RecordOutcome::Capped,
+            }],
         },
     ]
 }

@@ -107,6 +107,20 @@ pub fn touches(event: &Event) -> Touches<'_> {
             t.users.push(*user);
             t.groups.push(*group);
         }
+        Event::ServiceDefined { service } => {
+            t.types.push(&service.code);
+            t.types.extend(service.requires.iter());
+        }
+        Event::UsageRecorded { records } => {
+            for record in records {
+                if !t.types.contains(&&record.service) {
+                    t.types.push(&record.service);
+                }
+                if let Some(user) = record.user.filter(|u| !t.users.contains(u)) {
+                    t.users.push(user);
+                }
+            }
+        }
         Event::LicenseCountedIn {
             license,
             user,

@@ -7,7 +7,7 @@
 //! into a month counts from its first instant, so a licence that existed for one second of a
 //! month counts in that month's peak.
 
-use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use events::{Envelope, Event, EventHash, Retention, TypeCode};
 use serde::{Deserialize, Serialize};
@@ -16,79 +16,7 @@ use std::collections::BTreeMap;
 /// The type whose units scale with recording retention.
 pub const CALL_RECORDING: &str = "call_recording";
 
-/// A calendar month, `YYYY-MM`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct Month {
-    pub year: i32,
-    pub month: u32,
-}
-
-impl Month {
-    /// Parse `YYYY-MM`.
-    pub fn parse(text: &str) -> Option<Month> {
-        let (year, month) = text.split_once('-')?;
-        if year.len() != 4 || month.len() != 2 {
-            return None;
-        }
-        let year: i32 = year.parse().ok()?;
-        let month: u32 = month.parse().ok()?;
-        NaiveDate::from_ymd_opt(year, month, 1)?;
-        Some(Month { year, month })
-    }
-
-    /// The month containing `at` in `tz`.
-    pub fn of(at: DateTime<Utc>, tz: Tz) -> Month {
-        let local = at.with_timezone(&tz);
-        Month {
-            year: local.year(),
-            month: local.month(),
-        }
-    }
-
-    /// The next month.
-    pub fn next(self) -> Month {
-        if self.month == 12 {
-            Month {
-                year: self.year + 1,
-                month: 1,
-            }
-        } else {
-            Month {
-                year: self.year,
-                month: self.month + 1,
-            }
-        }
-    }
-
-    /// The first instant of the month in `tz`, as UTC.
-    pub fn start(self, tz: Tz) -> DateTime<Utc> {
-        let midnight = NaiveDate::from_ymd_opt(self.year, self.month, 1)
-            .and_then(|d| d.and_hms_opt(0, 0, 0))
-            .expect("a parsed month has a first day");
-        match tz.from_local_datetime(&midnight).earliest() {
-            Some(local) => local.with_timezone(&Utc),
-            // Midnight skipped by a DST jump: the month starts at the first instant after it.
-            None => tz
-                .from_local_datetime(&(midnight + chrono::Duration::hours(1)))
-                .earliest()
-                .map_or_else(
-                    || Utc.from_utc_datetime(&midnight),
-                    |l| l.with_timezone(&Utc),
-                ),
-        }
-    }
-
-    /// The first instant of the next month: the end (exclusive) of this one.
-    pub fn end(self, tz: Tz) -> DateTime<Utc> {
-        self.next().start(tz)
-    }
-}
-
-impl std::fmt::Display for Month {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:04}-{:02}", self.year, self.month)
-    }
-}
+pub use events::time::Month;
 
 /// The figures of one type in one month.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -139,6 +67,34 @@ impl Level {
     }
 }
 
+/// A metered service's terms from an instant on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceTerms {
+    pub recorded_at: DateTime<Utc>,
+    pub unit: String,
+    pub base_allowance: u64,
+    pub monthly_cap: Option<u64>,
+}
+
+impl ServiceTerms {
+    /// The most units a month may count; `None` without a cap.
+    pub fn monthly_maximum(&self) -> Option<u64> {
+        self.monthly_cap
+            .map(|cap| cap.saturating_add(self.base_allowance))
+    }
+}
+
+/// One metered service's consumption in one month (the month each record occurred in).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceMonthBill {
+    /// Units counted.
+    pub used: u64,
+    pub records: u64,
+    /// The global sequence of the event whose record reached the month's cap, and its id.
+    pub cap_reached_seq: Option<u64>,
+    pub cap_reached_record: Option<String>,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct PriceEntry {
     recorded_at: DateTime<Utc>,
@@ -160,6 +116,12 @@ pub struct Billing {
     prices: BTreeMap<TypeCode, Vec<PriceEntry>>,
     /// The month of the last event, with its start and end instants.
     current: Option<(Month, DateTime<Utc>, DateTime<Utc>)>,
+    /// Metered services' terms as they changed.
+    #[serde(default)]
+    services: BTreeMap<TypeCode, Vec<ServiceTerms>>,
+    /// Metered consumption per month of occurrence and service.
+    #[serde(default)]
+    metered: BTreeMap<Month, BTreeMap<TypeCode, ServiceMonthBill>>,
 }
 
 impl Default for Billing {
@@ -173,6 +135,8 @@ impl Default for Billing {
             through: BTreeMap::new(),
             prices: BTreeMap::new(),
             current: None,
+            services: BTreeMap::new(),
+            metered: BTreeMap::new(),
         }
     }
 }
@@ -250,6 +214,46 @@ impl Billing {
                     effective_from: *effective_from,
                     unit_price_minor: *unit_price_minor,
                 });
+            }
+            Event::ServiceDefined { service } => {
+                self.services
+                    .entry(service.code.clone())
+                    .or_default()
+                    .push(ServiceTerms {
+                        recorded_at: at,
+                        unit: service.unit.clone(),
+                        base_allowance: service.base_allowance,
+                        monthly_cap: service.monthly_cap,
+                    });
+            }
+            Event::UsageRecorded { records } => {
+                for record in records {
+                    let occurred = Month::of(record.occurred_at, self.timezone);
+                    let maximum = self
+                        .services
+                        .get(&record.service)
+                        .and_then(|terms| terms.last())
+                        .and_then(ServiceTerms::monthly_maximum);
+                    let figures = self
+                        .metered
+                        .entry(occurred)
+                        .or_default()
+                        .entry(record.service.clone())
+                        .or_default();
+                    figures.used = figures.used.saturating_add(record.counted);
+                    figures.records += 1;
+                    let reached = record.outcome == events::metering::RecordOutcome::Capped
+                        || maximum.is_some_and(|m| record.counted > 0 && figures.used >= m);
+                    if reached && figures.cap_reached_seq.is_none() {
+                        figures.cap_reached_seq = Some(seq);
+                        figures.cap_reached_record = Some(record.id.clone());
+                    }
+                    // A late record changes an earlier month: its figures now include this
+                    // event.
+                    if occurred != month {
+                        self.through.insert(occurred, Through { seq, hash });
+                    }
+                }
             }
             _ => {}
         }
@@ -381,6 +385,21 @@ impl Billing {
         self.through.range(..=month).next_back().map(|(_, t)| *t)
     }
 
+    /// Metered consumption in `month` (the month each record occurred in), per service.
+    pub fn metered(&self, month: Month) -> BTreeMap<TypeCode, ServiceMonthBill> {
+        self.metered.get(&month).cloned().unwrap_or_default()
+    }
+
+    /// A service's terms in force at `at` (the last set before it), else its first terms.
+    pub fn service_terms_at(&self, service: &TypeCode, at: DateTime<Utc>) -> Option<&ServiceTerms> {
+        let terms = self.services.get(service)?;
+        terms
+            .iter()
+            .rev()
+            .find(|t| t.recorded_at < at)
+            .or_else(|| terms.first())
+    }
+
     /// The unit price of `license_type` in force at `at`, as known from events recorded before
     /// `at`.
     pub fn price_at(&self, license_type: &TypeCode, at: DateTime<Utc>) -> Option<i64> {
@@ -404,12 +423,30 @@ pub struct InvoiceLine {
     pub amount_minor: i64,
 }
 
+/// One metered line: the units counted over the month's base allowance × the service's price.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct MeteredLine {
+    pub service: TypeCode,
+    pub unit: String,
+    pub used: u64,
+    pub base_allowance: u64,
+    /// `used` less the base allowance (0 when under it).
+    pub billable_units: u64,
+    /// `null` when no price was in force at month end.
+    pub unit_price_minor: Option<i64>,
+    pub amount_minor: i64,
+}
+
 /// The invoice of one month; its `digest` binds it to the log.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Invoice {
     pub month: String,
     pub currency: String,
     pub lines: Vec<InvoiceLine>,
+    /// Metered services with consumption in the month; left out when there are none, so an
+    /// invoice without them keeps the bytes it always had.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub metered: Vec<MeteredLine>,
     pub total_minor: i64,
     pub through_seq: u64,
     /// blake3 over the canonical invoice bytes (without the digest) and the hash of the last
@@ -435,14 +472,40 @@ pub fn invoice(billing: &Billing, month: Month) -> Invoice {
             }
         })
         .collect();
+    let metered: Vec<MeteredLine> = billing
+        .metered(month)
+        .into_iter()
+        .filter(|(_, f)| f.used > 0)
+        .map(|(service, f)| {
+            let terms = billing.service_terms_at(&service, end);
+            let base_allowance = terms.map_or(0, |t| t.base_allowance);
+            let billable_units = f.used.saturating_sub(base_allowance);
+            let price = billing.price_at(&service, end);
+            let amount = price.map_or(0, |p| {
+                p.saturating_mul(i64::try_from(billable_units).unwrap_or(i64::MAX))
+            });
+            MeteredLine {
+                unit: terms.map_or_else(|| "unit".into(), |t| t.unit.clone()),
+                service,
+                used: f.used,
+                base_allowance,
+                billable_units,
+                unit_price_minor: price,
+                amount_minor: amount,
+            }
+        })
+        .collect();
     let total_minor = lines
         .iter()
-        .fold(0i64, |sum, l| sum.saturating_add(l.amount_minor));
+        .map(|l| l.amount_minor)
+        .chain(metered.iter().map(|m| m.amount_minor))
+        .fold(0i64, |sum, amount| sum.saturating_add(amount));
     let through = billing.through(month);
     let mut invoice = Invoice {
         month: month.to_string(),
         currency: billing.currency.clone(),
         lines,
+        metered,
         total_minor,
         through_seq: through.map_or(0, |t| t.seq),
         digest: String::new(),

@@ -25,6 +25,8 @@ pub struct Check {
     /// the type asked about (its subtree's usage) where the group limits it, or the user's
     /// personal limit (their own holdings) for `user_limit`.
     pub limit: Option<LimitUse>,
+    /// For a metered service's monthly cap: when the month ends and the cap resets.
+    pub resets_at: Option<DateTime<Utc>>,
 }
 
 /// A group's limit of one type and how much of it is used (in its subtree).
@@ -153,6 +155,9 @@ pub fn entitlement(
 ) -> Option<Entitlement> {
     if tenant.features.contains_key(license_type) {
         return feature_entitlement(tenant, user, license_type, at);
+    }
+    if tenant.services.contains_key(license_type) {
+        return service_entitlement(tenant, user, license_type, at);
     }
     let u = tenant.users.get(&user)?;
     let mut checks = vec![user_active(u)];
@@ -331,6 +336,87 @@ fn window_check(g: &Group, r: &Restriction, at: DateTime<Utc>, then: &str) -> Ch
             ..Check::default()
         },
     }
+}
+
+/// Explain whether `user` may use metered service `code` at `at`: the user is active; the
+/// service is switched on (`service_enabled`, failing `service_disabled`); each service it
+/// requires is switched on (`service_requires`, failing `requires_missing`); and, with a cap,
+/// the month of `at` has not used it up (`monthly_cap`, failing `monthly_cap_reached`, with
+/// the monthly maximum as `limit`, what counted as `used`, and `resets_at`, the month's end).
+/// `None` if the user never existed or the service is unknown.
+pub fn service_entitlement(
+    tenant: &Tenant,
+    user: UserId,
+    code: &TypeCode,
+    at: DateTime<Utc>,
+) -> Option<Entitlement> {
+    let u = tenant.users.get(&user)?;
+    let service = tenant.services.get(code)?;
+    let mut checks = vec![user_active(u)];
+    checks.push(if service.enabled {
+        check(
+            "service_enabled",
+            true,
+            format!("service {} is switched on", service.name),
+        )
+    } else {
+        check(
+            "service_disabled",
+            false,
+            format!("service {} is switched off", service.name),
+        )
+    });
+    for required in &service.requires {
+        let on = tenant.services.get(required).is_some_and(|s| s.enabled);
+        checks.push(check(
+            if on {
+                "service_requires"
+            } else {
+                "requires_missing"
+            },
+            on,
+            format!(
+                "{code} requires service {required}, which is switched {}",
+                if on { "on" } else { "off" }
+            ),
+        ));
+    }
+    if let Some(maximum) = service.monthly_maximum() {
+        let zone = events::time::billing_zone(&tenant.billing_timezone);
+        let month = events::time::Month::of(at, zone);
+        let used = tenant
+            .metered
+            .get(&(code.clone(), month))
+            .map_or(0, |m| m.used);
+        let full = used >= maximum;
+        checks.push(Check {
+            rule: if full {
+                "monthly_cap_reached"
+            } else {
+                "monthly_cap"
+            },
+            passed: !full,
+            limit: Some(LimitUse {
+                limit: maximum,
+                used,
+            }),
+            resets_at: Some(month.end(zone)),
+            detail: format!(
+                "{month}: {used} of {maximum} {} used (base {} + cap {}){}",
+                service.unit,
+                service.base_allowance,
+                maximum - service.base_allowance,
+                if full {
+                    format!("; stopped until {}", instant(month.end(zone)))
+                } else {
+                    String::new()
+                }
+            ),
+            ..Check::default()
+        });
+    }
+    let allowed = checks.iter().all(|c| c.passed);
+    Some(Entitlement { allowed, checks })
 }
 
 /// Explain whether `user` may use `feature` at `at`. In order: the user is active; then for

@@ -9,7 +9,10 @@ pub use usage::{usage, TypeUsage, UsageHistory};
 pub mod billing;
 pub use billing::{invoice, invoice_bytes, Billing, Invoice, Month, TypeMonth};
 pub mod explain;
-pub use explain::{blocked_index, entitlement, feature_entitlement, Check, Entitlement, LimitUse};
+pub use explain::{
+    blocked_index, entitlement, feature_entitlement, service_entitlement, Check, Entitlement,
+    LimitUse,
+};
 pub mod audit;
 pub use audit::{touches, Touches};
 pub mod whatif;

@@ -26,6 +26,7 @@
 //! answers `None` from then on, so callers fold instead.
 
 use events::catalogue::{Feature, LicenseType};
+use events::metering::{MeteredMonth, Service, ServiceMonth};
 use events::state::{Group, License, User};
 use events::{Event, GroupId, LicenseId, Tenant, TypeCode, UserId};
 use serde::{Deserialize, Serialize};
@@ -134,6 +135,12 @@ pub struct PastIndex {
     overflowed: bool,
     definitions: Vec<(u64, LicenseType)>,
     features: Vec<(u64, Feature)>,
+    /// Metered service definitions, with the version that made each.
+    #[serde(default)]
+    services: Vec<(u64, Service)>,
+    /// Each service's month figures after every event that changed them.
+    #[serde(default)]
+    metered: BTreeMap<ServiceMonth, Vec<(u64, MeteredMonth)>>,
     groups: BTreeMap<GroupId, GroupPast>,
     users: HashMap<UserId, UserPast, Fast>,
     /// The base licences users took and gave back.
@@ -157,6 +164,8 @@ impl PartialEq for PastIndex {
         self.overflowed == other.overflowed
             && self.definitions == other.definitions
             && self.features == other.features
+            && self.services == other.services
+            && self.metered == other.metered
             && self.groups == other.groups
             && self.users == other.users
             && self.user_changes == other.user_changes
@@ -254,6 +263,25 @@ impl PastIndex {
             }
             Event::FeatureDefined { definition } => {
                 self.features.push((version, definition.clone()));
+            }
+            Event::ServiceDefined { service } => {
+                self.services.push((version, service.clone()));
+            }
+            Event::UsageRecorded { records } => {
+                let zone = events::time::billing_zone(&tenant.billing_timezone);
+                let mut touched = BTreeSet::new();
+                for record in records {
+                    let month = events::time::Month::of(record.occurred_at, zone);
+                    touched.insert((record.service.clone(), month));
+                }
+                for key in touched {
+                    if let Some(figures) = tenant.metered.get(&key) {
+                        self.metered
+                            .entry(key)
+                            .or_default()
+                            .push((version, figures.clone()));
+                    }
+                }
             }
             Event::LicenseAssigned { license, user, .. } => {
                 self.hold(*user, *license, v, true);
@@ -445,6 +473,7 @@ impl PastIndex {
     pub fn shrink_to_fit(&mut self) {
         self.definitions.shrink_to_fit();
         self.features.shrink_to_fit();
+        self.services.shrink_to_fit();
         for group in self.groups.values_mut() {
             group.own.shrink_to_fit();
             for series in group.direct.values_mut() {
@@ -503,6 +532,14 @@ impl PastIndex {
         for (_, definition) in self.features.iter().take_while(|(at, _)| *at <= version) {
             past.features
                 .insert(definition.code.clone(), definition.clone());
+        }
+        for (_, service) in self.services.iter().take_while(|(at, _)| *at <= version) {
+            past.services.insert(service.code.clone(), service.clone());
+        }
+        for (key, series) in &self.metered {
+            if let Some(figures) = value_at(series, version) {
+                past.metered.insert(key.clone(), figures.clone());
+            }
         }
         self.groups_at(version, v, &mut past);
         if let Some(id) = user {

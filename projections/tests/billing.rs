@@ -263,3 +263,114 @@ fn month_parsing_rejects_malformed_text() {
     }
     assert_eq!(month("2026-02").to_string(), "2026-02");
 }
+
+/// Speech-to-Text at 2 cents a minute over its 5 000 included, cap 2 000 over.
+fn metered_story(when: DateTime<Utc>) -> Story {
+    let mut story = Story::new("UTC", when);
+    story.run(
+        Command::DefineService(events::metering::Service {
+            code: stt(),
+            name: "Speech-to-Text".into(),
+            unit: "minute".into(),
+            enabled: true,
+            base_allowance: 5000,
+            monthly_cap: Some(2000),
+            requires: vec![],
+        }),
+        when,
+    );
+    story.run(
+        Command::SetPrice {
+            license_type: stt(),
+            unit_price_minor: 2,
+            currency: "EUR".into(),
+            effective_from: at(2026, 1, 1, 0),
+        },
+        when,
+    );
+    story
+}
+
+fn stt() -> TypeCode {
+    TypeCode::from("speech_to_text")
+}
+
+fn minutes(id: &str, quantity: u64, occurred_at: DateTime<Utc>) -> Command {
+    Command::RecordUsage(vec![events::metering::NewUsageRecord {
+        id: id.into(),
+        service: stt(),
+        quantity,
+        user: None,
+        queue: None,
+        occurred_at,
+    }])
+}
+
+#[test]
+fn metered_lines_bill_the_units_over_the_base_allowance() {
+    let mut story = metered_story(at(2026, 10, 1, 8));
+    story.run(minutes("a", 4000, at(2026, 10, 2, 9)), at(2026, 10, 2, 9));
+    story.run(minutes("b", 1500, at(2026, 10, 3, 9)), at(2026, 10, 3, 9));
+    let october = invoice(&story.billing, month("2026-10"));
+    assert_eq!(october.metered.len(), 1);
+    let line = &october.metered[0];
+    assert_eq!(
+        (line.used, line.base_allowance, line.billable_units),
+        (5500, 5000, 500)
+    );
+    assert_eq!(line.unit_price_minor, Some(2));
+    assert_eq!(line.amount_minor, 1000);
+    assert_eq!(october.total_minor, 1000);
+}
+
+#[test]
+fn a_metered_month_names_the_event_that_reached_the_cap_and_bills_no_more_than_the_cap() {
+    let mut story = metered_story(at(2026, 10, 1, 8));
+    story.run(minutes("a", 6900, at(2026, 10, 2, 9)), at(2026, 10, 2, 9));
+    story.run(minutes("b", 500, at(2026, 10, 3, 9)), at(2026, 10, 3, 9));
+    let reached_at = story.seq;
+    story.run(minutes("c", 50, at(2026, 10, 4, 9)), at(2026, 10, 4, 9));
+    let figures = story.billing.metered(month("2026-10"));
+    let stt_month = &figures[&stt()];
+    assert_eq!(stt_month.used, 7000);
+    assert_eq!(stt_month.cap_reached_seq, Some(reached_at));
+    assert_eq!(stt_month.cap_reached_record.as_deref(), Some("b"));
+    let october = invoice(&story.billing, month("2026-10"));
+    assert_eq!(october.metered[0].billable_units, 2000);
+    assert_eq!(october.metered[0].amount_minor, 4000);
+}
+
+#[test]
+fn a_late_record_changes_the_month_it_occurred_in_and_replay_gives_the_same_bytes() {
+    let mut story = metered_story(at(2026, 10, 1, 8));
+    story.run(minutes("a", 5100, at(2026, 10, 30, 9)), at(2026, 10, 30, 9));
+    let before = invoice(&story.billing, month("2026-10"));
+    // Recorded on 2 November, occurred on 31 October.
+    story.run(
+        minutes("late", 100, at(2026, 10, 31, 23)),
+        at(2026, 11, 2, 9),
+    );
+    let october = invoice(&story.billing, month("2026-10"));
+    assert_eq!(october.metered[0].used, 5200);
+    assert_eq!(
+        october.through_seq, story.seq,
+        "October now includes the late event"
+    );
+    assert_ne!(before.digest, october.digest);
+    assert!(
+        invoice(&story.billing, month("2026-11")).metered.is_empty(),
+        "November has no consumption of its own"
+    );
+    let replayed = projections::invoice_bytes(&invoice(&story.replayed(), month("2026-10")));
+    assert_eq!(projections::invoice_bytes(&october), replayed);
+    assert_eq!(story.replayed(), story.billing);
+}
+
+#[test]
+fn an_invoice_without_metered_services_keeps_its_bytes() {
+    let mut story = Story::new("UTC", at(2026, 10, 1, 8));
+    story.provision("phone_system", 2, at(2026, 10, 3, 9));
+    let bytes = projections::invoice_bytes(&invoice(&story.billing, month("2026-10")));
+    let text = String::from_utf8(bytes).expect("utf-8");
+    assert!(!text.contains("metered"), "{text}");
+}

@@ -120,6 +120,9 @@ struct Mix {
     set_retention: u32,
     set_price: u32,
     define_feature: u32,
+    /// Metered services: define one, report usage of them.
+    define_service: u32,
+    record_usage: u32,
     /// Chance that a limit is set just above the group's current usage rather than absolute.
     tight_limits: f64,
     /// The licence types commands use, as indices into [`TYPES`] (bases and add-ons).
@@ -149,6 +152,8 @@ const BROAD: Mix = Mix {
     set_retention: 2,
     set_price: 1,
     define_feature: 2,
+    define_service: 1,
+    record_usage: 2,
     tight_limits: 0.5,
     types: &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
 };
@@ -161,7 +166,7 @@ const QUOTAS: Mix = Mix {
     terminate: 1,
     assign: 7,
     unassign: 2,
-    reassign: 5,
+    reassign: 8,
     attach: 5,
     detach: 1,
     assign_by_type: 3,
@@ -177,6 +182,8 @@ const QUOTAS: Mix = Mix {
     set_retention: 1,
     set_price: 1,
     define_feature: 1,
+    define_service: 1,
+    record_usage: 1,
     tight_limits: 0.8,
     // phone_system, voice; call_recording, sip_number, mobile_app, outbound: few types, so
     // limits, holdings and add-ons meet often.
@@ -336,6 +343,20 @@ enum Step {
         feature: u8,
         enabled_by_default: bool,
     },
+    /// `service` 1 requires service 0.
+    DefineService {
+        service: u8,
+        enabled: bool,
+        base_allowance: u16,
+        cap: Option<u16>,
+    },
+    /// Records `(id, service, quantity, hours before now)`; ids repeat, so duplicates occur.
+    RecordUsage(Vec<(u8, u8, u16, u16)>),
+}
+
+/// The code of metered service `index` (2 is never defined: an unknown service).
+fn service_code(index: u8) -> TypeCode {
+    TypeCode::from(["stt", "topics", "unknown_service"][usize::from(index) % 3])
 }
 
 /// Mostly no group named (the user's own counts); else an index into the user's groups.
@@ -425,7 +446,7 @@ fn step(mix: Mix) -> impl Strategy<Value = Step> {
         window(),
         prop::option::weighted(0.2, (0u32..=400, 0u8..4)),
         prop::option::weighted(
-            0.4,
+            0.5,
             prop::collection::vec((feature_index(), any::<bool>()), 1..=2),
         ),
     );
@@ -494,6 +515,12 @@ fn step(mix: Mix) -> impl Strategy<Value = Step> {
         mix.define_feature => (0..FEATURES.len() as u8, prop::bool::weighted(0.3)).prop_map(
             |(feature, enabled_by_default)| Step::DefineFeature { feature, enabled_by_default }
         ),
+        mix.define_service => (0u8..2, prop::bool::weighted(0.85), 0u16..40, prop::option::weighted(0.7, 0u16..60))
+            .prop_map(|(service, enabled, base_allowance, cap)| {
+                Step::DefineService { service, enabled, base_allowance, cap }
+            }),
+        mix.record_usage => prop::collection::vec((0u8..40, 0u8..3, 1u16..30, 0u16..800), 1..6)
+            .prop_map(Step::RecordUsage),
         mix.clear_restriction => group.clone().prop_map(|group| Step::ClearRestriction { group }),
         mix.set_retention => retention.prop_map(Step::SetRetention),
         mix.set_price => price.prop_map(
@@ -1039,6 +1066,38 @@ impl Ledger {
                 currency: if *euro { "EUR" } else { "USD" }.into(),
                 effective_from: offset((*effective_hours, 123)),
             },
+            Step::DefineService {
+                service,
+                enabled,
+                base_allowance,
+                cap,
+            } => Command::DefineService(events::metering::Service {
+                code: service_code(*service),
+                name: format!("Service {service}"),
+                unit: "minute".into(),
+                enabled: *enabled,
+                base_allowance: u64::from(*base_allowance),
+                monthly_cap: cap.map(u64::from),
+                requires: if *service == 1 {
+                    vec![service_code(0)]
+                } else {
+                    vec![]
+                },
+            }),
+            Step::RecordUsage(rows) => Command::RecordUsage(
+                rows.iter()
+                    .map(
+                        |(id, service, quantity, hours_back)| events::metering::NewUsageRecord {
+                            id: format!("record {id}"),
+                            service: service_code(*service),
+                            quantity: u64::from(*quantity),
+                            user: None,
+                            queue: None,
+                            occurred_at: self.now - Duration::hours(i64::from(*hours_back)),
+                        },
+                    )
+                    .collect(),
+            ),
             Step::DefineFeature {
                 feature,
                 enabled_by_default,
@@ -1590,7 +1649,7 @@ fn sample_runs(
 #[test]
 fn random_sessions_reach_every_kind_of_event_and_many_rejections() {
     let mut rules = BTreeSet::new();
-    let runs = sample_runs(BROAD, 240, &mut |_, outcome| {
+    let runs = sample_runs(BROAD, 400, &mut |_, outcome| {
         if let Err(rejection) = outcome {
             rules.extend(rejection.violations().iter().map(|v| v.rule));
         }

@@ -201,7 +201,9 @@ pub async fn entitlement(
     // A scoped key sees the users of its subtree as it is now, at any instant.
     let (known, visible) = app.read_tenant(tenant, &auth, Need::Read, |t| {
         Ok((
-            t.catalogue.contains_key(&license_type) || t.features.contains_key(&license_type),
+            t.catalogue.contains_key(&license_type)
+                || t.features.contains_key(&license_type)
+                || t.services.contains_key(&license_type),
             Scope::of(&auth, t).user(user),
         ))
     })?;
@@ -212,7 +214,7 @@ pub async fn entitlement(
     visible?;
     if !known {
         return Err(ApiError::bad_request(format!(
-            "unknown licence type or feature `{code}`"
+            "unknown licence type, feature or service `{code}`"
         )));
     }
     if at < now {
@@ -249,6 +251,9 @@ fn render_entitlement(
             out["limit"] = json!(l.limit);
             out["used"] = json!(l.used);
         }
+        if let Some(resets_at) = c.resets_at {
+            out["resets_at"] = json!(instant(resets_at));
+        }
         if above_scope == Some(index) {
             out["above_scope"] = json!(true);
         }
@@ -256,6 +261,8 @@ fn render_entitlement(
     };
     let kind = if t.features.contains_key(license_type) {
         "feature"
+    } else if t.services.contains_key(license_type) {
+        "service"
     } else {
         "license"
     };

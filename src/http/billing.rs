@@ -63,11 +63,32 @@ pub async fn month(
             (t.to_string(), figures)
         })
         .collect();
+    let end = month.end(billing.timezone);
+    let services: serde_json::Map<String, Value> = billing
+        .metered(month)
+        .into_iter()
+        .map(|(service, f)| {
+            let terms = billing.service_terms_at(&service, end);
+            let base_allowance = terms.map_or(0, |t| t.base_allowance);
+            let figures = json!({
+                "unit": terms.map(|t| t.unit.clone()),
+                "used": f.used,
+                "records": f.records,
+                "base_allowance": base_allowance,
+                "monthly_cap": terms.and_then(|t| t.monthly_cap),
+                "over_allowance": f.used.saturating_sub(base_allowance),
+                "cap_reached_seq": f.cap_reached_seq,
+                "cap_reached_record": f.cap_reached_record,
+            });
+            (service.to_string(), figures)
+        })
+        .collect();
     let body = json!({
         "month": month.to_string(),
         "timezone": billing.timezone.name(),
         "currency": billing.currency,
         "types": types,
+        "services": services,
         "through_seq": billing.through(month).map_or(0, |t| t.seq),
         "closed": month.end(billing.timezone) <= Utc::now(),
     });

@@ -323,6 +323,7 @@ pub enum LicenseKind {
 pub enum EntitlementKind {
     License,
     Feature,
+    Service,
 }
 
 /// The state of a licence.
@@ -477,6 +478,89 @@ pub struct LicenseTypeView {
     /// Whether a feature is on where no group switches it (features only).
     #[schema(required = false)]
     pub enabled_by_default: bool,
+}
+
+/// A metered service defined or changed.
+#[derive(ToSchema)]
+pub struct ServiceDefined {
+    pub code: String,
+    pub seq: u64,
+    pub version: u64,
+}
+
+/// Where a service's monthly cap was reached.
+#[derive(ToSchema)]
+pub struct CapReachedView {
+    /// The tenant version of the `usage_recorded` event.
+    pub version: u64,
+    pub record_id: String,
+    #[schema(format = DateTime)]
+    pub occurred_at: String,
+}
+
+/// A metered service and its consumption in a month.
+#[derive(ToSchema)]
+pub struct ServiceView {
+    pub code: String,
+    pub name: String,
+    pub unit: String,
+    pub enabled: bool,
+    pub base_allowance: u64,
+    /// The most units a month may use over the base allowance; `null`: no cap.
+    #[schema(nullable = true)]
+    pub monthly_cap: Option<u64>,
+    pub requires: Vec<String>,
+    /// `YYYY-MM`.
+    pub month: String,
+    /// Units counted in the month.
+    pub used: u64,
+    /// Units reported, counted or not.
+    pub reported: u64,
+    pub records: u64,
+    pub over_allowance: u64,
+    /// Units left before the cap; `null` without a cap.
+    #[schema(nullable = true)]
+    pub remaining: Option<u64>,
+    /// Whether the service stops now: switched off, a required service off, or the cap used.
+    pub blocked: bool,
+    /// `service_disabled`, `requires_missing`, `monthly_cap_reached` or `null`.
+    #[schema(nullable = true)]
+    pub blocked_by: Option<String>,
+    /// When the month ends and the cap resets.
+    #[schema(format = DateTime)]
+    pub resets_at: String,
+    #[schema(nullable = true)]
+    pub cap_reached: Option<CapReachedView>,
+}
+
+/// Every metered service in a month.
+#[derive(ToSchema)]
+pub struct ServicePage {
+    pub month: String,
+    pub items: Vec<ServiceView>,
+}
+
+/// What became of one usage record.
+#[derive(ToSchema)]
+pub struct RecordAnswer {
+    pub id: String,
+    /// `counted`, `capped`, `service_disabled`, `requires_missing` or `duplicate`.
+    pub status: String,
+    pub counted: u64,
+    /// It occurred in an earlier month than the current one (and counts there).
+    pub late: bool,
+}
+
+/// A batch of usage records judged.
+#[derive(ToSchema)]
+pub struct UsageRecorded {
+    /// Units counted over the batch.
+    pub counted: u64,
+    /// Records already seen, left out.
+    pub duplicates: u64,
+    pub records: Vec<RecordAnswer>,
+    pub seq: u64,
+    pub version: u64,
 }
 
 /// A type defined or changed.
@@ -769,6 +853,10 @@ pub struct CheckView {
     /// How much of that limit is used: the group's subtree, or the user's own holdings.
     #[schema(nullable = false)]
     pub used: Option<u64>,
+    /// For a metered service's `monthly_cap` / `monthly_cap_reached`: when the month ends
+    /// and the cap resets (`limit` is the month's maximum, `used` what counted).
+    #[schema(nullable = false, format = DateTime)]
+    pub resets_at: Option<String>,
 }
 
 /// The first failing check.
@@ -788,6 +876,9 @@ pub struct BlockedBy {
     /// The usage of that limit.
     #[schema(nullable = false)]
     pub used: Option<u64>,
+    /// For `monthly_cap_reached`: when the cap resets.
+    #[schema(nullable = false, format = DateTime)]
+    pub resets_at: Option<String>,
 }
 
 /// Whether a user may use a type, with every check in order.
@@ -798,7 +889,7 @@ pub struct EntitlementView {
     pub user_id: Uuid,
     #[schema(rename = "type")]
     pub license_type: String,
-    /// `license` or `feature`: what `type` names.
+    /// `license`, `feature` or `service`: what `type` names.
     pub kind: EntitlementKind,
     pub allowed: bool,
     pub checks: Vec<CheckView>,
@@ -824,8 +915,38 @@ pub struct BillingMonth {
     pub timezone: String,
     pub currency: String,
     pub types: BTreeMap<String, MonthFigures>,
+    /// Metered services with consumption in the month (the month each record occurred in).
+    pub services: BTreeMap<String, ServiceMonthFigures>,
     pub through_seq: u64,
     pub closed: bool,
+}
+
+/// A metered service's month, for billing.
+#[derive(ToSchema)]
+pub struct ServiceMonthFigures {
+    pub unit: Option<String>,
+    pub used: u64,
+    pub records: u64,
+    pub base_allowance: u64,
+    /// The cap over the base allowance in force at month end; `null`: none.
+    pub monthly_cap: Option<u64>,
+    pub over_allowance: u64,
+    /// The global sequence of the event whose record reached the cap, and the record's id.
+    pub cap_reached_seq: Option<u64>,
+    pub cap_reached_record: Option<String>,
+}
+
+/// One metered invoice line: units over the base allowance × the service's price.
+#[derive(ToSchema)]
+pub struct MeteredLine {
+    pub service: String,
+    pub unit: String,
+    pub used: u64,
+    pub base_allowance: u64,
+    pub billable_units: u64,
+    /// `null` when no price was in force at month end.
+    pub unit_price_minor: Option<i64>,
+    pub amount_minor: i64,
 }
 
 /// One invoice line.
@@ -845,6 +966,9 @@ pub struct Invoice {
     pub month: String,
     pub currency: String,
     pub lines: Vec<InvoiceLine>,
+    /// Present when metered services have consumption in the month.
+    #[schema(nullable = false)]
+    pub metered: Option<Vec<MeteredLine>>,
     pub total_minor: i64,
     pub through_seq: u64,
     pub digest: String,

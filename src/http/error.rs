@@ -88,6 +88,12 @@ impl ApiError {
     }
 
     /// Attach machine-readable details.
+    /// The same error with `prefix` before its message (which item of a batch it is about).
+    pub fn prefixed(mut self, prefix: &str) -> ApiError {
+        self.message = format!("{prefix}{}", self.message);
+        self
+    }
+
     pub fn with_details(mut self, details: Value) -> ApiError {
         self.details = Some(details);
         self

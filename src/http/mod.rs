@@ -15,6 +15,7 @@ pub mod nodes;
 pub mod openapi;
 pub mod reminders;
 pub mod scope;
+pub mod services;
 mod tenants;
 mod users;
 pub mod views;
@@ -113,6 +114,9 @@ pub fn app(state: App) -> Router {
             "/users/{u}/restriction",
             put(users::set_restriction).delete(users::clear_restriction),
         )
+        .route("/services", get(services::list))
+        .route("/services/{code}", put(services::define).get(services::one))
+        .route("/usage-records", post(services::record))
         .route("/users/{u}/groups", post(users::add_group))
         .route("/users/{u}/groups/{g}", delete(users::remove_group));
     Router::new()

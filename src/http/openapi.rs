@@ -8,7 +8,9 @@ use super::doc::{
     BadRequest, Conflict, ErrorBody, Forbidden, NotFound, PayloadTooLarge, RuleViolation,
     Unauthorized,
 };
-use super::{audit, billing, groups, imports, licenses, reminders, tenants, users, whatif};
+use super::{
+    audit, billing, groups, imports, licenses, reminders, services, tenants, users, whatif,
+};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use std::sync::OnceLock;
@@ -81,6 +83,10 @@ pub const BEARER_SCHEME: &str = "bearer_auth";
         users::clear_restriction,
         users::add_group,
         users::remove_group,
+        services::define,
+        services::list,
+        services::one,
+        services::record,
     ),
     components(
         schemas(ErrorBody),
@@ -106,6 +112,7 @@ pub const BEARER_SCHEME: &str = "bearer_auth";
         (name = "audit", description = "The event history and entitlement checks."),
         (name = "what-if", description = "Previews that write nothing."),
         (name = "imports", description = "Bulk CSV import."),
+        (name = "services", description = "Metered services: monthly allowances, caps and usage records."),
         (name = "reminders", description = "Expiry reminders, notifications and their signed webhook."),
     ),
 )]

@@ -40,9 +40,8 @@ pub struct WhatIfBody {
     pub at: Option<String>,
     /// Each `{"op": "set_restriction|clear_restriction|set_quantity|provision|terminate|assign|
     /// unassign|reassign|attach_addon|detach_addon|assign_type|move_user|add_user_to_group|
-    /// remove_user_from_group|move_group|
-    /// set_user_restriction|clear_user_restriction|set_retention|set_price", ...}` with the
-    /// fields of its write endpoint.
+    /// remove_user_from_group|move_group|set_user_restriction|clear_user_restriction|
+    /// set_retention|set_price|set_service", ...}` with the fields of its write endpoint.
     #[schema(value_type = Vec<Object>)]
     pub commands: Vec<Value>,
 }
@@ -148,6 +147,18 @@ enum Op {
         days: Option<u32>,
         months: Option<u32>,
     },
+    /// A metered service's switch, allowance, cap and requirements, as `PUT /services/{code}`.
+    SetService {
+        code: String,
+        name: Option<String>,
+        unit: Option<String>,
+        enabled: bool,
+        #[serde(default)]
+        base_allowance: u64,
+        monthly_cap: Option<u64>,
+        #[serde(default)]
+        requires: Vec<String>,
+    },
     SetPrice {
         #[serde(rename = "type")]
         license_type: String,
@@ -180,6 +191,7 @@ impl Op {
             Op::ClearUserRestriction { .. } => "clear_user_restriction",
             Op::SetRetention { .. } => "set_retention",
             Op::SetPrice { .. } => "set_price",
+            Op::SetService { .. } => "set_service",
         }
     }
 
@@ -344,6 +356,30 @@ impl Op {
                     ))
                 }
             }),
+            Op::SetService {
+                code,
+                name,
+                unit,
+                enabled,
+                base_allowance,
+                monthly_cap,
+                requires,
+            } => {
+                let code = events::TypeCode::parse(&code).ok_or_else(|| {
+                    ApiError::bad_request(format!("`{code}` is not a service code"))
+                })?;
+                Command::DefineService(super::services::service_from(
+                    code,
+                    super::services::ServiceBody {
+                        name,
+                        unit,
+                        enabled,
+                        base_allowance,
+                        monthly_cap,
+                        requires,
+                    },
+                )?)
+            }
             Op::SetPrice {
                 license_type,
                 unit_price_minor,

@@ -541,6 +541,40 @@ fn matrix() -> Vec<Entry> {
                 Call::get(f.path(&format!("/users/{}", f.spare_user)))
             })],
         ),
+        // Metered services.
+        entry(
+            "PUT",
+            "/v1/tenants/{t}/services/{code}",
+            vec![case("", Administer, |f| {
+                Call::json(
+                    f.path(&format!("/services/{}", f.service)),
+                    json!({"enabled": false}),
+                )
+            })],
+        ),
+        entry(
+            "GET",
+            "/v1/tenants/{t}/services",
+            vec![case("", Read, |f| Call::get(f.path("/services")))],
+        ),
+        entry(
+            "GET",
+            "/v1/tenants/{t}/services/{code}",
+            vec![case("", Read, |f| {
+                Call::get(f.path(&format!("/services/{}", f.service)))
+            })],
+        ),
+        entry(
+            "POST",
+            "/v1/tenants/{t}/usage-records",
+            vec![case("", Operate, |f| {
+                Call::json(
+                    f.path("/usage-records"),
+                    json!({"records": [{"id": format!("r{}", f.serial), "service": f.service,
+                                        "quantity": 1, "occurred_at": Utc::now().to_rfc3339()}]}),
+                )
+            })],
+        ),
         // Queries for support, billing and audit.
         entry(
             "GET",
@@ -663,6 +697,8 @@ struct Fixture {
     spare_user: String,
     /// A child group of `group`: `user` may join it, `spare_user` belongs to it.
     team: String,
+    /// A metered service of the fixture's own (`svc_<serial>`).
+    service: String,
     held: String,
     held_addon: String,
     /// A free phone_system licence.
@@ -709,6 +745,15 @@ impl Fixture {
             )
             .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
+        let service = format!("svc_{serial}");
+        let (status, body) = server
+            .put(
+                &tenant.path(&format!("/services/{service}")),
+                ROOT_TOKEN,
+                json!({"enabled": true, "monthly_cap": 1000000}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
         let mut phones = server.provision(tenant, "phone_system", 2).await;
         let (held, free) = (phones.remove(0), phones.remove(0));
         let held_addon = server.provision(tenant, "team_chat", 1).await.remove(0);
@@ -742,6 +787,7 @@ impl Fixture {
             user,
             spare_user,
             team,
+            service,
             held,
             held_addon,
             free,
@@ -1065,6 +1111,10 @@ fn whole_tenant(method: &str, template: &str) -> bool {
             | ("PUT", "/v1/tenants/{t}/subscription/{type}")
             | ("DELETE", "/v1/tenants/{t}/licenses/{id}")
             | ("GET", "/v1/tenants/{t}/usage")
+            | ("PUT", "/v1/tenants/{t}/services/{code}")
+            | ("GET", "/v1/tenants/{t}/services")
+            | ("GET", "/v1/tenants/{t}/services/{code}")
+            | ("POST", "/v1/tenants/{t}/usage-records")
             | ("GET", "/v1/tenants/{t}/billing/{month}")
             | ("GET", "/v1/tenants/{t}/invoices/{month}")
     )

@@ -26,6 +26,7 @@ mod race;
 mod reminders;
 mod restart;
 mod roles;
+mod services;
 mod store_conformance;
 mod user_settings;
 mod users;

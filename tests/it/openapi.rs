@@ -754,6 +754,39 @@ async fn real_answers_of_every_operation_conform_to_the_document() {
         json!({"group_id": sales}),
     )
     .await;
+    api.created_by(
+        Method::PUT,
+        &format!("{t}/services/speech_to_text"),
+        json!({"name": "Speech-to-Text", "unit": "minute", "enabled": true,
+               "base_allowance": 5000, "monthly_cap": 2000}),
+    )
+    .await;
+    api.ok(
+        Method::PUT,
+        &format!("{t}/services/speech_to_text"),
+        Some(json!({"unit": "minute", "enabled": true, "base_allowance": 5000})),
+    )
+    .await;
+    api.ok(
+        Method::POST,
+        &format!("{t}/usage-records"),
+        Some(json!({"records": [
+            {"id": "r1", "service": "speech_to_text", "quantity": 3, "user_id": u,
+             "queue": "support", "occurred_at": chrono::Utc::now().to_rfc3339()},
+            {"id": "r1", "service": "speech_to_text", "quantity": 3,
+             "occurred_at": chrono::Utc::now().to_rfc3339()},
+        ]})),
+    )
+    .await;
+    api.ok(Method::GET, &format!("{t}/services"), None).await;
+    api.ok(Method::GET, &format!("{t}/services/speech_to_text"), None)
+        .await;
+    api.ok(
+        Method::GET,
+        &format!("{t}/users/{u}/entitlements/speech_to_text"),
+        None,
+    )
+    .await;
     let before_assignments = chrono::Utc::now().to_rfc3339();
     api.ok(
         Method::POST,

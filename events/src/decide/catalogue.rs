@@ -31,6 +31,13 @@ pub(super) fn define_type(
     if state.features.contains_key(code) {
         return Err(one(kind_change(code, "a feature", "a licence type")));
     }
+    if state.services.contains_key(code) {
+        return Err(one(kind_change(
+            code,
+            "a metered service",
+            "a licence type",
+        )));
+    }
     for reference in lists.iter().flat_map(|l| l.iter()) {
         if let Some(feature) = state.features.get(reference) {
             return Err(one(feature_has_no_units(feature)));
@@ -109,6 +116,9 @@ pub(super) fn define_feature(
     if state.catalogue.contains_key(code) {
         return Err(one(kind_change(code, "a licence type", "a feature")));
     }
+    if state.services.contains_key(code) {
+        return Err(one(kind_change(code, "a metered service", "a feature")));
+    }
     if !state.features.contains_key(code) && state.features.len() >= FEATURES_PER_TENANT_MAX {
         return Err(invalid(format!(
             "a tenant defines at most {FEATURES_PER_TENANT_MAX} features"
@@ -119,7 +129,7 @@ pub(super) fn define_feature(
     }])
 }
 
-fn kind_change(code: &TypeCode, is: &str, asked: &str) -> Violation {
+pub(super) fn kind_change(code: &TypeCode, is: &str, asked: &str) -> Violation {
     Violation::new(
         Rule::CatalogueKindChange,
         format!("{code} is {is} and cannot become {asked}"),

@@ -11,11 +11,13 @@ mod common;
 mod groups;
 mod import;
 mod licenses;
+mod metering;
 pub mod scope;
 mod tenant;
 mod users;
 
 pub use licenses::derived_license_ids;
+pub use metering::service_outcome_when_used;
 pub use tenant::{check_tenant_total, TenantTotal};
 
 use crate::command::{Command, Context};
@@ -55,6 +57,14 @@ pub const CATALOGUE_REFERENCES_MAX: usize = 64;
 pub const WEBHOOK_URL_BYTES_MAX: usize = 2000;
 /// Longest webhook signing secret, in bytes.
 pub const WEBHOOK_SECRET_BYTES_MAX: usize = 200;
+/// Metered services of one tenant.
+pub const SERVICES_PER_TENANT_MAX: usize = 1000;
+/// Usage records in one batch.
+pub const USAGE_RECORDS_PER_BATCH_MAX: usize = 10_000;
+/// Longest usage record id, in bytes.
+pub const USAGE_RECORD_ID_BYTES_MAX: usize = 128;
+/// Largest quantity of one usage record, and of a service's allowance or cap.
+pub const USAGE_QUANTITY_MAX: u64 = 1_000_000_000;
 /// Rows of one import.
 pub const IMPORT_ROWS_MAX: usize = 200_000;
 /// The base type every import row hands out.
@@ -232,6 +242,8 @@ pub fn decide(state: &Tenant, command: &Command, ctx: &Context) -> Result<Vec<Ev
         Import(rows) => import::import(state, rows, ctx, None),
         SetWebhook { url, secret } => tenant::set_webhook(url, secret),
         SetNotificationTemplate(template) => tenant::set_notification_template(template),
+        DefineService(service) => metering::define_service(state, service),
+        RecordUsage(records) => metering::record_usage(state, records, ctx),
         RecordUnblockedNotified { version } => groups::record_unblocked_notified(state, *version),
         RecordReminderDelivered { group, due_at } => {
             groups::record_reminder_delivered(state, *group, *due_at)

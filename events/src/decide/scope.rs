@@ -124,7 +124,10 @@ pub fn check(state: &Tenant, scope: GroupId, command: &Command) -> Result<(), Re
         TerminateLicense { .. } => Err(outside("terminate licences")),
         SetRetention(_) => Err(outside("change the recording retention")),
         SetPrice { .. } => Err(outside("set prices")),
-        DefineLicenseType(_) | DefineFeature(_) => Err(outside("change the catalogue")),
+        DefineLicenseType(_) | DefineFeature(_) | DefineService(_) => {
+            Err(outside("change the catalogue"))
+        }
+        RecordUsage(_) => Err(outside("record usage of the tenant's services")),
         SetWebhook { .. } => Err(outside("set the webhook")),
         SetNotificationTemplate(_) => Err(outside("change the notification template")),
         RecordReminderDelivered { .. } | RecordUnblockedNotified { .. } => {

@@ -114,7 +114,10 @@ pub(super) fn set_price(
     currency: &str,
     effective_from: DateTime<Utc>,
 ) -> Result<Vec<Event>, Rejection> {
-    known_type(state, license_type)?;
+    // A metered service is priced per unit over its base allowance.
+    if !state.services.contains_key(license_type) {
+        known_type(state, license_type)?;
+    }
     if unit_price_minor < 0 {
         return Err(invalid("unit_price_minor must not be negative"));
     }

@@ -232,7 +232,7 @@ impl Outcome {
     }
 
     #[track_caller]
-    fn accepted_events(&self) -> Vec<Event> {
+    pub fn accepted_events(&self) -> Vec<Event> {
         match &self.result {
             Ok(events) => events.clone(),
             Err(rejection) => panic!("{:?} was rejected: {rejection:?}", self.command),
