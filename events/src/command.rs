@@ -179,6 +179,20 @@ pub enum Command {
     /// Report consumption of metered services: every record judged, the batch stored as one
     /// event; records already seen (by id, in their month) are left out.
     RecordUsage(Vec<crate::metering::NewUsageRecord>),
+    /// Store a cart: `commands` (the what-if JSON) previewed at `version`, which must still
+    /// be the tenant's.
+    CreateCart {
+        cart: crate::ids::CartId,
+        commands: String,
+        version: u64,
+        amount_minor_delta: i64,
+    },
+    /// Apply a cart's commands (parsed from what it stored) in one batch, all or none, if the
+    /// tenant is still at the version the cart was stored at.
+    ConfirmCart {
+        cart: crate::ids::CartId,
+        commands: Vec<Command>,
+    },
     /// Set the tenant's reminder template.
     SetNotificationTemplate(crate::notification::NotificationTemplate),
     /// Record that a group's reminder due at `due_at` was delivered.

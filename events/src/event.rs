@@ -286,9 +286,10 @@ pub enum Event {
         user: UserId,
         group: GroupId,
     },
-    /// Base licence `license` (with its add-ons), held by `user`, counts against `group` (one
-    /// of the user's other groups) instead of the user's own group. Follows the assignment or
-    /// reassignment in the same command.
+    /// Base licence `license` (with its add-ons) counts against `group` (one of `user`'s
+    /// other groups) instead of the user's own group: it precedes the assignment or
+    /// reassignment to `user` in the same command. (On a licence `user` already holds, it
+    /// moves the licence's usage to `group`.)
     LicenseCountedIn {
         license: LicenseId,
         user: UserId,
@@ -301,6 +302,20 @@ pub enum Event {
     /// A batch of usage records, each with what counted of it.
     UsageRecorded {
         records: Vec<crate::metering::UsageRecord>,
+    },
+    /// Changes stored together with the preview they were shown with: `commands` is the
+    /// JSON array of what-if commands, previewed at `previewed_version`, moving this month's
+    /// bill by `amount_minor_delta`.
+    CartCreated {
+        cart: crate::ids::CartId,
+        commands: String,
+        previewed_version: u64,
+        amount_minor_delta: i64,
+    },
+    /// A cart was confirmed: its commands' events precede this one in the same batch.
+    CartConfirmed {
+        cart: crate::ids::CartId,
+        amount_minor_delta: i64,
     },
 }
 
@@ -391,6 +406,8 @@ impl Event {
             Event::LicenseCountedIn { .. } => "license_counted_in",
             Event::ServiceDefined { .. } => "service_defined",
             Event::UsageRecorded { .. } => "usage_recorded",
+            Event::CartCreated { .. } => "cart_created",
+            Event::CartConfirmed { .. } => "cart_confirmed",
         }
     }
 }

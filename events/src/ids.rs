@@ -83,6 +83,10 @@ id_type!(
     /// The identity of one command, shared by every event it produced.
     CommandId
 );
+id_type!(
+    /// A cart: changes previewed together, confirmed together.
+    CartId
+);
 
 /// The code of a licence type in the catalogue, such as `phone_system` or `call_recording`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -23,7 +23,7 @@ pub use event::{
     Envelope, Event, EventHash, Reminder, ReminderFrequency, Restriction, Retention, Role,
     UserRestriction,
 };
-pub use ids::{CommandId, GroupId, KeyId, LicenseId, TenantId, TypeCode, UserId};
+pub use ids::{CartId, CommandId, GroupId, KeyId, LicenseId, TenantId, TypeCode, UserId};
 pub use index::IdMap;
 pub use notification::NotificationTemplate;
 pub use rejection::{Rejection, RejectionClass, RowError, Rule, Violation};

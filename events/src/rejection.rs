@@ -264,6 +264,24 @@ pub enum Rejection {
         group: GroupId,
         due_at: chrono::DateTime<chrono::Utc>,
     },
+    #[error("cart {0} not found")]
+    CartNotFound(crate::ids::CartId),
+    #[error("cart {0} already exists")]
+    CartAlreadyExists(crate::ids::CartId),
+    #[error("cart {cart} was confirmed already, at version {version}")]
+    CartAlreadyConfirmed {
+        cart: crate::ids::CartId,
+        version: u64,
+    },
+    /// The tenant changed after the cart was previewed: preview it again.
+    #[error(
+        "cart {cart} was previewed at version {previewed}, the tenant is at {current}: preview it again"
+    )]
+    CartStale {
+        cart: crate::ids::CartId,
+        previewed: u64,
+        current: u64,
+    },
     /// A usage record or a requirement names a service the tenant has not defined.
     #[error("unknown service `{0}`; define it with PUT /services/{0}")]
     UnknownService(TypeCode),
@@ -361,7 +379,11 @@ impl Rejection {
             | ReminderAlreadyDelivered { .. }
             | UnblockedAlreadyNotified { .. }
             | AlreadyInGroup { .. }
-            | OwnGroup { .. } => RejectionClass::Conflict,
+            | OwnGroup { .. }
+            | CartAlreadyExists(_)
+            | CartAlreadyConfirmed { .. }
+            | CartStale { .. } => RejectionClass::Conflict,
+            CartNotFound(_) => RejectionClass::NotFound,
             NotAMember { .. } => RejectionClass::NotFound,
             OutsideScope(_) => RejectionClass::Forbidden,
             ImportRejected(_) => RejectionClass::RuleViolation,
@@ -386,6 +408,10 @@ impl Rejection {
             UnknownLicenseType(_) => "unknown_license_type",
             UnknownFeature(_) => "unknown_feature",
             UnknownService(_) => "unknown_service",
+            CartNotFound(_) => "cart_not_found",
+            CartAlreadyExists(_) => "cart_already_exists",
+            CartAlreadyConfirmed { .. } => "cart_already_confirmed",
+            CartStale { .. } => "cart_stale",
             TenantAlreadyExists => "tenant_already_exists",
             LicenseNotFound(_) => "license_not_found",
             UserNotFound(_) => "user_not_found",

@@ -3,7 +3,7 @@
 
 use crate::catalogue::{Catalogue, Features, Kind};
 use crate::event::{Event, EventHash, Restriction, Retention, Role, UserRestriction};
-use crate::ids::{GroupId, KeyId, LicenseId, TenantId, TypeCode, UserId};
+use crate::ids::{CartId, GroupId, KeyId, LicenseId, TenantId, TypeCode, UserId};
 use crate::index::IdMap;
 use crate::metering::{CapReached, MeteredMonth, RecordOutcome, Service, ServiceMonth};
 use crate::notification::NotificationTemplate;
@@ -50,6 +50,10 @@ pub struct License {
     /// (with its add-ons); `None`: the user's own group.
     #[serde(default)]
     pub counted_in: Option<GroupId>,
+    /// Where the licence will count once `user` takes it (set by a `LicenseCountedIn` that
+    /// precedes the assignment or reassignment in the same command, which clears it).
+    #[serde(default)]
+    pub pending: Option<(UserId, GroupId)>,
 }
 
 impl License {
@@ -220,6 +224,23 @@ pub struct Tenant {
     /// the one before it (records are accepted for the current and the previous month only).
     #[serde(default)]
     pub record_ids: BTreeMap<Month, RecordIds>,
+    /// Carts stored, confirmed or not.
+    #[serde(default)]
+    pub carts: BTreeMap<CartId, Cart>,
+}
+
+/// A stored cart.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cart {
+    /// The what-if commands, as JSON.
+    pub commands: String,
+    /// The tenant version the cart was stored at: it may be confirmed only there.
+    pub version: u64,
+    /// The version it was previewed at (just before it was stored).
+    pub previewed_version: u64,
+    pub amount_minor_delta: i64,
+    /// The version of its `cart_confirmed` event, once confirmed.
+    pub confirmed_version: Option<u64>,
 }
 
 /// Hashes of usage record ids (blake3, 128 bits).
@@ -268,6 +289,7 @@ impl Tenant {
             services: BTreeMap::new(),
             metered: BTreeMap::new(),
             record_ids: BTreeMap::new(),
+            carts: BTreeMap::new(),
         }
     }
 
@@ -392,6 +414,25 @@ impl Tenant {
         if let Some(l) = self.licenses.get_mut(&license) {
             l.counted_in = group.filter(|g| Some(*g) != holder_group);
         }
+    }
+
+    /// The other group `license` will count in for `user` (from a preceding
+    /// `LicenseCountedIn`), recorded as its `counted_in`; the pending note is cleared.
+    fn take_pending(
+        &mut self,
+        license: LicenseId,
+        user: UserId,
+        own: Option<GroupId>,
+    ) -> Option<GroupId> {
+        let l = self.licenses.get_mut(&license)?;
+        let counted = l
+            .pending
+            .take()
+            .filter(|(u, _)| *u == user)
+            .map(|(_, g)| g)
+            .filter(|g| Some(*g) != own);
+        l.counted_in = counted;
+        counted
     }
 
     /// Types a user holds: each base licence and every add-on attached to it.
@@ -589,6 +630,7 @@ pub fn evolve(state: &mut Tenant, event: &Event, version_of_event: u64) {
                         terminated: false,
                         provisioned_version: version_of_event,
                         counted_in: None,
+                        pending: None,
                     },
                 );
                 state
@@ -613,13 +655,15 @@ pub fn evolve(state: &mut Tenant, event: &Event, version_of_event: u64) {
         }
         Event::LicenseAssigned { license, user, .. } => {
             state.set_free(*license, false);
+            let own = state.user_group(*user);
+            let counted = state.take_pending(*license, *user, own);
             if let Some(l) = state.licenses.get_mut(license) {
                 l.user = Some(*user);
             }
             if let Some(u) = state.users.get_mut(user) {
                 u.licenses.insert(*license);
             }
-            if let (Some(group), Some(l)) = (state.user_group(*user), state.licenses.get(license)) {
+            if let (Some(group), Some(l)) = (counted.or(own), state.licenses.get(license)) {
                 let types = state.license_with_addon_types(l);
                 state.add_usage(group, &types, 1);
             }
@@ -643,18 +687,20 @@ pub fn evolve(state: &mut Tenant, event: &Event, version_of_event: u64) {
         Event::LicenseReassigned {
             license, from, to, ..
         } => {
+            let own = state.user_group(*to);
             if let Some(l) = state.licenses.get(license) {
                 let types = state.license_with_addon_types(l);
+                let pending = l.pending.filter(|(u, _)| u == to).map(|(_, g)| g);
                 if let Some(group) = state.counting_group(l).or(state.user_group(*from)) {
                     state.add_usage(group, &types, -1);
                 }
-                if let Some(group) = state.user_group(*to) {
+                if let Some(group) = pending.or(own) {
                     state.add_usage(group, &types, 1);
                 }
             }
+            state.take_pending(*license, *to, own);
             if let Some(l) = state.licenses.get_mut(license) {
                 l.user = Some(*to);
-                l.counted_in = None;
             }
             if let Some(u) = state.users.get_mut(from) {
                 u.licenses.remove(license);
@@ -853,8 +899,42 @@ pub fn evolve(state: &mut Tenant, event: &Event, version_of_event: u64) {
                 u.other_groups.remove(group);
             }
         }
-        Event::LicenseCountedIn { license, group, .. } => {
-            state.count_in(*license, Some(*group));
+        Event::LicenseCountedIn {
+            license,
+            user,
+            group,
+        } => {
+            let held_by_user = state
+                .licenses
+                .get(license)
+                .is_some_and(|l| l.user == Some(*user));
+            if held_by_user {
+                state.count_in(*license, Some(*group));
+            } else if let Some(l) = state.licenses.get_mut(license) {
+                l.pending = Some((*user, *group));
+            }
+        }
+        Event::CartCreated {
+            cart,
+            commands,
+            previewed_version,
+            amount_minor_delta,
+        } => {
+            state.carts.insert(
+                *cart,
+                Cart {
+                    commands: commands.clone(),
+                    version: version_of_event,
+                    previewed_version: *previewed_version,
+                    amount_minor_delta: *amount_minor_delta,
+                    confirmed_version: None,
+                },
+            );
+        }
+        Event::CartConfirmed { cart, .. } => {
+            if let Some(c) = state.carts.get_mut(cart) {
+                c.confirmed_version = Some(version_of_event);
+            }
         }
         Event::ServiceDefined { service } => {
             state.services.insert(service.code.clone(), service.clone());

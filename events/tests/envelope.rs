@@ -56,10 +56,12 @@ fn variant_index(event: &Event) -> usize {
         Event::LicenseCountedIn { .. } => 37,
         Event::ServiceDefined { .. } => 38,
         Event::UsageRecorded { .. } => 39,
+        Event::CartCreated { .. } => 40,
+        Event::CartConfirmed { .. } => 41,
     }
 }
 
-const VARIANTS: usize = 40;
+const VARIANTS: usize = 42;
 
 /// One sample of every variant, with every optional field filled in somewhere.
 fn one_of_each() -> Vec<Event> {
@@ -233,6 +235,16 @@ fn one_of_each() -> Vec<Event> {
                 occurred_at: at(2024, 3, 1),
                 outcome: events::metering::RecordOutcome::Capped,
             }],
+        },
+        Event::CartCreated {
+            cart: events::CartId(uuid::Uuid::from_u128(0xca47)),
+            commands: r#"[{"op":"provision","type":"phone_system","quantity":2}]"#.into(),
+            previewed_version: 41,
+            amount_minor_delta: 3000,
+        },
+        Event::CartConfirmed {
+            cart: events::CartId(uuid::Uuid::from_u128(0xca47)),
+            amount_minor_delta: 3000,
         },
     ]
 }

@@ -107,11 +107,13 @@ fn file_name(event: &Event) -> &'static str {
         Event::LicenseCountedIn { .. } => "license_counted_in.bin",
         Event::ServiceDefined { .. } => "service_defined.bin",
         Event::UsageRecorded { .. } => "usage_recorded.bin",
+        Event::CartCreated { .. } => "cart_created.bin",
+        Event::CartConfirmed { .. } => "cart_confirmed.bin",
     }
 }
 
 /// Number of [`Event`] variants in format v1.
-const V1_VARIANTS: usize = 40;
+const V1_VARIANTS: usize = 42;
 
 /// One event of each variant, with optional fields filled in where the variant has them.
 fn v1_events() -> Vec<Event> {
@@ -323,6 +325,16 @@ fn v1_events() -> Vec<Event> {
                 occurred_at: instant(2024, 3, 1, 9, 30),
                 outcome: events::metering::RecordOutcome::Capped,
             }],
+        },
+        Event::CartCreated {
+            cart: events::CartId(uuid::Uuid::from_u128(0xca47)),
+            commands: r#"[{"op":"provision","type":"phone_system","quantity":2}]"#.into(),
+            previewed_version: 41,
+            amount_minor_delta: 3000,
+        },
+        Event::CartConfirmed {
+            cart: events::CartId(uuid::Uuid::from_u128(0xca47)),
+            amount_minor_delta: 3000,
         },
     ]
 }

@@ -76,8 +76,8 @@ fn counted_in(license: LicenseId, user: UserId, group: GroupId) -> Event {
 /// Alice holds PHONE_1 counted against Support.
 fn alice_holds_one_in_support() -> Vec<Event> {
     with(&[
-        assigned(PHONE_1, "phone_system", ALICE),
         counted_in(PHONE_1, ALICE, SUPPORT),
+        assigned(PHONE_1, "phone_system", ALICE),
     ])
 }
 
@@ -130,8 +130,8 @@ fn an_assignment_counts_against_the_group_it_names() {
     let state = given(&tree())
         .when(assign_in(PHONE_1, ALICE, Some(SUPPORT)))
         .then_events(&[
-            assigned(PHONE_1, "phone_system", ALICE),
             counted_in(PHONE_1, ALICE, SUPPORT),
+            assigned(PHONE_1, "phone_system", ALICE),
         ]);
     assert_eq!(used(&state, SUPPORT), counts(&[("phone_system", 1)]));
     assert_eq!(used(&state, SALES), counts(&[]));
@@ -252,8 +252,8 @@ fn reassigning_counts_the_licence_against_the_group_named_for_the_new_holder() {
             group: Some(SALES),
         })
         .then_events(&[
-            reassigned(PHONE_1, "phone_system", ALICE, BOB),
             counted_in(PHONE_1, BOB, SALES),
+            reassigned(PHONE_1, "phone_system", ALICE, BOB),
         ]);
     assert_eq!(used(&state, SUPPORT), counts(&[]));
     assert_eq!(used(&state, SALES), counts(&[("phone_system", 1)]));

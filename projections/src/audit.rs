@@ -107,6 +107,7 @@ pub fn touches(event: &Event) -> Touches<'_> {
             t.users.push(*user);
             t.groups.push(*group);
         }
+        Event::CartCreated { .. } | Event::CartConfirmed { .. } => {}
         Event::ServiceDefined { service } => {
             t.types.push(&service.code);
             t.types.extend(service.requires.iter());

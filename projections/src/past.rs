@@ -250,6 +250,12 @@ impl PastIndex {
             return;
         };
         let holder_group = |user: &UserId| tenant.users.get(user).map(|u| u.group);
+        let counting_group = |license: &LicenseId| {
+            tenant
+                .licenses
+                .get(license)
+                .and_then(|l| tenant.counting_group(l))
+        };
         let with_addon_types = |license: &LicenseId| {
             tenant
                 .licenses
@@ -286,7 +292,9 @@ impl PastIndex {
             Event::LicenseAssigned { license, user, .. } => {
                 self.hold(*user, *license, v, true);
                 let types = with_addon_types(license);
-                self.record_direct(tenant, holder_group(user), &types, v);
+                self.sync_counted(tenant, *license, v);
+                let counted = counting_group(license).or(holder_group(user));
+                self.record_direct(tenant, counted, &types, v);
             }
             Event::LicenseUnassigned { license, user, .. } => {
                 self.hold(*user, *license, v, false);
@@ -300,15 +308,21 @@ impl PastIndex {
                 self.hold(*from, *license, v, false);
                 self.hold(*to, *license, v, true);
                 let types = with_addon_types(license);
-                let left = self.uncount(*license, v).or(holder_group(from));
+                let left = self.counted_last(*license).or(holder_group(from));
+                self.sync_counted(tenant, *license, v);
                 self.record_direct(tenant, left, &types, v);
-                self.record_direct(tenant, holder_group(to), &types, v);
+                let counted = counting_group(license).or(holder_group(to));
+                self.record_direct(tenant, counted, &types, v);
             }
             Event::LicenseCountedIn {
                 license,
                 user,
                 group,
             } => {
+                // Before an assignment it only notes where the licence will count.
+                if tenant.licenses.get(license).and_then(|l| l.user) != Some(*user) {
+                    return;
+                }
                 let types = with_addon_types(license);
                 let before = self.counted_last(*license).or(holder_group(user));
                 self.sync_counted(tenant, *license, v);
@@ -610,6 +624,7 @@ impl PastIndex {
                 addons: BTreeSet::new(),
                 terminated: false,
                 counted_in,
+                pending: None,
                 ..licence.clone()
             };
             for addon in addons {

@@ -269,6 +269,16 @@ pub struct UserPath {
     pub u: Uuid,
 }
 
+/// `{t}`, `{id}` of a cart.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct CartPath {
+    /// The tenant id.
+    pub t: Uuid,
+    /// The cart id.
+    pub id: Uuid,
+}
+
 /// `{t}`, `{u}`, `{g}`.
 #[derive(IntoParams)]
 #[into_params(parameter_in = Path)]
@@ -478,6 +488,45 @@ pub struct LicenseTypeView {
     /// Whether a feature is on where no group switches it (features only).
     #[schema(required = false)]
     pub enabled_by_default: bool,
+}
+
+/// A cart stored with the preview it was shown with.
+#[derive(ToSchema)]
+pub struct CartCreated {
+    pub id: Uuid,
+    /// The what-if answer at the version the cart was previewed at.
+    #[schema(value_type = Object)]
+    pub preview: serde_json::Value,
+    /// What the cart moves this month's bill by (the sum of the preview's amounts).
+    pub amount_minor_delta: i64,
+    pub seq: u64,
+    /// The version the cart is stored at: it may be confirmed only while the tenant is there.
+    pub version: u64,
+}
+
+/// A stored cart.
+#[derive(ToSchema)]
+pub struct CartView {
+    pub id: Uuid,
+    /// The what-if commands, as sent.
+    #[schema(value_type = Vec<Object>)]
+    pub commands: serde_json::Value,
+    pub version: u64,
+    pub previewed_version: u64,
+    pub amount_minor_delta: i64,
+    pub confirmed: bool,
+    pub confirmed_version: Option<u64>,
+}
+
+/// A cart confirmed: every command applied in one batch.
+#[derive(ToSchema)]
+pub struct CartConfirmed {
+    pub id: Uuid,
+    /// Events appended, `cart_confirmed` last.
+    pub events: u64,
+    pub amount_minor_delta: i64,
+    pub seq: u64,
+    pub version: u64,
 }
 
 /// A metered service defined or changed.

@@ -191,6 +191,15 @@ fn rejection_details(rejection: &Rejection) -> Value {
             details["user_id"] = json!(user);
             details["group_id"] = json!(group);
         }
+        Rejection::CartStale {
+            cart,
+            previewed,
+            current,
+        } => {
+            details["cart_id"] = json!(cart);
+            details["previewed_version"] = json!(previewed);
+            details["version"] = json!(current);
+        }
         Rejection::UserHoldsLicenses { user, licenses } => {
             details["user_id"] = json!(user);
             details["licenses"] = json!(licenses);

@@ -4,6 +4,7 @@
 mod audit;
 pub mod auth;
 mod billing;
+mod carts;
 pub mod doc;
 pub mod error;
 pub mod extract;
@@ -117,6 +118,9 @@ pub fn app(state: App) -> Router {
         .route("/services", get(services::list))
         .route("/services/{code}", put(services::define).get(services::one))
         .route("/usage-records", post(services::record))
+        .route("/carts", post(carts::create))
+        .route("/carts/{id}", get(carts::one))
+        .route("/carts/{id}/confirm", post(carts::confirm))
         .route("/users/{u}/groups", post(users::add_group))
         .route("/users/{u}/groups/{g}", delete(users::remove_group));
     Router::new()

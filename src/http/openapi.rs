@@ -9,7 +9,7 @@ use super::doc::{
     Unauthorized,
 };
 use super::{
-    audit, billing, groups, imports, licenses, reminders, services, tenants, users, whatif,
+    audit, billing, carts, groups, imports, licenses, reminders, services, tenants, users, whatif,
 };
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
@@ -87,6 +87,9 @@ pub const BEARER_SCHEME: &str = "bearer_auth";
         services::list,
         services::one,
         services::record,
+        carts::create,
+        carts::one,
+        carts::confirm,
     ),
     components(
         schemas(ErrorBody),

@@ -467,8 +467,34 @@ fn parse_op(index: usize, value: Value) -> Result<Op, ApiError> {
 }
 
 impl Preview {
+    /// The commands, with wire values checked against `tenant`, and the name of each op.
+    pub fn commands(self, tenant: &Tenant) -> Result<(Vec<&'static str>, Vec<Command>), ApiError> {
+        let mut budget = 0u64;
+        let mut names = Vec::with_capacity(self.ops.len());
+        let mut commands = Vec::with_capacity(self.ops.len());
+        for (index, op) in self.ops.into_iter().enumerate() {
+            let name = op.name();
+            let command = op
+                .into_command(tenant)
+                .map_err(|e| at_index(index, Some(name), e))?;
+            budget = budget.saturating_add(provisioning(tenant, &command));
+            if budget > LICENSES_PER_WHAT_IF_MAX {
+                return Err(at_index(
+                    index,
+                    Some(name),
+                    ApiError::bad_request(format!(
+                        "the commands would provision more than {LICENSES_PER_WHAT_IF_MAX} licences"
+                    )),
+                ));
+            }
+            names.push(name);
+            commands.push(command);
+        }
+        Ok((names, commands))
+    }
+
     /// 403 naming the first command the caller may not make.
-    fn authorize(&self, auth: &Auth, tenant: TenantId) -> Result<(), ApiError> {
+    pub fn authorize(&self, auth: &Auth, tenant: TenantId) -> Result<(), ApiError> {
         let role = auth.require(tenant, Need::Operate)?;
         match self
             .ops
@@ -529,28 +555,8 @@ pub fn answer(
     preview: Preview,
     scope: Option<GroupId>,
 ) -> Result<Value, ApiError> {
-    let mut budget = 0u64;
-    let mut names = Vec::with_capacity(preview.ops.len());
-    let mut commands = Vec::with_capacity(preview.ops.len());
-    for (index, op) in preview.ops.into_iter().enumerate() {
-        let name = op.name();
-        let command = op
-            .into_command(&snapshot.tenant)
-            .map_err(|e| at_index(index, Some(name), e))?;
-        budget = budget.saturating_add(provisioning(&snapshot.tenant, &command));
-        if budget > LICENSES_PER_WHAT_IF_MAX {
-            return Err(at_index(
-                index,
-                Some(name),
-                ApiError::bad_request(format!(
-                    "the commands would provision more than {LICENSES_PER_WHAT_IF_MAX} licences"
-                )),
-            ));
-        }
-        names.push(name);
-        commands.push(command);
-    }
     let at = preview.at.unwrap_or(snapshot.now);
+    let (names, commands) = preview.commands(&snapshot.tenant)?;
     let mut report = what_if_as(&snapshot.tenant, &snapshot.billing, at, &commands, scope)
         .map_err(|e| {
             ApiError::bad_request(e.to_string()).with_details(json!({"reason": match e {

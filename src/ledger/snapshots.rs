@@ -189,7 +189,7 @@ pub(super) fn snapshot_on_stop(shared: &Arc<Shared>) -> Result<Option<u64>, Stri
 const MAGIC: &[u8; 8] = b"LEDGSNAP";
 /// The shape of the serialised state. Bump it whenever a type inside [`World`] changes: a
 /// snapshot of another format is ignored, and the log replayed.
-pub const SNAPSHOT_FORMAT: u32 = 11;
+pub const SNAPSHOT_FORMAT: u32 = 12;
 /// Largest snapshot body read; a corrupt file never allocates beyond it.
 pub const SNAPSHOT_BYTES_MAX: u64 = 16 << 30;
 const HEADER_BYTES: usize = 8 + 4 + 8 + 32;

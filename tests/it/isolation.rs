@@ -541,6 +541,31 @@ fn matrix() -> Vec<Entry> {
                 Call::get(f.path(&format!("/users/{}", f.spare_user)))
             })],
         ),
+        // Carts.
+        entry(
+            "POST",
+            "/v1/tenants/{t}/carts",
+            vec![case("", Operate, |f| {
+                Call::json(
+                    f.path("/carts"),
+                    json!({"commands": [{"op": "unassign", "license_id": f.held}]}),
+                )
+            })],
+        ),
+        entry(
+            "GET",
+            "/v1/tenants/{t}/carts/{id}",
+            vec![case("", Read, |f| {
+                Call::get(f.path(&format!("/carts/{}", f.cart)))
+            })],
+        ),
+        entry(
+            "POST",
+            "/v1/tenants/{t}/carts/{id}/confirm",
+            vec![case("", Operate, |f| {
+                Call::json(f.path(&format!("/carts/{}/confirm", f.cart)), json!({}))
+            })],
+        ),
         // Metered services.
         entry(
             "PUT",
@@ -699,6 +724,8 @@ struct Fixture {
     team: String,
     /// A metered service of the fixture's own (`svc_<serial>`).
     service: String,
+    /// A cart (assigning `free` to `spare_user`) stored last, so it can be confirmed.
+    cart: String,
     held: String,
     held_addon: String,
     /// A free phone_system licence.
@@ -775,6 +802,15 @@ impl Fixture {
             .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         let spare_key = id_of(&body);
+        let (status, body) = server
+            .post(
+                &tenant.path("/carts"),
+                ROOT_TOKEN,
+                json!({"commands": [{"op": "assign", "license_id": free, "user_id": spare_user}]}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let cart = id_of(&body);
         let developer_owned = server.usage(tenant).await["developer"]["owned"]
             .as_u64()
             .unwrap_or(0);
@@ -788,6 +824,7 @@ impl Fixture {
             spare_user,
             team,
             service,
+            cart,
             held,
             held_addon,
             free,
@@ -1115,6 +1152,9 @@ fn whole_tenant(method: &str, template: &str) -> bool {
             | ("GET", "/v1/tenants/{t}/services")
             | ("GET", "/v1/tenants/{t}/services/{code}")
             | ("POST", "/v1/tenants/{t}/usage-records")
+            | ("POST", "/v1/tenants/{t}/carts")
+            | ("GET", "/v1/tenants/{t}/carts/{id}")
+            | ("POST", "/v1/tenants/{t}/carts/{id}/confirm")
             | ("GET", "/v1/tenants/{t}/billing/{month}")
             | ("GET", "/v1/tenants/{t}/invoices/{month}")
     )

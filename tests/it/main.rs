@@ -4,6 +4,7 @@ mod support;
 
 mod api;
 mod bad_input;
+mod carts;
 mod catalogue;
 mod cli;
 mod crash;

@@ -779,6 +779,21 @@ async fn real_answers_of_every_operation_conform_to_the_document() {
     )
     .await;
     api.ok(Method::GET, &format!("{t}/services"), None).await;
+    let cart = api
+        .created(
+            &format!("{t}/carts"),
+            json!({"commands": [{"op": "provision", "type": "phone_system", "quantity": 1}]}),
+        )
+        .await;
+    let cart = id_of(&cart);
+    api.ok(Method::GET, &format!("{t}/carts/{cart}"), None)
+        .await;
+    api.ok(
+        Method::POST,
+        &format!("{t}/carts/{cart}/confirm"),
+        Some(json!({})),
+    )
+    .await;
     api.ok(Method::GET, &format!("{t}/services/speech_to_text"), None)
         .await;
     api.ok(

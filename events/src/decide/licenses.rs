@@ -335,8 +335,9 @@ pub(super) fn counted_group(
     .of_user(user.id)))
 }
 
-/// The event that makes a just assigned `license` count against `counted`, when that is not
-/// the user's own group.
+/// The event that makes `license` count against `counted` once `user` takes it, when that
+/// is not the user's own group: it precedes the assignment, so no state between the two
+/// counts the licence anywhere else.
 fn counted_in_event(user: &User, license: LicenseId, counted: GroupId) -> Option<Event> {
     (counted != user.group).then_some(Event::LicenseCountedIn {
         license,
@@ -363,12 +364,12 @@ pub(super) fn assign(
     let counted = counted_group(state, u, group)?;
     let adding = state.license_with_addon_types(l);
     violations(taking_violations(state, u, &adding, counted, None, false))?;
-    let mut events = vec![Event::LicenseAssigned {
+    let mut events: Vec<Event> = counted_in_event(u, id, counted).into_iter().collect();
+    events.push(Event::LicenseAssigned {
         license: id,
         license_type: l.license_type.clone(),
         user,
-    }];
-    events.extend(counted_in_event(u, id, counted));
+    });
     Ok(events)
 }
 
@@ -468,13 +469,13 @@ pub(super) fn reassign(
     violations(taking_violations(
         state, target, &adding, counted, leaving, false,
     ))?;
-    let mut events = vec![Event::LicenseReassigned {
+    let mut events: Vec<Event> = counted_in_event(target, id, counted).into_iter().collect();
+    events.push(Event::LicenseReassigned {
         license: id,
         license_type: l.license_type.clone(),
         from,
         to,
-    }];
-    events.extend(counted_in_event(target, id, counted));
+    });
     Ok(events)
 }
 
@@ -550,12 +551,12 @@ pub(super) fn assign_by_type(
     let Some(base) = base else {
         unreachable!("a missing base licence is reported as a violation above");
     };
-    let mut events = vec![Event::LicenseAssigned {
+    let mut events: Vec<Event> = counted_in_event(u, base, counted).into_iter().collect();
+    events.push(Event::LicenseAssigned {
         license: base,
         license_type: license_type.clone(),
         user,
-    }];
-    events.extend(counted_in_event(u, base, counted));
+    });
     events.extend(
         picked_addons
             .into_iter()

@@ -6,6 +6,7 @@
 //! holds the checks they share.
 
 mod addons;
+mod cart;
 mod catalogue;
 mod common;
 mod groups;
@@ -65,6 +66,8 @@ pub const USAGE_RECORDS_PER_BATCH_MAX: usize = 10_000;
 pub const USAGE_RECORD_ID_BYTES_MAX: usize = 128;
 /// Largest quantity of one usage record, and of a service's allowance or cap.
 pub const USAGE_QUANTITY_MAX: u64 = 1_000_000_000;
+/// Longest JSON text of a cart's commands, in bytes.
+pub const CART_COMMANDS_BYTES_MAX: usize = 256 * 1024;
 /// Rows of one import.
 pub const IMPORT_ROWS_MAX: usize = 200_000;
 /// The base type every import row hands out.
@@ -110,6 +113,9 @@ pub fn decide_as(
     scope::check(state, scope, command)?;
     match command {
         Command::Import(rows) => import::import(state, rows, ctx, Some(scope)),
+        Command::ConfirmCart { cart, commands } => {
+            cart::confirm_cart(state, *cart, commands, ctx, Some(scope))
+        }
         _ => decide(state, command, ctx),
     }
 }
@@ -243,6 +249,13 @@ pub fn decide(state: &Tenant, command: &Command, ctx: &Context) -> Result<Vec<Ev
         SetWebhook { url, secret } => tenant::set_webhook(url, secret),
         SetNotificationTemplate(template) => tenant::set_notification_template(template),
         DefineService(service) => metering::define_service(state, service),
+        CreateCart {
+            cart,
+            commands,
+            version,
+            amount_minor_delta,
+        } => cart::create_cart(state, *cart, commands, *version, *amount_minor_delta),
+        ConfirmCart { cart, commands } => cart::confirm_cart(state, *cart, commands, ctx, None),
         RecordUsage(records) => metering::record_usage(state, records, ctx),
         RecordUnblockedNotified { version } => groups::record_unblocked_notified(state, *version),
         RecordReminderDelivered { group, due_at } => {

@@ -128,6 +128,8 @@ pub fn check(state: &Tenant, scope: GroupId, command: &Command) -> Result<(), Re
             Err(outside("change the catalogue"))
         }
         RecordUsage(_) => Err(outside("record usage of the tenant's services")),
+        // Each command of a cart is judged when it is confirmed (see `cart::confirm_cart`).
+        CreateCart { .. } | ConfirmCart { .. } => Ok(()),
         SetWebhook { .. } => Err(outside("set the webhook")),
         SetNotificationTemplate(_) => Err(outside("change the notification template")),
         RecordReminderDelivered { .. } | RecordUnblockedNotified { .. } => {
