@@ -3,7 +3,7 @@
 //! cap, duplicates and late records, the service answers, entitlements naming
 //! `monthly_cap_reached`, what-if and who may do what.
 
-use crate::support::{assert_error, Server, Tenant, ROOT_TOKEN};
+use crate::support::{assert_error, build, send, Server, Tenant, ROOT_TOKEN};
 use axum::http::StatusCode;
 use chrono::{Datelike, Duration, TimeZone, Utc};
 use serde_json::{json, Value};
@@ -406,4 +406,49 @@ async fn what_if_previews_a_cap_change_without_writing() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["ok"], true, "{body}");
     assert_eq!(w.server.event_count().await, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_batches_never_count_past_the_cap_and_every_unit_is_accounted_for() {
+    let w = world().await;
+    let at = now_text();
+    let path = w.tenant.path("/usage-records");
+    // 8 clients at once, each 5 batches of 3 records of 1 to 3 power packs: 180 asked for,
+    // AI topics allows 10 a month.
+    let mut clients = Vec::new();
+    for client in 0..8 {
+        let router = w.server.router();
+        let (path, token, at) = (path.clone(), w.tenant.operator.clone(), at.clone());
+        clients.push(tokio::spawn(async move {
+            let mut counted = 0u64;
+            for batch in 0..5 {
+                let records: Vec<Value> = (0..3u64)
+                    .map(|i| {
+                        json!({"id": format!("{client}-{batch}-{i}"), "service": "ai_topics",
+                                    "quantity": 1 + i, "occurred_at": at})
+                    })
+                    .collect();
+                let request = build(
+                    axum::http::Method::POST,
+                    &path,
+                    Some(&token),
+                    Some(json!({"records": records})),
+                    &[],
+                );
+                let reply = send(router.clone(), request).await;
+                assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+                counted += reply.body["counted"].as_u64().expect("counted");
+            }
+            counted
+        }));
+    }
+    let mut counted = 0;
+    for client in clients {
+        counted += client.await.expect("a client finished");
+    }
+    assert_eq!(counted, 10, "exactly the cap was counted over all answers");
+    let topics = w.service("ai_topics").await;
+    assert_eq!(topics["used"], 10);
+    assert_eq!(topics["reported"], 8 * 5 * 6);
+    assert_eq!(topics["records"], 8 * 5 * 3);
 }

@@ -9,6 +9,7 @@ use ledger::ledger::{Actor, Ledger, Request};
 use ledger::store::sled_store::SledStore;
 use ledger::store::{EncodedEvent, EventStore};
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -55,6 +56,12 @@ pub struct BenchArgs {
     /// Licences of that tenant (about 90 % of them assigned).
     #[arg(long, default_value_t = 1_000_000)]
     pub memory_licences: u32,
+    /// Seconds of usage records sent over HTTP in batches of 1 000; 0 skips that row.
+    #[arg(long, default_value_t = 10)]
+    pub usage_seconds: u64,
+    /// Usage records in the month whose replay and invoice are timed; 0 skips that row.
+    #[arg(long, default_value_t = 10_000_000)]
+    pub usage_records: u64,
     /// Run only these scenarios (comma-separated); all of them by default.
     #[arg(long, value_enum, value_delimiter = ',')]
     pub only: Vec<Scenario>,
@@ -73,6 +80,8 @@ pub enum Scenario {
     Http,
     /// Peak memory of the projections of one large tenant.
     Memory,
+    /// Usage records over HTTP, and a month of them replayed into an invoice.
+    Usage,
 }
 
 impl BenchArgs {
@@ -191,4 +200,42 @@ pub(crate) fn flush_if_large(
         encoded.clear();
     }
     Ok(())
+}
+
+/// How long a server may take to close its connections once told to stop.
+const SERVER_STOP_WAIT: Duration = Duration::from_secs(5);
+
+/// A server on 127.0.0.1 and the way to stop it.
+pub(crate) struct Serving {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Serving {
+    pub(crate) async fn stop(self) {
+        let _ = self.stop.send(());
+        let abort = self.task.abort_handle();
+        if tokio::time::timeout(SERVER_STOP_WAIT, self.task)
+            .await
+            .is_err()
+        {
+            abort.abort();
+        }
+    }
+}
+
+pub(crate) async fn serve(router: axum::Router) -> Result<(SocketAddr, Serving), String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| format!("cannot listen on loopback: {e}"))?;
+    let address = listener.local_addr().map_err(|e| e.to_string())?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, router)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    Ok((address, Serving { stop, task }))
 }

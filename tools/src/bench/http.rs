@@ -8,7 +8,7 @@
 //! Every connection owns its own licence–user pairs, so no two requests conflict; only 2xx
 //! counts as a success.
 
-use super::common::{ms, request, setup_layout, BenchArgs, Row};
+use super::common::{ms, request, serve, setup_layout, BenchArgs, Row};
 use crate::load::{
     measure_at_capacity, AssignUnassignChurn, CapacityReport, LoadConfig, LoadReport, Pace,
 };
@@ -29,7 +29,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::runtime::Runtime;
-use tokio::sync::oneshot;
 use uuid::Uuid;
 
 /// Users of the tenant the HTTP scenarios churn on (the same size as the append scenario's).
@@ -43,8 +42,6 @@ const BENCH_ROOT_TOKEN: &str = "bench-root-token";
 /// The bearer token the load is sent with: an operator key of the bench tenant, looked up in
 /// the key index like any client's.
 const BENCH_OPERATOR_TOKEN: &str = "bench-operator-token";
-/// How long a server may take to close its connections once told to stop.
-const SERVER_STOP_WAIT: Duration = Duration::from_secs(5);
 
 /// One server's figures.
 struct Measured(CapacityReport);
@@ -506,39 +503,4 @@ fn on_postgres_rows(on: &Result<OnPostgres, String>, method: &str) -> Vec<Row> {
     rows.extend(on.at_rate.clone());
     rows.push(replay);
     rows
-}
-
-/// A server on 127.0.0.1 and the way to stop it.
-struct Serving {
-    stop: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Serving {
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        let abort = self.task.abort_handle();
-        if tokio::time::timeout(SERVER_STOP_WAIT, self.task)
-            .await
-            .is_err()
-        {
-            abort.abort();
-        }
-    }
-}
-
-async fn serve(router: Router) -> Result<(SocketAddr, Serving), String> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| format!("cannot listen on loopback: {e}"))?;
-    let address = listener.local_addr().map_err(|e| e.to_string())?;
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, router)
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .await;
-    });
-    Ok((address, Serving { stop, task }))
 }

@@ -14,6 +14,7 @@ mod import;
 mod log;
 pub mod memory;
 mod queries;
+mod usage;
 
 pub use common::{BenchArgs, Scenario};
 
@@ -56,6 +57,9 @@ pub fn run(args: BenchArgs, command_line: &str) -> Result<(), String> {
     }
     if args.runs(Scenario::Http) && args.http_seconds > 0 {
         rows.extend(http::http_rows(&runtime, &scratch.join("http"), &args));
+    }
+    if args.runs(Scenario::Usage) {
+        rows.extend(usage::usage_rows(&runtime, &scratch.join("usage"), &args));
     }
     if args.runs(Scenario::Memory) && args.memory_users > 0 {
         eprintln!(
