@@ -5,6 +5,7 @@ mod audit;
 pub mod auth;
 mod billing;
 mod carts;
+mod console;
 pub mod doc;
 pub mod error;
 pub mod extract;
@@ -126,6 +127,9 @@ pub fn app(state: App) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
+        .route("/console", get(console::page))
+        .route("/console/app.js", get(console::script))
+        .route("/console/app.css", get(console::style))
         .route("/v1/openapi.json", get(openapi::serve))
         .route("/v1/log", get(log::read))
         .route("/v1/tenants", post(tenants::create))

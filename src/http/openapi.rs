@@ -32,6 +32,9 @@ pub const BEARER_SCHEME: &str = "bearer_auth";
     ),
     paths(
         super::healthz,
+        super::console::page,
+        super::console::script,
+        super::console::style,
         super::log::read,
         super::metrics_text,
         serve,

@@ -195,6 +195,21 @@ fn matrix() -> Vec<Entry> {
         ),
         entry(
             "GET",
+            "/console",
+            vec![case("", Public, |_| Call::get("/console".into()))],
+        ),
+        entry(
+            "GET",
+            "/console/app.js",
+            vec![case("", Public, |_| Call::get("/console/app.js".into()))],
+        ),
+        entry(
+            "GET",
+            "/console/app.css",
+            vec![case("", Public, |_| Call::get("/console/app.css".into()))],
+        ),
+        entry(
+            "GET",
             "/v1/openapi.json",
             vec![case("", Public, |_| Call::get("/v1/openapi.json".into()))],
         ),
@@ -1216,7 +1231,15 @@ async fn keys_scoped_to_a_group_of_every_role_reach_their_subtree_and_nothing_ou
     let mut failures = Vec::new();
     let mut calls = 0usize;
     for entry in &table {
-        if matches!(entry.template, "/healthz" | "/metrics" | "/v1/openapi.json") {
+        if matches!(
+            entry.template,
+            "/healthz"
+                | "/metrics"
+                | "/v1/openapi.json"
+                | "/console"
+                | "/console/app.js"
+                | "/console/app.css"
+        ) {
             continue;
         }
         for case in &entry.cases {

@@ -7,6 +7,7 @@ mod bad_input;
 mod carts;
 mod catalogue;
 mod cli;
+mod console;
 mod crash;
 mod dealers;
 mod faults;

@@ -63,7 +63,14 @@ const CONTRACT: &[(&str, &str)] = &[
 ];
 
 /// Paths answered without a token.
-const PUBLIC: [&str; 3] = ["/healthz", "/metrics", "/v1/openapi.json"];
+const PUBLIC: [&str; 6] = [
+    "/healthz",
+    "/metrics",
+    "/v1/openapi.json",
+    "/console",
+    "/console/app.js",
+    "/console/app.css",
+];
 
 /// `/a/{x}/b` → `/a/{}/b`: placeholder names differ between API.md and the code.
 fn normalise(path: &str) -> String {
@@ -427,6 +434,12 @@ async fn every_operation_documents_its_parameters_bodies_errors_and_security() {
             } else if path.ends_with(".csv") {
                 let text = &response["content"]["text/csv"];
                 assert!(text.is_object(), "{what} {status}: no CSV answer");
+            } else if path.starts_with("/console") {
+                let types = response["content"].as_object().expect("content");
+                assert!(
+                    types.keys().any(|t| t.starts_with("text/")),
+                    "{what} {status}: no text answer"
+                );
             } else if path != "/metrics" {
                 assert!(schema.is_object(), "{what} {status}: no JSON schema");
             }
@@ -613,6 +626,20 @@ async fn real_answers_of_every_operation_conform_to_the_document() {
     api.contract
         .answered
         .insert(("GET".into(), "/metrics".into()));
+    // The console's page, script and style: the content types they are documented with.
+    for (path, content) in [
+        ("/console", "text/html"),
+        ("/console/app.js", "text/javascript"),
+        ("/console/app.css", "text/css"),
+    ] {
+        let reply = api.server.request(Method::GET, path, None, None, &[]).await;
+        assert_eq!(reply.status, StatusCode::OK);
+        let content_type = reply.headers[header::CONTENT_TYPE].to_str().expect("ascii");
+        assert!(content_type.starts_with(content), "{path}: {content_type}");
+        let documented = &api.contract.document["paths"][path]["get"]["responses"]["200"];
+        assert!(documented["content"][content].is_object(), "{documented}");
+        api.contract.answered.insert(("GET".into(), path.into()));
+    }
     let document = api.ok(Method::GET, "/v1/openapi.json", None).await;
     assert_eq!(document["openapi"], api.contract.document["openapi"]);
     // The log: one record, in the stores' format, as documented.

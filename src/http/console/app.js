@@ -1,0 +1,215 @@
+// The ledger's web console: plain JavaScript, no build step. Every page reads the same HTTP
+// API a client does, with the key the user signed in with (kept in sessionStorage only), so a
+// page shows exactly what that key's role and scope may see.
+"use strict";
+
+const store = window.sessionStorage;
+
+function session() {
+  const tenant = store.getItem("ledger.tenant");
+  const key = store.getItem("ledger.key");
+  return tenant && key ? { tenant, key } : null;
+}
+
+async function api(path) {
+  const s = session();
+  const response = await fetch(path, { headers: { Authorization: "Bearer " + s.key } });
+  const body = await response.json().catch(() => null);
+  if (!response.ok) {
+    const message = body && body.error ? body.error.message : response.statusText;
+    const error = new Error(message);
+    error.status = response.status;
+    throw error;
+  }
+  return body;
+}
+
+function tenantPath(rest) {
+  return "/v1/tenants/" + encodeURIComponent(session().tenant) + rest;
+}
+
+// Build elements without ever interpreting text as HTML.
+function el(tag, attributes, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes || {})) {
+    if (value !== undefined && value !== null) node.setAttribute(name, value);
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+function table(id, headers, rows) {
+  return el("table", { id },
+    el("thead", {}, el("tr", {}, headers.map((h) => el("th", { scope: "col" }, h)))),
+    el("tbody", {}, rows.map((cells) => el("tr", {}, cells.map((c) =>
+      typeof c === "number" ? el("td", { class: "number" }, c) : el("td", {}, c))))));
+}
+
+function notice(text) {
+  return el("p", { class: "error", role: "alert" }, text);
+}
+
+// ---- Pages ----------------------------------------------------------------------------------
+
+async function overview() {
+  const parts = [el("h2", {}, "Overview")];
+  const health = await fetch("/healthz").then((r) => r.json()).catch(() => null);
+  if (health) {
+    parts.push(el("p", { id: "writes" }, "Writes: ",
+      el("strong", { class: health.writes === "ok" ? "ok" : "blocked" },
+        health.writes === "ok" ? "taken" : "stopped (" + health.writes_stopped_reason + ")")));
+  }
+  try {
+    const usage = await api(tenantPath("/usage"));
+    const types = Object.entries(usage.types || {});
+    parts.push(el("h3", {}, "Contracted, allocated and free"));
+    parts.push(table("usage", ["Type", "Contracted", "Allocated", "Free"],
+      types.map(([t, u]) => [t, u.owned, u.assigned, u.free])));
+  } catch (e) {
+    parts.push(notice("Usage: " + e.message));
+  }
+  try {
+    const after = Math.max(0, (health ? health.seq : 0) - 500);
+    const events = await api(tenantPath("/events?limit=500&after=" + after));
+    parts.push(el("h3", {}, "Recent events"));
+    parts.push(table("events", ["Seq", "Recorded", "Actor", "Kind"],
+      events.items.slice(-10).reverse().map((e) => [e.seq, e.recorded_at, e.actor, e.kind])));
+  } catch (e) {
+    parts.push(notice("Events: " + e.message));
+  }
+  return parts;
+}
+
+function groupMark(group, now) {
+  const r = group.restriction;
+  const marks = [];
+  if (r && r.enabled) {
+    if (r.valid_until && Date.parse(r.valid_until) <= now) marks.push("window expired");
+    for (const [t, limit] of Object.entries(r.limits || {})) {
+      if ((group.used[t] || 0) >= limit) marks.push(t + " limit full");
+    }
+  }
+  return marks;
+}
+
+async function groups() {
+  const parts = [el("h2", {}, "Groups")];
+  const page = await api(tenantPath("/groups?limit=1000"));
+  const byId = new Map(page.items.map((g) => [g.id, g]));
+  const roots = page.items.filter((g) => !g.parent_id || !byId.has(g.parent_id));
+  const now = Date.now();
+  const node = (g) => {
+    const r = g.restriction;
+    const limits = r && r.enabled ? Object.entries(r.limits || {}).map(([t, limit]) =>
+      t + " " + (g.used[t] || 0) + "/" + limit + " (" + Math.max(0, limit - (g.used[t] || 0)) + " left)") : [];
+    const marks = groupMark(g, now);
+    return el("li", { "data-group": g.id },
+      el("a", { href: "#group/" + g.id }, g.name), " ",
+      limits.length ? limits.join(", ") : "no limits",
+      r && r.valid_until ? " · until " + r.valid_until : "",
+      marks.length ? el("span", { class: "blocked" }, " " + marks.join(", ")) : null,
+      (g.children || []).length
+        ? el("ul", { class: "tree" }, g.children.filter((c) => byId.has(c)).map((c) => node(byId.get(c))))
+        : null);
+  };
+  parts.push(el("ul", { class: "tree", id: "group-tree" }, roots.map(node)));
+  return parts;
+}
+
+async function groupState(id) {
+  const state = await api(tenantPath("/groups/" + encodeURIComponent(id) + "/state"));
+  const rows = Object.entries(state.types || {}).map(([t, s]) =>
+    [t, s.limit === null ? "—" : s.limit, s.used, s.remaining === null ? "—" : s.remaining]);
+  return [
+    el("h2", {}, "Group " + state.group.name),
+    el("p", {}, "Effective window: " + (state.valid_from || "open") + " to " + (state.valid_until || "open")),
+    table("group-state", ["Type", "Limit", "Used", "Remaining"], rows),
+    state.blocked_by.length
+      ? el("p", { class: "blocked" }, "Blocked by " + state.blocked_by.map((b) => b.group_name + " (" + b.rule + ")").join(", "))
+      : el("p", { class: "ok" }, "No window blocks this group."),
+  ];
+}
+
+async function user(id, code) {
+  const parts = [el("h2", {}, "User")];
+  const form = el("form", { id: "user-form" },
+    el("label", {}, "User id ", el("input", { id: "user-id", value: id || "", required: "" })),
+    el("label", {}, "Why can't they use… ", el("input", { id: "user-code", value: code || "", placeholder: "call_recording" })),
+    el("button", { type: "submit" }, "Show"));
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const u = document.getElementById("user-id").value.trim();
+    const c = document.getElementById("user-code").value.trim();
+    location.hash = "user/" + encodeURIComponent(u) + (c ? "/" + encodeURIComponent(c) : "");
+  });
+  parts.push(form);
+  if (!id) return parts;
+  const u = await api(tenantPath("/users/" + encodeURIComponent(id)));
+  parts.push(el("h3", { id: "user-name" }, u.name));
+  parts.push(table("user-licenses", ["Licence", "Type", "Counts against", "Add-ons"],
+    u.licenses.map((l) => [l.id, l.type, l.group_id, l.addons.map((a) => a.type).join(", ")])));
+  if (code) {
+    const answer = await api(tenantPath("/users/" + encodeURIComponent(id) + "/entitlements/" + encodeURIComponent(code)));
+    parts.push(el("h3", {}, code + ": ",
+      el("span", { id: "allowed", class: answer.allowed ? "ok" : "blocked" }, answer.allowed ? "allowed" : "blocked")));
+    const blocking = answer.blocked_by || {};
+    parts.push(el("ol", { id: "checks" }, answer.checks.map((c) =>
+      el("li", { class: c.passed ? "ok" : (c.rule === blocking.rule && c.group_id === blocking.group_id ? "blocked highlight" : "blocked") },
+        c.rule + (c.group_name ? " — " + c.group_name : "") + ": " + c.detail))));
+  }
+  return parts;
+}
+
+// ---- Navigation -----------------------------------------------------------------------------
+
+async function render() {
+  const signedIn = session() !== null;
+  document.getElementById("sign-in").hidden = signedIn;
+  document.getElementById("nav").hidden = !signedIn;
+  const page = document.getElementById("page");
+  page.hidden = !signedIn;
+  if (!signedIn) return;
+  const [name, ...args] = (location.hash.replace(/^#/, "") || "overview").split("/").map(decodeURIComponent);
+  for (const link of document.querySelectorAll("nav a")) {
+    link.toggleAttribute("aria-current", link.id === "nav-" + name);
+    if (link.id === "nav-" + name) link.setAttribute("aria-current", "page");
+  }
+  const pages = { overview, groups, group: groupState, user };
+  page.replaceChildren(el("p", {}, "Loading…"));
+  try {
+    page.replaceChildren(...await (pages[name] || overview)(...args));
+  } catch (e) {
+    page.replaceChildren(notice(e.status === 403 ? "This key may not see that: " + e.message : e.message));
+  }
+  page.setAttribute("data-page", name);
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  document.getElementById("sign-in-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const tenant = document.getElementById("tenant").value.trim();
+    const key = document.getElementById("key").value.trim();
+    store.setItem("ledger.tenant", tenant);
+    store.setItem("ledger.key", key);
+    try {
+      await api(tenantPath(""));
+      document.getElementById("sign-in-error").textContent = "";
+      document.getElementById("key").value = "";
+      location.hash = "overview";
+      render();
+    } catch (e) {
+      store.removeItem("ledger.key");
+      document.getElementById("sign-in-error").textContent = "Sign-in failed: " + e.message;
+    }
+  });
+  document.getElementById("sign-out").addEventListener("click", () => {
+    store.clear();
+    location.hash = "";
+    render();
+  });
+  window.addEventListener("hashchange", render);
+  render();
+});
