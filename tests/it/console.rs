@@ -221,6 +221,26 @@ fn seed(base: &str) -> Seeded {
     }
 }
 
+/// The invoice and the billing figures of `month`, as the API answers them to the admin.
+async fn invoice_and_billing(base: &str, seeded: &Seeded, month: &str) -> (Value, Value) {
+    let api = Api::new(base, &seeded.admin, 1);
+    let t = format!("/v1/tenants/{}", seeded.tenant);
+    let month = month.to_string();
+    tokio::task::spawn_blocking(move || {
+        let invoice = api
+            .send("GET", &format!("{t}/invoices/{month}"), None)
+            .expect("the invoice")
+            .1;
+        let billing = api
+            .send("GET", &format!("{t}/billing/{month}"), None)
+            .expect("the billing month")
+            .1;
+        (invoice, billing)
+    })
+    .await
+    .expect("read")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_shows_what_the_api_answers_in_a_real_browser() {
     let data = tempfile::tempdir().expect("temp dir");
@@ -301,6 +321,44 @@ async fn the_console_shows_what_the_api_answers_in_a_real_browser() {
     let _ = &seeded.expired_group;
     screenshot(&client, "user").await;
 
+    // Billing: this month's peaks, the chart and the invoice with the API's digest.
+    client
+        .find(Locator::Css("#nav-billing"))
+        .await
+        .expect("the billing link")
+        .click()
+        .await
+        .expect("open billing");
+    let peaks = text_of(&client, "#billing-peaks").await;
+    let month = chrono::Utc::now().format("%Y-%m").to_string();
+    let figures = &invoice_and_billing(&base, &seeded, &month).await;
+    for (code, f) in figures.1["types"].as_object().expect("types") {
+        let row = format!(
+            "{code} {} {}",
+            f["peak_units"],
+            f["peak_at"].as_str().expect("at")
+        );
+        assert!(peaks.contains(&row), "`{row}` not in:\n{peaks}");
+    }
+    assert_eq!(
+        text_of(&client, "#invoice-digest").await,
+        figures.0["digest"].as_str().expect("digest")
+    );
+    client
+        .find(Locator::Css("#units-chart polyline"))
+        .await
+        .expect("a line per type in the chart");
+    let csv = client
+        .find(Locator::Css("#invoice-csv"))
+        .await
+        .expect("a CSV download");
+    assert!(csv
+        .attr("download")
+        .await
+        .expect("attribute")
+        .is_some_and(|name| name.ends_with(".csv")));
+    screenshot(&client, "billing").await;
+
     // A viewer signs in too; the events (auditor) are refused and the page says so.
     client
         .find(Locator::Css("#sign-out"))
@@ -314,6 +372,19 @@ async fn the_console_shows_what_the_api_answers_in_a_real_browser() {
     let page = text_of(&client, "#page").await;
     assert!(page.contains("Events:"), "the viewer is told: {page}");
     screenshot(&client, "overview-viewer").await;
+    client
+        .find(Locator::Css("#nav-billing"))
+        .await
+        .expect("the billing link")
+        .click()
+        .await
+        .expect("open billing");
+    let refused = text_of(&client, "#page p.error").await;
+    assert!(
+        refused.contains("may not see"),
+        "a viewer sees no billing: {refused}"
+    );
+    screenshot(&client, "billing-viewer").await;
 
     // The key never lands in a URL.
     let url = client.current_url().await.expect("url");

@@ -163,6 +163,98 @@ async function user(id, code) {
   return parts;
 }
 
+function thisMonth() {
+  const now = new Date();
+  return now.getUTCFullYear() + "-" + String(now.getUTCMonth() + 1).padStart(2, "0");
+}
+
+// A line per type of its units at the end of each day of the month so far, as /usage?at=
+// answers; the billed peak marked.
+function chart(series, peaks) {
+  const width = 640, height = 220, pad = 30;
+  const days = Math.max(1, ...Object.values(series).map((points) => points.length));
+  const top = Math.max(1, ...Object.values(series).flat(), ...Object.values(peaks));
+  const x = (i) => pad + (i * (width - 2 * pad)) / Math.max(1, days - 1);
+  const y = (v) => height - pad - (v * (height - 2 * pad)) / top;
+  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+  svg.setAttribute("id", "units-chart");
+  svg.setAttribute("width", width);
+  svg.setAttribute("height", height);
+  svg.setAttribute("role", "img");
+  svg.setAttribute("aria-label", "Units per type over the month");
+  const colours = ["#0645ad", "#1b7f3b", "#b35900", "#6a1b9a", "#00838f"];
+  Object.entries(series).forEach(([t, points], index) => {
+    const line = document.createElementNS(svg.namespaceURI, "polyline");
+    line.setAttribute("fill", "none");
+    line.setAttribute("stroke", colours[index % colours.length]);
+    line.setAttribute("stroke-width", "2");
+    line.setAttribute("points", points.map((v, i) => x(i) + "," + y(v)).join(" "));
+    const title = document.createElementNS(svg.namespaceURI, "title");
+    title.textContent = t;
+    line.append(title);
+    svg.append(line);
+    const peak = document.createElementNS(svg.namespaceURI, "line");
+    peak.setAttribute("x1", pad);
+    peak.setAttribute("x2", width - pad);
+    peak.setAttribute("y1", y(peaks[t] || 0));
+    peak.setAttribute("y2", y(peaks[t] || 0));
+    peak.setAttribute("stroke", colours[index % colours.length]);
+    peak.setAttribute("stroke-dasharray", "4 4");
+    svg.append(peak);
+  });
+  return svg;
+}
+
+async function billing(month) {
+  month = month || thisMonth();
+  const parts = [el("h2", {}, "Billing " + month)];
+  const form = el("form", { id: "billing-form" },
+    el("label", {}, "Month ", el("input", { id: "billing-month", value: month, pattern: "\\d{4}-\\d{2}" })),
+    el("button", { type: "submit" }, "Show"));
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    location.hash = "billing/" + document.getElementById("billing-month").value.trim();
+  });
+  parts.push(form);
+  const figures = await api(tenantPath("/billing/" + month));
+  const invoice = await api(tenantPath("/invoices/" + month));
+  const types = Object.entries(figures.types);
+  parts.push(table("billing-peaks", ["Type", "Billed peak", "Reached at", "By event", "Actor", "Units at end"],
+    types.map(([t, f]) => [t, f.peak_units, f.peak_at, f.peak_seq, f.peak_actor, f.units_at_end])));
+  // Units at the end of each day so far.
+  const [year, m] = month.split("-").map(Number);
+  const days = new Date(Date.UTC(year, m, 0)).getUTCDate();
+  const series = {};
+  for (const [t] of types) series[t] = [];
+  for (let day = 1; day <= days; day++) {
+    const end = new Date(Date.UTC(year, m - 1, day, 23, 59, 59));
+    const now = new Date();
+    // Today (and only today) is drawn as it is now.
+    const at = end > now ? "" : "?at=" + encodeURIComponent(end.toISOString());
+    const usage = await api(tenantPath("/usage" + at)).catch(() => ({ types: {} }));
+    for (const [t] of types) series[t].push(usage.types[t] ? usage.types[t].owned : 0);
+    if (end > now) break;
+  }
+  const peaks = Object.fromEntries(types.map(([t, f]) => [t, f.peak_units]));
+  parts.push(chart(series, peaks));
+  const lines = invoice.lines.map((l) => [l.type, l.peak_units, l.unit_price_minor === null ? "—" : l.unit_price_minor, l.amount_minor]);
+  for (const l of invoice.metered || []) {
+    lines.push([l.service + " (" + l.billable_units + " " + l.unit + " over " + l.base_allowance + ")", l.billable_units,
+      l.unit_price_minor === null ? "—" : l.unit_price_minor, l.amount_minor]);
+  }
+  parts.push(el("h3", {}, "Invoice"));
+  parts.push(table("invoice", ["Line", "Units", "Unit price (minor)", "Amount (minor)"], lines));
+  parts.push(el("p", { id: "invoice-total" }, "Total " + invoice.total_minor + " " + invoice.currency + " minor units"));
+  parts.push(el("p", {}, "Digest ", el("code", { id: "invoice-digest" }, invoice.digest)));
+  const csv = ["line,units,unit_price_minor,amount_minor"]
+    .concat(lines.map((l) => l.map((c) => '"' + String(c).replace(/"/g, '""') + '"').join(",")))
+    .join("\n") + "\n";
+  const link = el("a", { id: "invoice-csv", download: "invoice-" + month + ".csv",
+    href: URL.createObjectURL(new Blob([csv], { type: "text/csv" })) }, "Download CSV");
+  parts.push(el("p", {}, link));
+  return parts;
+}
+
 // ---- Navigation -----------------------------------------------------------------------------
 
 async function render() {
@@ -177,7 +269,7 @@ async function render() {
     link.toggleAttribute("aria-current", link.id === "nav-" + name);
     if (link.id === "nav-" + name) link.setAttribute("aria-current", "page");
   }
-  const pages = { overview, groups, group: groupState, user };
+  const pages = { overview, groups, group: groupState, user, billing };
   page.replaceChildren(el("p", {}, "Loading…"));
   try {
     page.replaceChildren(...await (pages[name] || overview)(...args));
