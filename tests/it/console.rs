@@ -221,6 +221,42 @@ fn seed(base: &str) -> Seeded {
     }
 }
 
+/// How many `license_assigned` events the tenant has, and when its last licences were
+/// provisioned (before any assignment).
+async fn assigned_events_and_provisioning(base: &str, seeded: &Seeded) -> (usize, String) {
+    let api = Api::new(base, &seeded.admin, 1);
+    let t = format!("/v1/tenants/{}", seeded.tenant);
+    tokio::task::spawn_blocking(move || {
+        let page = api
+            .send("GET", &format!("{t}/events?limit=200"), None)
+            .expect("events")
+            .1;
+        let items = page["items"].as_array().expect("items").clone();
+        let assigned = items
+            .iter()
+            .filter(|e| e["kind"] == "license_assigned")
+            .count();
+        let provisioned = items
+            .iter()
+            .rfind(|e| e["kind"] == "licenses_provisioned")
+            .and_then(|e| e["recorded_at"].as_str())
+            .expect("a provisioning")
+            .to_string();
+        (assigned, provisioned)
+    })
+    .await
+    .expect("read")
+}
+
+/// `/usage?at=` as the API answers it to the admin.
+async fn as_of_usage(base: &str, seeded: &Seeded, at: &str) -> Value {
+    let api = Api::new(base, &seeded.admin, 1);
+    let path = format!("/v1/tenants/{}/usage?at={at}", seeded.tenant);
+    tokio::task::spawn_blocking(move || api.send("GET", &path, None).expect("usage").1)
+        .await
+        .expect("read")
+}
+
 /// The invoice and the billing figures of `month`, as the API answers them to the admin.
 async fn invoice_and_billing(base: &str, seeded: &Seeded, month: &str) -> (Value, Value) {
     let api = Api::new(base, &seeded.admin, 1);
@@ -358,6 +394,34 @@ async fn the_console_shows_what_the_api_answers_in_a_real_browser() {
         .expect("attribute")
         .is_some_and(|name| name.ends_with(".csv")));
     screenshot(&client, "billing").await;
+
+    // Audit: the events filtered as the API filters them, and the usage as of an instant
+    // between the provisioning and the first assignment.
+    let (events, provisioned_at) = assigned_events_and_provisioning(&base, &seeded).await;
+    let as_of = as_of_usage(&base, &seeded, &provisioned_at).await;
+    client
+        .goto(&format!(
+            "{base}/console#audit/{}/{}",
+            "kind%3Dlicense_assigned",
+            provisioned_at.replace(':', "%3A")
+        ))
+        .await
+        .expect("open the audit");
+    let listed = text_of(&client, "#audit-events tbody").await;
+    assert_eq!(
+        listed.lines().count(),
+        events,
+        "one row per license_assigned event:\n{listed}"
+    );
+    let then = text_of(&client, "#audit-usage").await;
+    for (code, f) in as_of["types"].as_object().expect("types") {
+        let row = format!("{code} {} {} {}", f["owned"], f["assigned"], f["free"]);
+        assert!(
+            then.contains(&row),
+            "`{row}` not in the as-of usage:\n{then}"
+        );
+    }
+    screenshot(&client, "audit").await;
 
     // A viewer signs in too; the events (auditor) are refused and the page says so.
     client

@@ -255,6 +255,57 @@ async function billing(month) {
   return parts;
 }
 
+const AUDIT_FILTERS = ["user_id", "license_id", "group_id", "type", "kind", "actor", "since", "until"];
+
+async function audit(query, at) {
+  const params = new URLSearchParams(query || "");
+  const parts = [el("h2", {}, "Audit")];
+  const form = el("form", { id: "audit-form" },
+    AUDIT_FILTERS.map((name) => el("label", {}, name + " ",
+      el("input", { id: "audit-" + name, name, value: params.get(name) || "" }))),
+    el("label", {}, "State as of (RFC 3339) ",
+      el("input", { id: "audit-at", value: at || "", placeholder: "2026-10-14T09:00:00Z" })),
+    el("button", { type: "submit" }, "Show"));
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const chosen = new URLSearchParams();
+    for (const name of AUDIT_FILTERS) {
+      const value = document.getElementById("audit-" + name).value.trim();
+      if (value) chosen.set(name, value);
+    }
+    const instant = document.getElementById("audit-at").value.trim();
+    location.hash = "audit/" + encodeURIComponent(chosen.toString()) + (instant ? "/" + encodeURIComponent(instant) : "");
+  });
+  parts.push(form);
+  params.set("limit", "200");
+  try {
+    const page = await api(tenantPath("/events?" + params.toString()));
+    parts.push(table("audit-events", ["Seq", "Recorded", "Actor", "Kind", "Data"],
+      page.items.map((e) => [e.seq, e.recorded_at, e.actor, e.kind, JSON.stringify(e.data)])));
+  } catch (e) {
+    parts.push(notice("Events: " + e.message));
+  }
+  if (at) {
+    try {
+      const usage = await api(tenantPath("/usage?at=" + encodeURIComponent(at)));
+      parts.push(el("h3", {}, "Usage as of " + at));
+      parts.push(table("audit-usage", ["Type", "Contracted", "Allocated", "Free"],
+        Object.entries(usage.types || {}).map(([t, u]) => [t, u.owned, u.assigned, u.free])));
+      const group = params.get("group_id");
+      if (group) {
+        const state = await api(tenantPath("/groups/" + encodeURIComponent(group) + "/state?at=" + encodeURIComponent(at)));
+        parts.push(el("h3", {}, "Group " + state.group.name + " as of " + at));
+        parts.push(table("audit-group", ["Type", "Limit", "Used", "Remaining"],
+          Object.entries(state.types || {}).map(([t, x]) =>
+            [t, x.limit === null ? "—" : x.limit, x.used, x.remaining === null ? "—" : x.remaining])));
+      }
+    } catch (e) {
+      parts.push(notice("As of " + at + ": " + e.message));
+    }
+  }
+  return parts;
+}
+
 // ---- Navigation -----------------------------------------------------------------------------
 
 async function render() {
@@ -269,7 +320,7 @@ async function render() {
     link.toggleAttribute("aria-current", link.id === "nav-" + name);
     if (link.id === "nav-" + name) link.setAttribute("aria-current", "page");
   }
-  const pages = { overview, groups, group: groupState, user, billing };
+  const pages = { overview, groups, group: groupState, user, billing, audit };
   page.replaceChildren(el("p", {}, "Loading…"));
   try {
     page.replaceChildren(...await (pages[name] || overview)(...args));
