@@ -113,14 +113,14 @@ pub fn touches(event: &Event) -> Touches<'_> {
             t.types.extend(service.requires.iter());
         }
         Event::UsageRecorded { records } => {
-            for record in records {
-                if !t.types.contains(&&record.service) {
-                    t.types.push(&record.service);
-                }
-                if let Some(user) = record.user.filter(|u| !t.users.contains(u)) {
-                    t.users.push(user);
-                }
-            }
+            // A batch holds up to 10 000 records: each service and user once, without a
+            // quadratic search of what was collected.
+            let services: std::collections::BTreeSet<&TypeCode> =
+                records.iter().map(|r| &r.service).collect();
+            let users: std::collections::BTreeSet<UserId> =
+                records.iter().filter_map(|r| r.user).collect();
+            t.types.extend(services);
+            t.users.extend(users);
         }
         Event::LicenseCountedIn {
             license,

@@ -88,6 +88,17 @@ async fn text_of(client: &Client, css: &str) -> String {
     element.text().await.expect("its text")
 }
 
+/// Click the element `css`.
+async fn click(client: &Client, css: &str) {
+    client
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("no `{css}` to click: {e}"))
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("clicking `{css}`: {e}"));
+}
+
 async fn screenshot(client: &Client, name: &str) {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .parent()
@@ -322,13 +333,7 @@ async fn the_console_shows_what_the_api_answers_in_a_real_browser() {
     screenshot(&client, "overview").await;
 
     // Groups: the tree with limits and red marks where a limit is full or a window is over.
-    client
-        .find(Locator::Css("#nav-groups"))
-        .await
-        .expect("the groups link")
-        .click()
-        .await
-        .expect("open groups");
+    click(&client, "#nav-groups").await;
     let tree = text_of(&client, "#group-tree").await;
     assert!(tree.contains("Sales phone_system 2/2 (0 left)"), "{tree}");
     assert!(tree.contains("phone_system limit full"), "{tree}");
@@ -358,13 +363,7 @@ async fn the_console_shows_what_the_api_answers_in_a_real_browser() {
     screenshot(&client, "user").await;
 
     // Billing: this month's peaks, the chart and the invoice with the API's digest.
-    client
-        .find(Locator::Css("#nav-billing"))
-        .await
-        .expect("the billing link")
-        .click()
-        .await
-        .expect("open billing");
+    click(&client, "#nav-billing").await;
     let peaks = text_of(&client, "#billing-peaks").await;
     let month = chrono::Utc::now().format("%Y-%m").to_string();
     let figures = &invoice_and_billing(&base, &seeded, &month).await;
@@ -424,25 +423,13 @@ async fn the_console_shows_what_the_api_answers_in_a_real_browser() {
     screenshot(&client, "audit").await;
 
     // A viewer signs in too; the events (auditor) are refused and the page says so.
-    client
-        .find(Locator::Css("#sign-out"))
-        .await
-        .expect("sign out")
-        .click()
-        .await
-        .expect("sign out");
+    click(&client, "#sign-out").await;
     sign_in(&client, &base, &seeded.tenant, &seeded.viewer).await;
     let _ = text_of(&client, "#usage").await;
     let page = text_of(&client, "#page").await;
     assert!(page.contains("Events:"), "the viewer is told: {page}");
     screenshot(&client, "overview-viewer").await;
-    client
-        .find(Locator::Css("#nav-billing"))
-        .await
-        .expect("the billing link")
-        .click()
-        .await
-        .expect("open billing");
+    click(&client, "#nav-billing").await;
     let refused = text_of(&client, "#page p.error").await;
     assert!(
         refused.contains("may not see"),
