@@ -1,12 +1,16 @@
-//! The web console (issue 18, first pages) in a real browser: Debian's chromium, headless,
-//! driven through chromedriver (WebDriver) against the real `ledger serve` binary seeded with
-//! a tenant. It signs in with a key, checks what each page shows against the API's answers,
-//! that a viewer key is told what it may not see, and writes a screenshot of each page to
+//! The web console (issue 18) in a real browser: Debian's chromium, headless, driven through
+//! chromedriver (WebDriver) against the real `ledger serve` binary seeded with a tenant. It
+//! signs in with a key, checks what each page shows against the API's answers (the what-if
+//! preview too), moves the audit's time slider, builds and previews a change and signs in with
+//! the keyboard alone, checks that a viewer key is told what it may not see, and writes a
+//! screenshot of each page to
 //! `target/console-screenshots/`. chromium and chromedriver must be installed
 //! (`scripts/install-chromium.sh`; `.ci/run` does it): without them the test fails, never
 //! skips.
 
 use crate::crash::{start, ROOT_TOKEN};
+use fantoccini::actions::{InputSource, KeyAction, KeyActions};
+use fantoccini::key::Key;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
 use std::net::TcpListener;
@@ -88,7 +92,7 @@ async fn text_of(client: &Client, css: &str) -> String {
     element.text().await.expect("its text")
 }
 
-/// Click the element `css`.
+/// Click the element `css`, as a mouse user does.
 async fn click(client: &Client, css: &str) {
     client
         .find(Locator::Css(css))
@@ -142,6 +146,7 @@ struct Seeded {
     viewer: String,
     user: String,
     expired_group: String,
+    sales: String,
 }
 
 fn seed(base: &str) -> Seeded {
@@ -229,7 +234,106 @@ fn seed(base: &str) -> Seeded {
         viewer,
         user: carol,
         expired_group: support,
+        sales,
     }
+}
+
+/// Press and release each of `keys` where the focus is, as a keyboard user does (WebDriver
+/// key actions: the page sees real key events).
+async fn keys(client: &Client, keys: impl IntoIterator<Item = char>) {
+    let mut actions = KeyActions::new("keyboard".into());
+    for key in keys {
+        actions = actions
+            .then(KeyAction::Down { value: key })
+            .then(KeyAction::Up { value: key });
+    }
+    client
+        .perform_actions(actions)
+        .await
+        .unwrap_or_else(|e| panic!("pressing keys: {e}"));
+}
+
+/// Press `key` where the focus is.
+async fn press(client: &Client, key: Key) {
+    keys(client, [char::from(key)]).await;
+}
+
+/// Type `text` where the focus is.
+async fn type_text(client: &Client, text: &str) {
+    keys(client, text.chars()).await;
+}
+
+/// The id of the focused element.
+async fn focused_id(client: &Client) -> String {
+    client
+        .active_element()
+        .await
+        .expect("a focused element")
+        .attr("id")
+        .await
+        .expect("its id")
+        .unwrap_or_default()
+}
+
+/// Press Tab until the element `id` has the focus (at most 40 times): it is reachable with
+/// the keyboard alone.
+async fn tab_to(client: &Client, id: &str) {
+    for _ in 0..40 {
+        if focused_id(client).await == id {
+            return;
+        }
+        press(client, Key::Tab).await;
+    }
+    panic!("`#{id}` cannot be reached with Tab");
+}
+
+/// The value of the form field `css`.
+async fn value_of(client: &Client, css: &str) -> String {
+    client
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("no `{css}`: {e}"))
+        .prop("value")
+        .await
+        .expect("its value")
+        .unwrap_or_default()
+}
+
+/// Wait until the element `css` has text containing `part`, and return its text.
+async fn wait_for_text(client: &Client, css: &str, part: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = match client.find(Locator::Css(css)).await {
+            Ok(element) => element.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        if text.contains(part) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "`{css}` never showed `{part}`; it shows:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A call to the API as the admin, off the async runtime.
+async fn admin_call(
+    base: &str,
+    seeded: &Seeded,
+    method: &'static str,
+    rest: &str,
+    body: Option<Value>,
+) -> Value {
+    let api = Api::new(base, &seeded.admin, 1);
+    let path = format!("/v1/tenants/{}{rest}", seeded.tenant);
+    tokio::task::spawn_blocking(move || match api.send(method, &path, body.as_ref()) {
+        Ok((_, answer)) => answer,
+        Err(e) => panic!("{method} {path}: {e:?}"),
+    })
+    .await
+    .expect("call")
 }
 
 /// How many `license_assigned` events the tenant has, and when its last licences were
@@ -359,7 +463,25 @@ async fn the_console_shows_what_the_api_answers_in_a_real_browser() {
         text.contains("window_expired") && text.contains("Support"),
         "{text}"
     );
-    let _ = &seeded.expired_group;
+    // …and the group that blocks it marked in her path of the tree.
+    let marked = text_of(&client, "#user-tree li.highlight > a").await;
+    assert_eq!(
+        marked, "Support",
+        "the blocking group is the one highlighted"
+    );
+    let tree = text_of(&client, "#user-tree").await;
+    assert!(
+        tree.starts_with("HQ"),
+        "the path runs from the root: {tree}"
+    );
+    let highlighted = client
+        .find(Locator::Css("#user-tree li.highlight"))
+        .await
+        .expect("a highlighted group")
+        .attr("data-group")
+        .await
+        .expect("attribute");
+    assert_eq!(highlighted.as_deref(), Some(seeded.expired_group.as_str()));
     screenshot(&client, "user").await;
 
     // Billing: this month's peaks, the chart and the invoice with the API's digest.
@@ -422,9 +544,180 @@ async fn the_console_shows_what_the_api_answers_in_a_real_browser() {
     }
     screenshot(&client, "audit").await;
 
+    // The time slider, with the keyboard: Home goes to the tenant's first event, where the
+    // usage shown is the API's as of the instant the field shows; End comes back to now.
+    tab_to(&client, "audit-slider").await;
+    press(&client, Key::Home).await;
+    let first_instant = {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let shown = client
+                .find(Locator::Css("#audit-asof"))
+                .await
+                .expect("the as-of part")
+                .attr("data-at")
+                .await
+                .expect("attribute")
+                .unwrap_or_default();
+            if shown != provisioned_at && !shown.is_empty() {
+                break shown;
+            }
+            if Instant::now() > deadline {
+                let seen = client
+                    .execute(
+                        "const s = document.getElementById('audit-slider'); \
+                         return [s.min, s.max, s.step, s.value, document.activeElement.id, \
+                                 document.getElementById('audit-at').value];",
+                        vec![],
+                    )
+                    .await
+                    .expect("the slider's state");
+                panic!("the slider did not move the instant: {seen}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    assert_eq!(value_of(&client, "#audit-at").await, first_instant);
+    let instant = |text: &str| {
+        chrono::DateTime::parse_from_rfc3339(text)
+            .unwrap_or_else(|e| panic!("`{text}` is not RFC 3339: {e}"))
+    };
+    assert!(
+        instant(&first_instant) < instant(&provisioned_at),
+        "{first_instant} is before the licences"
+    );
+    let then = text_of(&client, "#audit-usage").await;
+    let api_then = as_of_usage(&base, &seeded, &first_instant).await;
+    for (code, f) in api_then["types"].as_object().expect("types") {
+        let row = format!("{code} {} {} {}", f["owned"], f["assigned"], f["free"]);
+        assert!(then.contains(&row), "`{row}` not in:\n{then}");
+    }
+    assert!(
+        !then.contains("phone_system 4"),
+        "no licences yet at the first event:\n{then}"
+    );
+    press(&client, Key::End).await;
+    let today = &usage["types"]["phone_system"];
+    let row = format!(
+        "phone_system {} {} {}",
+        today["owned"], today["assigned"], today["free"]
+    );
+    let _ = wait_for_text(&client, "#audit-usage", &row).await;
+    screenshot(&client, "audit-slider").await;
+
+    // What-if, with the keyboard only: reach the page through the navigation, build a lower
+    // limit for Sales with the builder, preview it and see what the API answers.
+    client
+        .execute(
+            "document.activeElement.blur(); window.scrollTo(0, 0);",
+            vec![],
+        )
+        .await
+        .expect("reset the focus");
+    tab_to(&client, "nav-what-if").await;
+    press(&client, Key::Enter).await;
+    let _ = text_of(&client, "#whatif-builder").await;
+    // The builder shows the fields of the change chosen, only.
+    let licence_field = client
+        .find(Locator::Css("#whatif-license"))
+        .await
+        .expect("a licence field");
+    assert!(
+        !licence_field.is_displayed().await.expect("displayed"),
+        "a limit needs no licence id"
+    );
+    tab_to(&client, "whatif-group").await;
+    type_text(&client, "Sales").await;
+    tab_to(&client, "whatif-type").await;
+    type_text(&client, "phone_system").await;
+    tab_to(&client, "whatif-number").await;
+    type_text(&client, "1").await;
+    press(&client, Key::Enter).await;
+    let commands: Value = serde_json::from_str(&value_of(&client, "#whatif-commands").await)
+        .expect("the builder writes JSON");
+    assert_eq!(commands[0]["op"], "set_restriction", "{commands}");
+    assert_eq!(commands[0]["group_id"], json!(seeded.sales), "{commands}");
+    assert_eq!(commands[0]["limits"]["phone_system"], 1, "{commands}");
+    tab_to(&client, "whatif-preview").await;
+    press(&client, Key::Enter).await;
+    let verdict = wait_for_text(&client, "#whatif-ok", "refused").await;
+    let answer = admin_call(
+        &base,
+        &seeded,
+        "POST",
+        "/what-if",
+        Some(json!({"commands": commands})),
+    )
+    .await;
+    assert_eq!(answer["ok"], false, "{answer}");
+    assert!(
+        verdict.contains(&format!(
+            "{} rule(s)",
+            answer["violations"].as_array().expect("violations").len()
+        )),
+        "{verdict}"
+    );
+    let broken = text_of(&client, "#whatif-violations").await;
+    for v in answer["violations"].as_array().expect("violations") {
+        let row = format!(
+            "{} Sales phone_system {} {}",
+            v["rule"].as_str().expect("rule"),
+            v["limit"],
+            v["used"]
+        );
+        assert!(broken.contains(&row), "`{row}` not in:\n{broken}");
+    }
+    screenshot(&client, "what-if-refused").await;
+
+    // A pasted change that is allowed: more phone_system licences, and the month's billing
+    // delta as the API computes it.
+    let more = json!([{"op": "set_quantity", "type": "phone_system", "quantity": 6}]);
+    let area = client
+        .find(Locator::Css("#whatif-commands"))
+        .await
+        .expect("the commands");
+    area.clear().await.expect("clear");
+    area.send_keys(&more.to_string()).await.expect("paste");
+    tab_to(&client, "whatif-preview").await;
+    press(&client, Key::Enter).await;
+    let _ = wait_for_text(&client, "#whatif-ok", "allowed").await;
+    let answer = admin_call(
+        &base,
+        &seeded,
+        "POST",
+        "/what-if",
+        Some(json!({"commands": more})),
+    )
+    .await;
+    assert_eq!(answer["ok"], true, "{answer}");
+    let delta = text_of(&client, "#whatif-billing").await;
+    let deltas = answer["billing_delta"].as_object().expect("billing delta");
+    assert!(!deltas.is_empty(), "{answer}");
+    for (code, d) in deltas {
+        let row = format!(
+            "{code} {} {} {} {} {}",
+            d["peak_units_before"],
+            d["peak_units_after"],
+            d["amount_minor_before"],
+            d["amount_minor_after"],
+            d["amount_minor_delta"]
+        );
+        assert!(delta.contains(&row), "`{row}` not in:\n{delta}");
+    }
+    assert_eq!(answer["would_block"], json!([]), "{answer}");
+    assert_eq!(text_of(&client, "#whatif-would-block").await, "Nobody.");
+    screenshot(&client, "what-if").await;
+
     // A viewer signs in too; the events (auditor) are refused and the page says so.
-    click(&client, "#sign-out").await;
-    sign_in(&client, &base, &seeded.tenant, &seeded.viewer).await;
+    // It signs in with the keyboard alone.
+    tab_to(&client, "sign-out").await;
+    press(&client, Key::Enter).await;
+    let _ = text_of(&client, "#sign-in-form").await;
+    tab_to(&client, "tenant").await;
+    type_text(&client, &seeded.tenant).await;
+    press(&client, Key::Tab).await;
+    type_text(&client, &seeded.viewer).await;
+    press(&client, Key::Enter).await;
     let _ = text_of(&client, "#usage").await;
     let page = text_of(&client, "#page").await;
     assert!(page.contains("Events:"), "the viewer is told: {page}");

@@ -11,9 +11,16 @@ function session() {
   return tenant && key ? { tenant, key } : null;
 }
 
-async function api(path) {
+async function api(path, payload) {
   const s = session();
-  const response = await fetch(path, { headers: { Authorization: "Bearer " + s.key } });
+  const headers = { Authorization: "Bearer " + s.key };
+  const init = { headers };
+  if (payload !== undefined) {
+    init.method = "POST";
+    headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(payload);
+  }
+  const response = await fetch(path, init);
   const body = await response.json().catch(() => null);
   if (!response.ok) {
     const message = body && body.error ? body.error.message : response.statusText;
@@ -159,8 +166,37 @@ async function user(id, code) {
     parts.push(el("ol", { id: "checks" }, answer.checks.map((c) =>
       el("li", { class: c.passed ? "ok" : (c.rule === blocking.rule && c.group_id === blocking.group_id ? "blocked highlight" : "blocked") },
         c.rule + (c.group_name ? " — " + c.group_name : "") + ": " + c.detail))));
+    const named = answer.checks.map((c) => c.group_id).filter(Boolean);
+    parts.push(el("h3", {}, "Where in the tree"));
+    parts.push(await groupPaths("user-tree", [u.group_id, ...(u.other_group_ids || []), ...named], blocking.group_id));
   }
   return parts;
+}
+
+// The paths from the roots down to `ids`, as one tree, read group by group up the parents (a
+// path is a few groups, whatever the tenant's size); `mark` highlighted as the blocking group.
+async function groupPaths(id, ids, mark) {
+  const known = new Map();
+  const fetchGroup = async (g) => {
+    if (known.has(g)) return;
+    known.set(g, null);
+    try {
+      known.set(g, await api(tenantPath("/groups/" + encodeURIComponent(g))));
+    } catch (e) {
+      known.delete(g);
+      return;
+    }
+    const parent = known.get(g).parent_id;
+    if (parent) await fetchGroup(parent);
+  };
+  for (const g of new Set(ids)) await fetchGroup(g);
+  const groups = [...known.values()].filter(Boolean);
+  const shown = new Set(groups.map((g) => g.id));
+  const node = (g) => el("li", { "data-group": g.id, class: g.id === mark ? "blocked highlight" : null },
+    el("a", { href: "#group/" + g.id }, g.name),
+    g.id === mark ? " — blocks this" : null,
+    el("ul", { class: "tree" }, (g.children || []).filter((c) => shown.has(c)).map((c) => node(known.get(c)))));
+  return el("ul", { class: "tree", id }, groups.filter((g) => !g.parent_id || !shown.has(g.parent_id)).map(node));
 }
 
 function thisMonth() {
@@ -257,6 +293,33 @@ async function billing(month) {
 
 const AUDIT_FILTERS = ["user_id", "license_id", "group_id", "type", "kind", "actor", "since", "until"];
 
+// The usage, and the state of `group` when one is named, as of `at`, into `container`.
+async function auditAsOf(container, at, group) {
+  const parts = [];
+  try {
+    const usage = await api(tenantPath("/usage?at=" + encodeURIComponent(at)));
+    parts.push(el("h3", {}, "Usage as of " + at));
+    parts.push(table("audit-usage", ["Type", "Contracted", "Allocated", "Free"],
+      Object.entries(usage.types || {}).map(([t, u]) => [t, u.owned, u.assigned, u.free])));
+    if (group) {
+      const state = await api(tenantPath("/groups/" + encodeURIComponent(group) + "/state?at=" + encodeURIComponent(at)));
+      parts.push(el("h3", {}, "Group " + state.group.name + " as of " + at));
+      parts.push(table("audit-group", ["Type", "Limit", "Used", "Remaining"],
+        Object.entries(state.types || {}).map(([t, x]) =>
+          [t, x.limit === null ? "—" : x.limit, x.used, x.remaining === null ? "—" : x.remaining])));
+    }
+  } catch (e) {
+    parts.push(notice("As of " + at + ": " + e.message));
+  }
+  container.replaceChildren(...parts);
+  container.setAttribute("data-at", at);
+}
+
+// An instant in milliseconds as RFC 3339 UTC, to the second unless it has milliseconds.
+function instant(ms) {
+  return new Date(ms).toISOString().replace(".000Z", "Z");
+}
+
 async function audit(query, at) {
   const params = new URLSearchParams(query || "");
   const parts = [el("h2", {}, "Audit")];
@@ -266,17 +329,49 @@ async function audit(query, at) {
     el("label", {}, "State as of (RFC 3339) ",
       el("input", { id: "audit-at", value: at || "", placeholder: "2026-10-14T09:00:00Z" })),
     el("button", { type: "submit" }, "Show"));
-  form.addEventListener("submit", (event) => {
-    event.preventDefault();
+  const hashFor = (instantText) => {
     const chosen = new URLSearchParams();
     for (const name of AUDIT_FILTERS) {
       const value = document.getElementById("audit-" + name).value.trim();
       if (value) chosen.set(name, value);
     }
-    const instant = document.getElementById("audit-at").value.trim();
-    location.hash = "audit/" + encodeURIComponent(chosen.toString()) + (instant ? "/" + encodeURIComponent(instant) : "");
+    return "#audit/" + encodeURIComponent(chosen.toString()) + (instantText ? "/" + encodeURIComponent(instantText) : "");
+  };
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    location.hash = hashFor(document.getElementById("audit-at").value.trim());
   });
   parts.push(form);
+  const asOf = el("div", { id: "audit-asof" });
+  // The slider runs from the tenant's first event to now; moving it (mouse or arrow keys)
+  // shows the state as of where it stops, without leaving the page.
+  try {
+    const first = await api(tenantPath("/events?limit=1"));
+    if (first.items.length) {
+      // Past the first event's microseconds: its instant is inside the tenant's history.
+      const from = Date.parse(first.items[0].recorded_at) + 1;
+      const to = Math.max(from, Date.now());
+      // About a thousand steps over the history, however long: an arrow key moves one.
+      const step = Math.max(1, Math.ceil((to - from) / 1000));
+      const chosen = at && !Number.isNaN(Date.parse(at)) ? Math.min(to, Math.max(from, Date.parse(at))) : to;
+      const slider = el("input", { type: "range", id: "audit-slider", min: from, max: to, step, value: chosen,
+        "aria-label": "Instant to show the state as of", "aria-valuetext": instant(chosen) });
+      slider.addEventListener("input", () => {
+        const text = instant(Number(slider.value));
+        slider.setAttribute("aria-valuetext", text);
+        document.getElementById("audit-at").value = text;
+      });
+      slider.addEventListener("change", () => {
+        const text = instant(Number(slider.value));
+        document.getElementById("audit-at").value = text;
+        history.replaceState(null, "", hashFor(text));
+        auditAsOf(asOf, text, params.get("group_id"));
+      });
+      parts.push(el("label", {}, "Move through time ", slider));
+    }
+  } catch (e) {
+    // Without the events (a role that may not read them) there is no slider; the list says why.
+  }
   params.set("limit", "200");
   try {
     const page = await api(tenantPath("/events?" + params.toString()));
@@ -285,24 +380,163 @@ async function audit(query, at) {
   } catch (e) {
     parts.push(notice("Events: " + e.message));
   }
-  if (at) {
-    try {
-      const usage = await api(tenantPath("/usage?at=" + encodeURIComponent(at)));
-      parts.push(el("h3", {}, "Usage as of " + at));
-      parts.push(table("audit-usage", ["Type", "Contracted", "Allocated", "Free"],
-        Object.entries(usage.types || {}).map(([t, u]) => [t, u.owned, u.assigned, u.free])));
-      const group = params.get("group_id");
-      if (group) {
-        const state = await api(tenantPath("/groups/" + encodeURIComponent(group) + "/state?at=" + encodeURIComponent(at)));
-        parts.push(el("h3", {}, "Group " + state.group.name + " as of " + at));
-        parts.push(table("audit-group", ["Type", "Limit", "Used", "Remaining"],
-          Object.entries(state.types || {}).map(([t, x]) =>
-            [t, x.limit === null ? "—" : x.limit, x.used, x.remaining === null ? "—" : x.remaining])));
+  parts.push(asOf);
+  if (at) await auditAsOf(asOf, at, params.get("group_id"));
+  return parts;
+}
+
+// ---- What-if --------------------------------------------------------------------------------
+
+// The builder's ops and the fields each one takes.
+const WHATIF_OPS = {
+  set_limit: ["group", "type", "number"],
+  set_quantity: ["type", "number"],
+  terminate: ["license"],
+  unassign: ["license"],
+  assign_type: ["user", "type"],
+  move_user: ["user", "group"],
+};
+const WHATIF_LABELS = {
+  set_limit: "Set a group's limit for a type",
+  set_quantity: "Set the contracted quantity of a type",
+  terminate: "Terminate a licence",
+  unassign: "Unassign a licence",
+  assign_type: "Assign a licence of a type to a user",
+  move_user: "Move a user to a group",
+};
+
+// The command the builder's fields describe, or an error message.
+function builtCommand(op, fields, groupsById) {
+  const need = (name) => {
+    if (!fields[name]) throw new Error("fill in " + name + " for " + op);
+    return fields[name];
+  };
+  const count = (name) => {
+    const n = Number(need(name));
+    if (!Number.isInteger(n) || n < 0) throw new Error(name + " must be a whole number");
+    return n;
+  };
+  switch (op) {
+    case "set_limit": {
+      // The group's restriction as it is, with one limit changed (set_restriction replaces it).
+      const group = groupsById.get(need("group"));
+      const r = (group && group.restriction) || {};
+      const command = { op: "set_restriction", group_id: need("group"), enabled: true,
+        limits: Object.assign({}, r.limits || {}, { [need("type")]: count("number") }) };
+      for (const name of ["valid_from", "valid_until", "reminder"]) {
+        if (r[name] !== undefined && r[name] !== null) command[name] = r[name];
       }
-    } catch (e) {
-      parts.push(notice("As of " + at + ": " + e.message));
+      return command;
     }
+    case "set_quantity": return { op, type: need("type"), quantity: count("number") };
+    case "terminate": return { op, license_id: need("license") };
+    case "unassign": return { op, license_id: need("license") };
+    case "assign_type": return { op, user_id: need("user"), type: need("type") };
+    case "move_user": return { op, user_id: need("user"), group_id: need("group") };
+    default: throw new Error("unknown op " + op);
   }
+}
+
+// What the preview says: each command's outcome, the rules broken, who would lose what, and
+// what the month's bill would do.
+async function whatIfReport(report, groupsById) {
+  const groupName = (id) => (groupsById.get(id) || {}).name || id || "";
+  const parts = [el("p", { id: "whatif-ok", class: report.ok ? "ok" : "blocked" },
+    report.ok ? "The change is allowed." : "The change is refused: " + report.violations.length + " rule(s) broken.")];
+  parts.push(el("h3", {}, "Each command"));
+  parts.push(table("whatif-results", ["#", "Op", "Outcome"], report.results.map((r) =>
+    [r.index, r.op, r.ok ? "ok: " + r.events.join(", ") : r.error.code + ": " + r.error.message])));
+  parts.push(el("h3", {}, "Rules broken"));
+  parts.push(report.violations.length
+    ? table("whatif-violations", ["#", "Rule", "Group", "Type", "Limit", "Used", "Message"],
+      report.violations.map((v) => [v.index, v.rule, groupName(v.group_id), v.type || "",
+        v.limit === undefined ? "" : v.limit, v.used === undefined ? "" : v.used, v.message]))
+    : el("p", { id: "whatif-violations" }, "None."));
+  parts.push(el("h3", {}, "Who would lose what"));
+  const users = new Map();
+  for (const id of [...new Set(report.would_block.map((b) => b.user_id))].slice(0, 50)) {
+    users.set(id, await api(tenantPath("/users/" + encodeURIComponent(id))).then((u) => u.name).catch(() => id));
+  }
+  parts.push(report.would_block.length
+    ? table("whatif-would-block", ["User", "Would lose", "Rule", "Group", "Why"],
+      report.would_block.map((b) => [el("a", { href: "#user/" + b.user_id }, users.get(b.user_id) || b.user_id),
+        b.type, b.rule, b.group_name || "", b.detail]))
+    : el("p", { id: "whatif-would-block" }, "Nobody."));
+  if (report.billing_delta) {
+    parts.push(el("h3", {}, "Billing " + report.month + " (" + report.currency + " minor units)"));
+    parts.push(table("whatif-billing", ["Type", "Peak before", "Peak after", "Amount before", "Amount after", "Change"],
+      Object.entries(report.billing_delta).map(([t, d]) =>
+        [t, d.peak_units_before, d.peak_units_after, d.amount_minor_before, d.amount_minor_after, d.amount_minor_delta])));
+  }
+  return parts;
+}
+
+async function whatIf() {
+  const parts = [el("h2", {}, "What-if"),
+    el("p", {}, "Build a change, or paste one (the commands of the what-if endpoint, as JSON), and preview it: nothing is written.")];
+  const page = await api(tenantPath("/groups?limit=1000"));
+  const groupsById = new Map(page.items.map((g) => [g.id, g]));
+  const fields = {
+    group: el("select", { id: "whatif-group" }, el("option", { value: "" }, "—"),
+      page.items.map((g) => el("option", { value: g.id }, g.name))),
+    type: el("input", { id: "whatif-type", placeholder: "phone_system" }),
+    number: el("input", { id: "whatif-number", inputmode: "numeric" }),
+    license: el("input", { id: "whatif-license", placeholder: "licence id" }),
+    user: el("input", { id: "whatif-user", placeholder: "user id" }),
+  };
+  const fieldLabels = { group: "Group ", type: "Type ", number: "Limit or quantity ", license: "Licence id ", user: "User id " };
+  const labels = Object.fromEntries(Object.entries(fields).map(([name, input]) => [name, el("label", {}, fieldLabels[name], input)]));
+  const op = el("select", { id: "whatif-op" }, Object.keys(WHATIF_OPS).map((o) => el("option", { value: o }, WHATIF_LABELS[o])));
+  const showFields = () => {
+    for (const [name, label] of Object.entries(labels)) label.hidden = !WHATIF_OPS[op.value].includes(name);
+  };
+  op.addEventListener("change", showFields);
+  showFields();
+  const commands = el("textarea", { id: "whatif-commands", rows: 10, cols: 80, "aria-label": "Commands (JSON)", spellcheck: "false" });
+  commands.value = "[]";
+  const message = el("p", { id: "whatif-error", role: "alert", class: "error" });
+  const results = el("div", { id: "whatif-report", "aria-live": "polite" });
+  // A submit button: Enter in any field of the builder adds the command too.
+  const add = el("button", { type: "submit", id: "whatif-add" }, "Add to the change");
+  const addCommand = () => {
+    try {
+      const values = Object.fromEntries(Object.entries(fields).map(([name, input]) => [name, input.value.trim()]));
+      const command = builtCommand(op.value, values, groupsById);
+      const list = JSON.parse(commands.value || "[]");
+      if (!Array.isArray(list)) throw new Error("the commands must be a JSON array");
+      list.push(command);
+      commands.value = JSON.stringify(list, null, 2);
+      message.textContent = "";
+    } catch (e) {
+      message.textContent = e.message;
+    }
+  };
+  const preview = el("button", { type: "button", id: "whatif-preview" }, "Preview");
+  preview.addEventListener("click", async () => {
+    let list;
+    try {
+      list = JSON.parse(commands.value);
+    } catch (e) {
+      message.textContent = "The commands are not JSON: " + e.message;
+      return;
+    }
+    const body = Array.isArray(list) ? { commands: list } : list;
+    try {
+      message.textContent = "";
+      results.replaceChildren(el("p", {}, "Previewing…"));
+      results.replaceChildren(...await whatIfReport(await api(tenantPath("/what-if"), body), groupsById));
+    } catch (e) {
+      results.replaceChildren();
+      message.textContent = e.status === 403 ? "This key may not make that change: " + e.message : e.message;
+    }
+  });
+  const builder = el("form", { id: "whatif-builder" }, el("label", {}, "Change ", op), Object.values(labels), add);
+  builder.addEventListener("submit", (event) => {
+    event.preventDefault();
+    addCommand();
+  });
+  parts.push(builder);
+  parts.push(el("label", {}, "Commands (JSON) ", commands), preview, message, results);
   return parts;
 }
 
@@ -320,7 +554,7 @@ async function render() {
     link.toggleAttribute("aria-current", link.id === "nav-" + name);
     if (link.id === "nav-" + name) link.setAttribute("aria-current", "page");
   }
-  const pages = { overview, groups, group: groupState, user, billing, audit };
+  const pages = { overview, groups, group: groupState, user, billing, audit, "what-if": whatIf };
   page.replaceChildren(el("p", {}, "Loading…"));
   try {
     page.replaceChildren(...await (pages[name] || overview)(...args));
