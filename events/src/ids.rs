@@ -33,6 +33,13 @@ macro_rules! id_type {
             }
         }
 
+        // The first byte of the order: the part of an `IdMap` the id lives in.
+        impl crate::index::ShardKey for $name {
+            fn shard(&self) -> u8 {
+                (self.0.as_u128() >> 120) as u8
+            }
+        }
+
         impl $name {
             /// A fresh random id (only the shell calls this; `decide` derives ids instead).
             pub fn new_random() -> Self {

@@ -6,80 +6,117 @@
 //! probe. Listings page through ids in order, so the ids are also kept in an ordered set,
 //! touched only when an entity is added (entities are never removed: removal is a flag).
 
+//!
+//! The map is cut into [`SHARDS`] parts by the first byte of the id's order, each behind an
+//! `Arc`: cloning a tenant (a what-if preview, a snapshot taken while the writer goes on)
+//! copies 256 pointers, and the first change to a shared part copies that part alone, about a
+//! 256th of the map. Parts follow each other in id order, so iteration stays in id order.
+
 use std::collections::{BTreeSet, HashMap};
 use std::hash::Hash;
 use std::ops::Bound;
+use std::sync::Arc;
 
-/// Ids to entities: hashed for lookups, ordered for iteration.
+/// Parts of a map.
+pub const SHARDS: usize = 256;
+
+/// A key's part: the first byte of its order, so that every key of part `n` orders before
+/// every key of part `n + 1`.
+pub trait ShardKey {
+    fn shard(&self) -> u8;
+}
+
+impl ShardKey for u32 {
+    fn shard(&self) -> u8 {
+        (self >> 24) as u8
+    }
+}
+
+/// One part: hashed for lookups, ordered for iteration.
 #[derive(Clone, Debug)]
-pub struct IdMap<K, V> {
+struct Shard<K, V> {
     /// foldhash: randomly seeded like std's `RandomState`, several times faster on 16-byte ids.
     entries: HashMap<K, V, foldhash::fast::RandomState>,
     order: BTreeSet<K>,
 }
 
-impl<K, V> Default for IdMap<K, V> {
+impl<K, V> Default for Shard<K, V> {
     fn default() -> Self {
-        IdMap {
+        Shard {
             entries: HashMap::default(),
             order: BTreeSet::new(),
         }
     }
 }
 
-impl<K: Ord + Hash + Copy, V: PartialEq> PartialEq for IdMap<K, V> {
-    fn eq(&self, other: &Self) -> bool {
-        self.entries == other.entries
+/// Ids to entities: hashed for lookups, ordered for iteration, shared part by part between
+/// clones until changed.
+#[derive(Clone, Debug)]
+pub struct IdMap<K, V> {
+    shards: Vec<Arc<Shard<K, V>>>,
+    len: usize,
+}
+
+impl<K, V> Default for IdMap<K, V> {
+    fn default() -> Self {
+        let empty = Arc::new(Shard::default());
+        IdMap {
+            shards: vec![empty; SHARDS],
+            len: 0,
+        }
     }
 }
 
-impl<K: Ord + Hash + Copy, V: Eq> Eq for IdMap<K, V> {}
+impl<K: Ord + Hash + Copy + ShardKey, V: PartialEq> PartialEq for IdMap<K, V> {
+    fn eq(&self, other: &Self) -> bool {
+        self.len == other.len
+            && self
+                .shards
+                .iter()
+                .zip(&other.shards)
+                .all(|(a, b)| Arc::ptr_eq(a, b) || a.entries == b.entries)
+    }
+}
 
-impl<K: Ord + Hash + Copy, V> IdMap<K, V> {
+impl<K: Ord + Hash + Copy + ShardKey, V: Eq> Eq for IdMap<K, V> {}
+
+impl<K: Ord + Hash + Copy + ShardKey, V> IdMap<K, V> {
     /// An empty map.
     pub fn new() -> Self {
         IdMap::default()
     }
 
-    /// The entity with this id.
-    pub fn get(&self, id: &K) -> Option<&V> {
-        self.entries.get(id)
+    fn part(&self, id: &K) -> &Shard<K, V> {
+        &self.shards[usize::from(id.shard())]
     }
 
-    /// The entity with this id, to change it.
-    pub fn get_mut(&mut self, id: &K) -> Option<&mut V> {
-        self.entries.get_mut(id)
+    /// The entity with this id.
+    pub fn get(&self, id: &K) -> Option<&V> {
+        self.part(id).entries.get(id)
     }
 
     /// Whether an entity has this id.
     pub fn contains_key(&self, id: &K) -> bool {
-        self.entries.contains_key(id)
-    }
-
-    /// Add or replace the entity with this id; returns the one it replaced.
-    pub fn insert(&mut self, id: K, value: V) -> Option<V> {
-        let previous = self.entries.insert(id, value);
-        if previous.is_none() {
-            self.order.insert(id);
-        }
-        previous
+        self.part(id).entries.contains_key(id)
     }
 
     /// Number of entities.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.len
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len == 0
     }
 
     /// Every entity in id order.
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&K, &V)> + Clone + '_ {
-        self.order
-            .iter()
-            .filter_map(|id| self.entries.get_key_value(id))
+        self.shards.iter().flat_map(|part| {
+            part.order
+                .iter()
+                .filter_map(|id| part.entries.get_key_value(id))
+        })
     }
 
     /// Every entity in id order.
@@ -89,30 +126,65 @@ impl<K: Ord + Hash + Copy, V> IdMap<K, V> {
 
     /// Every id in order.
     pub fn keys(&self) -> impl DoubleEndedIterator<Item = &K> + Clone + '_ {
-        self.order.iter()
+        self.shards.iter().flat_map(|part| part.order.iter())
     }
 
     /// The entities with ids strictly after `after` (all, for `None`), in id order: a page's
     /// cursor.
     pub fn iter_after(&self, after: Option<K>) -> impl Iterator<Item = (&K, &V)> + Clone + '_ {
-        let start = after.map_or(Bound::Unbounded, Bound::Excluded);
-        self.order
-            .range((start, Bound::Unbounded))
-            .filter_map(|id| self.entries.get_key_value(id))
+        let first = after.map_or(0, |id| usize::from(id.shard()));
+        self.shards[first..]
+            .iter()
+            .enumerate()
+            .flat_map(move |(index, part)| {
+                let start = match after {
+                    Some(id) if index == 0 => Bound::Excluded(id),
+                    _ => Bound::Unbounded,
+                };
+                part.order
+                    .range((start, Bound::Unbounded))
+                    .filter_map(|id| part.entries.get_key_value(id))
+            })
+    }
+}
+
+impl<K: Ord + Hash + Copy + ShardKey, V: Clone> IdMap<K, V> {
+    /// The part of `id`, to change: copied first if a clone of the map shares it.
+    fn part_mut(&mut self, id: &K) -> &mut Shard<K, V> {
+        Arc::make_mut(&mut self.shards[usize::from(id.shard())])
+    }
+
+    /// The entity with this id, to change it.
+    pub fn get_mut(&mut self, id: &K) -> Option<&mut V> {
+        if !self.contains_key(id) {
+            return None;
+        }
+        self.part_mut(id).entries.get_mut(id)
+    }
+
+    /// Add or replace the entity with this id; returns the one it replaced.
+    pub fn insert(&mut self, id: K, value: V) -> Option<V> {
+        let part = self.part_mut(&id);
+        let previous = part.entries.insert(id, value);
+        if previous.is_none() {
+            part.order.insert(id);
+            self.len += 1;
+        }
+        previous
     }
 }
 
 /// `map[&id]`, for callers that know the id exists (tests, tools); panics otherwise, as
 /// `BTreeMap` does.
-impl<K: Ord + Hash + Copy, V> std::ops::Index<&K> for IdMap<K, V> {
+impl<K: Ord + Hash + Copy + ShardKey, V> std::ops::Index<&K> for IdMap<K, V> {
     type Output = V;
 
     fn index(&self, id: &K) -> &V {
-        self.entries.get(id).expect("no entry with this id")
+        self.get(id).expect("no entry with this id")
     }
 }
 
-impl<'a, K: Ord + Hash + Copy, V> IntoIterator for &'a IdMap<K, V> {
+impl<'a, K: Ord + Hash + Copy + ShardKey, V> IntoIterator for &'a IdMap<K, V> {
     type Item = (&'a K, &'a V);
     type IntoIter = Box<dyn Iterator<Item = (&'a K, &'a V)> + 'a>;
 
@@ -121,7 +193,7 @@ impl<'a, K: Ord + Hash + Copy, V> IntoIterator for &'a IdMap<K, V> {
     }
 }
 
-impl<K: Ord + Hash + Copy, V> FromIterator<(K, V)> for IdMap<K, V> {
+impl<K: Ord + Hash + Copy + ShardKey, V: Clone> FromIterator<(K, V)> for IdMap<K, V> {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(items: I) -> Self {
         let mut map = IdMap::new();
         for (k, v) in items {
@@ -132,7 +204,7 @@ impl<K: Ord + Hash + Copy, V> FromIterator<(K, V)> for IdMap<K, V> {
 }
 
 /// Serialised as its entries in id order, for snapshots.
-impl<K: Ord + Hash + Copy + serde::Serialize, V: serde::Serialize> serde::Serialize
+impl<K: Ord + Hash + Copy + ShardKey + serde::Serialize, V: serde::Serialize> serde::Serialize
     for IdMap<K, V>
 {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -147,8 +219,8 @@ impl<K: Ord + Hash + Copy + serde::Serialize, V: serde::Serialize> serde::Serial
 
 impl<'de, K, V> serde::Deserialize<'de> for IdMap<K, V>
 where
-    K: Ord + Hash + Copy + serde::Deserialize<'de>,
-    V: serde::Deserialize<'de>,
+    K: Ord + Hash + Copy + ShardKey + serde::Deserialize<'de>,
+    V: Clone + serde::Deserialize<'de>,
 {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let entries: Vec<(K, V)> = serde::Deserialize::deserialize(deserializer)?;
@@ -169,6 +241,52 @@ mod tests {
             vec![2, 3]
         );
         assert_eq!(map.iter_after(None).count(), 3);
+    }
+
+    #[test]
+    fn iterates_in_key_order_across_parts_and_pages_from_any_key() {
+        // Keys in many parts (their first byte), inserted in a scrambled order.
+        let keys: Vec<u32> = (0..2000u32)
+            .map(|i| i.wrapping_mul(2_654_435_761))
+            .collect();
+        let map: IdMap<u32, u32> = keys.iter().map(|k| (*k, k / 2)).collect();
+        let mut sorted = keys.clone();
+        sorted.sort();
+        assert_eq!(map.keys().copied().collect::<Vec<_>>(), sorted);
+        assert_eq!(map.len(), 2000);
+        let reversed: Vec<u32> = map.keys().rev().copied().collect();
+        assert_eq!(reversed, sorted.iter().rev().copied().collect::<Vec<_>>());
+        for cursor in [sorted[0], sorted[999], sorted[1999], 0, u32::MAX] {
+            let expected: Vec<u32> = sorted.iter().copied().filter(|k| *k > cursor).collect();
+            let paged: Vec<u32> = map.iter_after(Some(cursor)).map(|(k, _)| *k).collect();
+            assert_eq!(paged, expected, "after {cursor}");
+        }
+    }
+
+    #[test]
+    fn a_clone_keeps_what_it_had_when_the_original_changes() {
+        let mut original: IdMap<u32, u32> = (0..1000u32).map(|i| (i << 22, i)).collect();
+        let copy = original.clone();
+        original.insert(5 << 22, 500);
+        original.insert(3, 3);
+        if let Some(value) = original.get_mut(&(7 << 22)) {
+            *value = 700;
+        }
+        assert_eq!(copy.get(&(5 << 22)), Some(&5));
+        assert_eq!(copy.get(&(7 << 22)), Some(&7));
+        assert_eq!(copy.get(&3), None);
+        assert_eq!(copy.len(), 1000);
+        assert_eq!(original.get(&(5 << 22)), Some(&500));
+        assert_eq!(original.get(&(7 << 22)), Some(&700));
+        assert_eq!(original.len(), 1001);
+        assert_ne!(original, copy);
+        let mut again = copy.clone();
+        assert_eq!(again, copy);
+        again.insert(5 << 22, 5);
+        assert_eq!(
+            again, copy,
+            "replacing an entity by an equal one changes nothing"
+        );
     }
 
     #[test]

@@ -24,7 +24,7 @@ pub use event::{
     UserRestriction,
 };
 pub use ids::{CartId, CommandId, GroupId, KeyId, LicenseId, TenantId, TypeCode, UserId};
-pub use index::IdMap;
+pub use index::{IdMap, ShardKey};
 pub use notification::NotificationTemplate;
 pub use rejection::{Rejection, RejectionClass, RowError, Rule, Violation};
 pub use state::{evolve, License, LicenseStatus, Tenant, Unblock};

@@ -17,8 +17,8 @@ use crate::explain::{entitlement, Check};
 use chrono::{DateTime, Utc};
 use events::time::truncate_to_micros;
 use events::{
-    decide_as, evolve, Command, CommandId, Context, Envelope, Event, GroupId, Rejection, Tenant,
-    TypeCode, UserId, Violation,
+    decide_as, evolve, Command, CommandId, Context, Envelope, Event, GroupId, LicenseId, Rejection,
+    Tenant, TypeCode, UserId, Violation,
 };
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -187,7 +187,12 @@ pub fn what_if_as(
         at,
         month,
         ok: simulation.results.iter().all(|r| r.outcome.is_ok()),
-        would_block: would_block(tenant, &simulation.tenant, at),
+        would_block: would_block_among(
+            tenant,
+            &simulation.tenant,
+            at,
+            affected_users(tenant, &simulation.tenant, &simulation.results).as_ref(),
+        ),
         billing_delta: billing_delta(billing, &simulation.billing, month, &touched),
         violations,
         results: simulation.results,
@@ -303,8 +308,24 @@ fn billed_types(results: &[CommandResult]) -> BTreeSet<TypeCode> {
 /// of the catalogue before (a feature switched off, or a window shortened, shows who would
 /// lose it).
 pub fn would_block(before: &Tenant, after: &Tenant, at: DateTime<Utc>) -> Vec<Block> {
+    would_block_among(before, after, at, None)
+}
+
+/// [`would_block`] asked only of `users` (every user with `None`): the same answer when
+/// `users` holds everyone whose entitlements the change could reach ([`affected_users`]),
+/// without asking the rest of a large tenant.
+pub fn would_block_among(
+    before: &Tenant,
+    after: &Tenant,
+    at: DateTime<Utc>,
+    users: Option<&BTreeSet<UserId>>,
+) -> Vec<Block> {
     let mut blocks = Vec::new();
-    for user in before.users.values().filter(|u| !u.removed) {
+    let asked = before
+        .users
+        .values()
+        .filter(|u| !u.removed && users.is_none_or(|only| only.contains(&u.id)));
+    for user in asked {
         let mut types = before.holdings(user.id);
         types.extend(before.features.keys().cloned());
         types.sort();
@@ -338,6 +359,74 @@ pub fn would_block(before: &Tenant, after: &Tenant, at: DateTime<Utc>) -> Vec<Bl
         }
     }
     blocks
+}
+
+/// Everyone whose entitlements the accepted events of `results` could change, from `before`
+/// to `after`; `None` when an event could change anyone's (a licence type's or a feature's
+/// definition). An entitlement reads the user, the licences they hold and the groups on the
+/// paths of their groups: so the users an event names, the holders (before and after) of the
+/// licences it names, and the members of every group below a group it names, in either tree.
+pub fn affected_users(
+    before: &Tenant,
+    after: &Tenant,
+    results: &[CommandResult],
+) -> Option<BTreeSet<UserId>> {
+    let mut users = BTreeSet::new();
+    let mut groups = BTreeSet::new();
+    let accepted = results
+        .iter()
+        .filter_map(|r| r.outcome.as_ref().ok())
+        .flatten();
+    for event in accepted {
+        if matches!(
+            event,
+            Event::LicenseTypeDefined { .. }
+                | Event::FeatureDefined { .. }
+                | Event::ServiceDefined { .. }
+        ) {
+            return None;
+        }
+        let named = crate::audit::touches(event);
+        users.extend(named.users.iter().copied());
+        groups.extend(named.groups.iter().copied());
+        for license in &named.licenses {
+            for state in [before, after] {
+                users.extend(holder(state, *license));
+            }
+        }
+    }
+    if !groups.is_empty() {
+        let mut below = BTreeSet::new();
+        for state in [before, after] {
+            let mut seen = BTreeSet::new();
+            let mut stack: Vec<GroupId> = groups.iter().copied().collect();
+            while let Some(group) = stack.pop() {
+                if seen.insert(group) {
+                    if let Some(g) = state.groups.get(&group) {
+                        stack.extend(g.children.iter().copied());
+                    }
+                }
+            }
+            below.extend(seen);
+        }
+        for state in [before, after] {
+            let members = state
+                .users
+                .values()
+                .filter(|u| u.all_groups().any(|g| below.contains(&g)));
+            users.extend(members.map(|u| u.id));
+        }
+    }
+    Some(users)
+}
+
+/// Who holds `license` in `tenant`: its user, or for an add-on its base's.
+fn holder(tenant: &Tenant, license: LicenseId) -> Option<UserId> {
+    let l = tenant.licenses.get(&license)?;
+    match l.base {
+        Some(base) => tenant.licenses.get(&base).and_then(|b| b.user),
+        None => l.user,
+    }
 }
 
 /// How `month`'s peak units and amounts move from `before` to `after`, for every type whose
@@ -386,7 +475,7 @@ pub fn billing_delta(
 mod tests {
     use super::*;
     use chrono::{Duration, TimeZone};
-    use events::{LicenseId, NewUser, Restriction, Retention, Rule};
+    use events::{NewUser, Restriction, Retention, Rule};
     use uuid::Uuid;
 
     /// A tenant built by deciding and folding commands as the writer does.
@@ -613,6 +702,95 @@ mod tests {
         );
         assert!(preview.would_block.is_empty());
         assert!(preview.billing_delta.is_empty());
+    }
+
+    #[test]
+    fn asking_only_the_users_a_change_reaches_finds_every_block_that_asking_all_finds() {
+        let example = example();
+        let fixture = &example.fixture;
+        let at = fixture.now;
+        let tenant = &fixture.tenant;
+        let partners_group = tenant.users[&example.partners[0]].group;
+        let held = |user: UserId| {
+            *tenant.users[&user]
+                .licenses
+                .iter()
+                .next()
+                .expect("a held licence")
+        };
+        let expired = restriction(&[], Some(at - Duration::hours(1)));
+        let changes: Vec<(&str, Vec<Command>)> = vec![
+            (
+                "Sales' window ends",
+                vec![Command::SetRestriction {
+                    group: example.sales,
+                    restriction: restriction(
+                        &[("phone_system", 25)],
+                        Some(at - Duration::hours(1)),
+                    ),
+                }],
+            ),
+            (
+                "Sales moves under Partners, whose window has ended",
+                vec![
+                    Command::SetRestriction {
+                        group: partners_group,
+                        restriction: expired.clone(),
+                    },
+                    Command::UpdateGroup {
+                        group: example.sales,
+                        name: None,
+                        parent: Some(Some(partners_group)),
+                        contact_email: None,
+                    },
+                ],
+            ),
+            (
+                "a partner's licence unassigned",
+                vec![Command::UnassignLicense {
+                    license: held(example.partners[0]),
+                }],
+            ),
+            (
+                "a user of the tree moved to Partners, whose window has ended",
+                vec![
+                    Command::SetRestriction {
+                        group: partners_group,
+                        restriction: expired,
+                    },
+                    Command::UpdateUser {
+                        user: example.tree_users[1],
+                        name: None,
+                        group: Some(partners_group),
+                        extension: None,
+                        number: None,
+                    },
+                ],
+            ),
+        ];
+        for (change, commands) in changes {
+            let preview = fixture.preview(&commands);
+            assert!(preview.ok, "{change}: {:?}", preview.results);
+            let simulation = simulate(tenant, &fixture.billing, at, &commands);
+            let everyone = would_block(tenant, &simulation.tenant, at);
+            assert!(!everyone.is_empty(), "{change} blocks someone");
+            assert_eq!(preview.would_block, everyone, "{change}");
+            let asked = affected_users(tenant, &simulation.tenant, &simulation.results)
+                .expect("no definition changed");
+            assert!(
+                asked.len() < tenant.users.len(),
+                "{change}: not every user needs asking"
+            );
+        }
+        // Sales' window concerns Sales' users alone.
+        let commands = [Command::SetRestriction {
+            group: example.sales,
+            restriction: restriction(&[("phone_system", 25)], Some(at - Duration::hours(1))),
+        }];
+        let simulation = simulate(tenant, &fixture.billing, at, &commands);
+        let asked = affected_users(tenant, &simulation.tenant, &simulation.results).expect("some");
+        assert_eq!(asked.len(), 20);
+        assert!(example.partners.iter().all(|p| !asked.contains(p)));
     }
 
     #[test]

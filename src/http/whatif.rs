@@ -513,18 +513,18 @@ impl Preview {
     }
 }
 
-/// What a preview reads: copies of one tenant's state and billing, taken under the read
-/// lock so the preview runs without holding it.
+/// What a preview reads: one tenant's state and billing as they were, shared (not copied)
+/// under the read lock so the preview runs without holding it; the writer copies on write.
 pub struct Snapshot {
-    pub tenant: Tenant,
-    pub billing: Billing,
+    pub tenant: std::sync::Arc<Tenant>,
+    pub billing: std::sync::Arc<Billing>,
     /// The instant the writer would stamp a command with now: the clock, never before the
     /// last event of the log.
     pub now: DateTime<Utc>,
 }
 
 impl Snapshot {
-    /// Copy `tenant` out of `world`; 404 if it does not exist.
+    /// Share `tenant` of `world`; 404 if it does not exist.
     pub fn take(
         world: &World,
         tenant: TenantId,
@@ -535,11 +535,11 @@ impl Snapshot {
             .get(&tenant)
             .ok_or_else(|| ApiError::not_found(format!("tenant {tenant} not found")))?;
         Ok(Snapshot {
-            tenant: Tenant::clone(state),
+            tenant: std::sync::Arc::clone(state),
             billing: world
                 .billing
                 .get(&tenant)
-                .map(|b| projections::Billing::clone(b))
+                .map(std::sync::Arc::clone)
                 .unwrap_or_default(),
             now: world.last_recorded_at.map_or(clock, |last| last.max(clock)),
         })

@@ -50,7 +50,8 @@ pub struct BenchArgs {
     /// Skip the PostgreSQL reference (its cell then says so).
     #[arg(long)]
     pub no_postgres: bool,
-    /// Users of the tenant whose projections' peak memory is measured; 0 skips the memory row.
+    /// Users of the tenant whose projections' peak memory is measured, and on which the
+    /// console's pages are timed; 0 skips those rows.
     #[arg(long, default_value_t = 100_000)]
     pub memory_users: usize,
     /// Licences of that tenant (about 90 % of them assigned).
@@ -82,6 +83,8 @@ pub enum Scenario {
     Memory,
     /// Usage records over HTTP, and a month of them replayed into an invoice.
     Usage,
+    /// The web console's pages on the memory row's tenant.
+    Console,
 }
 
 impl BenchArgs {

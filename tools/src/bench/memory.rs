@@ -151,7 +151,7 @@ pub(super) fn memory_row(dir: &Path, users: usize, licenses: u32) -> Result<Row,
 
 /// Append the tenant of [`crate::memory_layout`] and its assignments to a new store in `dir`,
 /// in records of about 4096 events, one command a millisecond; returns the licences assigned.
-fn build_memory_log(dir: &Path, users: usize, licenses: u32) -> Result<u64, String> {
+pub(super) fn build_memory_log(dir: &Path, users: usize, licenses: u32) -> Result<u64, String> {
     let memory = crate::memory_layout(users, licenses, 5);
     let store = SledStore::open(dir).map_err(|e| e.to_string())?;
     let mut world = World::default();

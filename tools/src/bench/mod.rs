@@ -4,11 +4,13 @@
 //!
 //! [`common`] holds what the scenarios share (the arguments, a row, the actor, the large
 //! tenant, churn steps, flushing a built log). The scenario modules (`append`, `log`,
-//! `queries`, `import`, `http`, `memory`) import it, and only `log` another one (`queries`,
-//! with the ledger it started); none imports this module, which runs them: no circle.
+//! `queries`, `import`, `http`, `memory`, `usage`, `console`) import it, and only `log` and
+//! `console` another one (`queries`, with the ledger it started; `memory`, whose large tenant
+//! the console's pages are timed on); none imports this module, which runs them: no circle.
 
 mod append;
 mod common;
+mod console;
 mod http;
 mod import;
 mod log;
@@ -60,6 +62,18 @@ pub fn run(args: BenchArgs, command_line: &str) -> Result<(), String> {
     }
     if args.runs(Scenario::Usage) {
         rows.extend(usage::usage_rows(&runtime, &scratch.join("usage"), &args));
+    }
+    if args.runs(Scenario::Console) && args.memory_users > 0 {
+        eprintln!(
+            "console pages: {} users, {} licences …",
+            args.memory_users, args.memory_licences
+        );
+        rows.extend(console::console_rows(
+            &runtime,
+            &scratch.join("console"),
+            args.memory_users,
+            args.memory_licences,
+        )?);
     }
     if args.runs(Scenario::Memory) && args.memory_users > 0 {
         eprintln!(
