@@ -156,9 +156,8 @@ impl<K: Ord + Hash + Copy + ShardKey, V: Clone> IdMap<K, V> {
 
     /// The entity with this id, to change it.
     pub fn get_mut(&mut self, id: &K) -> Option<&mut V> {
-        if !self.contains_key(id) {
-            return None;
-        }
+        // One lookup: a miss on a shared part copies that part for nothing, which changes
+        // nothing it holds.
         self.part_mut(id).entries.get_mut(id)
     }
 
@@ -195,11 +194,20 @@ impl<'a, K: Ord + Hash + Copy + ShardKey, V> IntoIterator for &'a IdMap<K, V> {
 
 impl<K: Ord + Hash + Copy + ShardKey, V: Clone> FromIterator<(K, V)> for IdMap<K, V> {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(items: I) -> Self {
-        let mut map = IdMap::new();
+        // Each part built on its own (a snapshot's million licences): no sharing to check.
+        let mut parts: Vec<Shard<K, V>> = (0..SHARDS).map(|_| Shard::default()).collect();
+        let mut len = 0;
         for (k, v) in items {
-            map.insert(k, v);
+            let part = &mut parts[usize::from(k.shard())];
+            if part.entries.insert(k, v).is_none() {
+                part.order.insert(k);
+                len += 1;
+            }
         }
-        map
+        IdMap {
+            shards: parts.into_iter().map(Arc::new).collect(),
+            len,
+        }
     }
 }
 

@@ -372,6 +372,9 @@ async function audit(query, at) {
   } catch (e) {
     // Without the events (a role that may not read them) there is no slider; the list says why.
   }
+  // The state as of the chosen instant sits under the slider, above the (long) event list.
+  parts.push(asOf);
+  if (at) await auditAsOf(asOf, at, params.get("group_id"));
   params.set("limit", "200");
   try {
     const page = await api(tenantPath("/events?" + params.toString()));
@@ -380,8 +383,6 @@ async function audit(query, at) {
   } catch (e) {
     parts.push(notice("Events: " + e.message));
   }
-  parts.push(asOf);
-  if (at) await auditAsOf(asOf, at, params.get("group_id"));
   return parts;
 }
 
