@@ -5,7 +5,6 @@
 //! up: an ordered map pays a dozen key comparisons and cache misses per lookup, a hash map one
 //! probe. Listings page through ids in order, so the ids are also kept in an ordered set,
 //! touched only when an entity is added (entities are never removed: removal is a flag).
-
 //!
 //! The map is cut into [`SHARDS`] parts by the first byte of the id's order, each behind an
 //! `Arc`: cloning a tenant (a what-if preview, a snapshot taken while the writer goes on)
@@ -26,6 +25,8 @@ pub trait ShardKey {
     fn shard(&self) -> u8;
 }
 
+/// Plain numbers as keys, for the tests: their first byte.
+#[cfg(test)]
 impl ShardKey for u32 {
     fn shard(&self) -> u8 {
         (self >> 24) as u8

@@ -321,11 +321,12 @@ pub fn would_block_among(
     users: Option<&BTreeSet<UserId>>,
 ) -> Vec<Block> {
     let mut blocks = Vec::new();
-    let asked = before
-        .users
-        .values()
-        .filter(|u| !u.removed && users.is_none_or(|only| only.contains(&u.id)));
-    for user in asked {
+    // Either way in id order: the map's and the set's.
+    let asked: Box<dyn Iterator<Item = &events::state::User>> = match users {
+        None => Box::new(before.users.values()),
+        Some(only) => Box::new(only.iter().filter_map(|id| before.users.get(id))),
+    };
+    for user in asked.filter(|u| !u.removed) {
         let mut types = before.holdings(user.id);
         types.extend(before.features.keys().cloned());
         types.sort();

@@ -81,15 +81,23 @@ async fn browser(driver: &Driver) -> Client {
     }
 }
 
-/// The text of the element `css`, waiting for it to appear.
+/// The text of the element `css`, waiting for it to appear. A page replaces its content when
+/// it renders: an element found just before that is read again from the new content.
 async fn text_of(client: &Client, css: &str) -> String {
-    let element = client
-        .wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("no `{css}` on the page: {e}"));
-    element.text().await.expect("its text")
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let element = client
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no `{css}` on the page: {e}"));
+        match element.text().await {
+            Ok(text) => return text,
+            Err(e) if e.is_stale_element_reference() && Instant::now() < deadline => {}
+            Err(e) => panic!("the text of `{css}`: {e}"),
+        }
+    }
 }
 
 /// Click the element `css`, as a mouse user does.
@@ -365,31 +373,37 @@ async fn assigned_events_and_provisioning(base: &str, seeded: &Seeded) -> (usize
 
 /// `/usage?at=` as the API answers it to the admin.
 async fn as_of_usage(base: &str, seeded: &Seeded, at: &str) -> Value {
-    let api = Api::new(base, &seeded.admin, 1);
-    let path = format!("/v1/tenants/{}/usage?at={at}", seeded.tenant);
-    tokio::task::spawn_blocking(move || api.send("GET", &path, None).expect("usage").1)
-        .await
-        .expect("read")
+    admin_call(base, seeded, "GET", &format!("/usage?at={at}"), None).await
 }
 
 /// The invoice and the billing figures of `month`, as the API answers them to the admin.
 async fn invoice_and_billing(base: &str, seeded: &Seeded, month: &str) -> (Value, Value) {
-    let api = Api::new(base, &seeded.admin, 1);
-    let t = format!("/v1/tenants/{}", seeded.tenant);
-    let month = month.to_string();
-    tokio::task::spawn_blocking(move || {
-        let invoice = api
-            .send("GET", &format!("{t}/invoices/{month}"), None)
-            .expect("the invoice")
-            .1;
-        let billing = api
-            .send("GET", &format!("{t}/billing/{month}"), None)
-            .expect("the billing month")
-            .1;
-        (invoice, billing)
-    })
-    .await
-    .expect("read")
+    let invoice = admin_call(base, seeded, "GET", &format!("/invoices/{month}"), None).await;
+    let billing = admin_call(base, seeded, "GET", &format!("/billing/{month}"), None).await;
+    (invoice, billing)
+}
+
+/// Press Enter on the What-if page's Preview button (reached with Tab), wait until the
+/// verdict shows `verdict`, and return its text with the API's answer to the same commands.
+async fn preview_with_keys(
+    client: &Client,
+    base: &str,
+    seeded: &Seeded,
+    commands: &Value,
+    verdict: &str,
+) -> (String, Value) {
+    tab_to(client, "whatif-preview").await;
+    press(client, Key::Enter).await;
+    let shown = wait_for_text(client, "#whatif-ok", verdict).await;
+    let answer = admin_call(
+        base,
+        seeded,
+        "POST",
+        "/what-if",
+        Some(json!({"commands": commands})),
+    )
+    .await;
+    (shown, answer)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -638,17 +652,7 @@ async fn the_console_shows_what_the_api_answers_in_a_real_browser() {
     assert_eq!(commands[0]["op"], "set_restriction", "{commands}");
     assert_eq!(commands[0]["group_id"], json!(seeded.sales), "{commands}");
     assert_eq!(commands[0]["limits"]["phone_system"], 1, "{commands}");
-    tab_to(&client, "whatif-preview").await;
-    press(&client, Key::Enter).await;
-    let verdict = wait_for_text(&client, "#whatif-ok", "refused").await;
-    let answer = admin_call(
-        &base,
-        &seeded,
-        "POST",
-        "/what-if",
-        Some(json!({"commands": commands})),
-    )
-    .await;
+    let (verdict, answer) = preview_with_keys(&client, &base, &seeded, &commands, "refused").await;
     assert_eq!(answer["ok"], false, "{answer}");
     assert!(
         verdict.contains(&format!(
@@ -678,17 +682,7 @@ async fn the_console_shows_what_the_api_answers_in_a_real_browser() {
         .expect("the commands");
     area.clear().await.expect("clear");
     area.send_keys(&more.to_string()).await.expect("paste");
-    tab_to(&client, "whatif-preview").await;
-    press(&client, Key::Enter).await;
-    let _ = wait_for_text(&client, "#whatif-ok", "allowed").await;
-    let answer = admin_call(
-        &base,
-        &seeded,
-        "POST",
-        "/what-if",
-        Some(json!({"commands": more})),
-    )
-    .await;
+    let (_, answer) = preview_with_keys(&client, &base, &seeded, &more, "allowed").await;
     assert_eq!(answer["ok"], true, "{answer}");
     let delta = text_of(&client, "#whatif-billing").await;
     let deltas = answer["billing_delta"].as_object().expect("billing delta");

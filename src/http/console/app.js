@@ -55,6 +55,17 @@ function table(id, headers, rows) {
       typeof c === "number" ? el("td", { class: "number" }, c) : el("td", {}, c))))));
 }
 
+// A row per type of a usage answer: contracted, allocated, free.
+function usageRows(usage) {
+  return Object.entries(usage.types || {}).map(([t, u]) => [t, u.owned, u.assigned, u.free]);
+}
+
+// A row per type of a group-state answer: limit, used, remaining ("—" where there is none).
+function stateRows(state) {
+  return Object.entries(state.types || {}).map(([t, x]) =>
+    [t, x.limit === null ? "—" : x.limit, x.used, x.remaining === null ? "—" : x.remaining]);
+}
+
 function notice(text) {
   return el("p", { class: "error", role: "alert" }, text);
 }
@@ -71,10 +82,8 @@ async function overview() {
   }
   try {
     const usage = await api(tenantPath("/usage"));
-    const types = Object.entries(usage.types || {});
     parts.push(el("h3", {}, "Contracted, allocated and free"));
-    parts.push(table("usage", ["Type", "Contracted", "Allocated", "Free"],
-      types.map(([t, u]) => [t, u.owned, u.assigned, u.free])));
+    parts.push(table("usage", ["Type", "Contracted", "Allocated", "Free"], usageRows(usage)));
   } catch (e) {
     parts.push(notice("Usage: " + e.message));
   }
@@ -128,12 +137,10 @@ async function groups() {
 
 async function groupState(id) {
   const state = await api(tenantPath("/groups/" + encodeURIComponent(id) + "/state"));
-  const rows = Object.entries(state.types || {}).map(([t, s]) =>
-    [t, s.limit === null ? "—" : s.limit, s.used, s.remaining === null ? "—" : s.remaining]);
   return [
     el("h2", {}, "Group " + state.group.name),
     el("p", {}, "Effective window: " + (state.valid_from || "open") + " to " + (state.valid_until || "open")),
-    table("group-state", ["Type", "Limit", "Used", "Remaining"], rows),
+    table("group-state", ["Type", "Limit", "Used", "Remaining"], stateRows(state)),
     state.blocked_by.length
       ? el("p", { class: "blocked" }, "Blocked by " + state.blocked_by.map((b) => b.group_name + " (" + b.rule + ")").join(", "))
       : el("p", { class: "ok" }, "No window blocks this group."),
@@ -299,14 +306,11 @@ async function auditAsOf(container, at, group) {
   try {
     const usage = await api(tenantPath("/usage?at=" + encodeURIComponent(at)));
     parts.push(el("h3", {}, "Usage as of " + at));
-    parts.push(table("audit-usage", ["Type", "Contracted", "Allocated", "Free"],
-      Object.entries(usage.types || {}).map(([t, u]) => [t, u.owned, u.assigned, u.free])));
+    parts.push(table("audit-usage", ["Type", "Contracted", "Allocated", "Free"], usageRows(usage)));
     if (group) {
       const state = await api(tenantPath("/groups/" + encodeURIComponent(group) + "/state?at=" + encodeURIComponent(at)));
       parts.push(el("h3", {}, "Group " + state.group.name + " as of " + at));
-      parts.push(table("audit-group", ["Type", "Limit", "Used", "Remaining"],
-        Object.entries(state.types || {}).map(([t, x]) =>
-          [t, x.limit === null ? "—" : x.limit, x.used, x.remaining === null ? "—" : x.remaining])));
+      parts.push(table("audit-group", ["Type", "Limit", "Used", "Remaining"], stateRows(state)));
     }
   } catch (e) {
     parts.push(notice("As of " + at + ": " + e.message));
@@ -454,10 +458,11 @@ async function whatIfReport(report, groupsById) {
         v.limit === undefined ? "" : v.limit, v.used === undefined ? "" : v.used, v.message]))
     : el("p", { id: "whatif-violations" }, "None."));
   parts.push(el("h3", {}, "Who would lose what"));
-  const users = new Map();
-  for (const id of [...new Set(report.would_block.map((b) => b.user_id))].slice(0, 50)) {
-    users.set(id, await api(tenantPath("/users/" + encodeURIComponent(id))).then((u) => u.name).catch(() => id));
-  }
+  // Their names, asked together (the first 50 users; the rest are shown by id).
+  const ids = [...new Set(report.would_block.map((b) => b.user_id))].slice(0, 50);
+  const names = await Promise.all(ids.map((id) =>
+    api(tenantPath("/users/" + encodeURIComponent(id))).then((u) => u.name).catch(() => id)));
+  const users = new Map(ids.map((id, i) => [id, names[i]]));
   parts.push(report.would_block.length
     ? table("whatif-would-block", ["User", "Would lose", "Rule", "Group", "Why"],
       report.would_block.map((b) => [el("a", { href: "#user/" + b.user_id }, users.get(b.user_id) || b.user_id),
@@ -576,8 +581,10 @@ document.addEventListener("DOMContentLoaded", () => {
       await api(tenantPath(""));
       document.getElementById("sign-in-error").textContent = "";
       document.getElementById("key").value = "";
-      location.hash = "overview";
-      render();
+      // A new hash renders the page (hashchange); the same one would not, so render it here:
+      // once either way, not twice over each other.
+      if (location.hash === "#overview") render();
+      else location.hash = "overview";
     } catch (e) {
       store.removeItem("ledger.key");
       document.getElementById("sign-in-error").textContent = "Sign-in failed: " + e.message;
