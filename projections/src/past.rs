@@ -208,10 +208,19 @@ fn same_own_group(recorded: &Group, live: &Group) -> bool {
         && recorded.contact_email == live.contact_email
 }
 
+/// The user's own fields: field by field, so that the set of licences a user holds is not
+/// copied only to be dropped.
 fn own_user(user: &User) -> User {
     User {
+        id: user.id,
+        name: user.name.clone(),
+        group: user.group,
+        extension: user.extension.clone(),
+        number: user.number.clone(),
+        removed: user.removed,
         licenses: BTreeSet::new(),
-        ..user.clone()
+        restriction: user.restriction.clone(),
+        other_groups: user.other_groups.clone(),
     }
 }
 
