@@ -14,7 +14,7 @@ use super::World;
 use crate::store::{Error as StoreError, EventRef, EventStore};
 use events::{Envelope, EventHash, TenantId};
 use std::collections::HashMap;
-use std::sync::mpsc::{channel, sync_channel, Receiver, Sender};
+use std::sync::mpsc::{sync_channel, Receiver};
 
 /// Events per chunk handed from the log reader to a folder.
 const CHUNK_EVENTS: usize = 1024;
@@ -44,20 +44,6 @@ impl Chunk {
         Chunk {
             bytes: Vec::with_capacity(CHUNK_EVENTS * 256),
             events: Vec::with_capacity(CHUNK_EVENTS),
-        }
-    }
-
-    /// A chunk a folder is done with, emptied, or a new one: the reader fills the same few
-    /// buffers over and over instead of a fresh quarter of a megabyte, whose pages the
-    /// kernel zeroes, every thousand events.
-    fn recycled(done: &Receiver<Chunk>) -> Chunk {
-        match done.try_recv() {
-            Ok(mut chunk) => {
-                chunk.bytes.clear();
-                chunk.events.clear();
-                chunk
-            }
-            Err(_) => Chunk::new(),
         }
     }
 }
@@ -96,8 +82,7 @@ struct Folded {
     failure: Option<StoreError>,
 }
 
-/// Fold every chunk `chunks` brings, handing each back on `done` once folded.
-fn fold_chunks(mut part: World, chunks: Receiver<Chunk>, done: Sender<Chunk>) -> Folded {
+fn fold_chunks(mut part: World, chunks: Receiver<Chunk>) -> Folded {
     let mut shared = Vec::new();
     for chunk in chunks {
         let mut start = 0;
@@ -120,8 +105,6 @@ fn fold_chunks(mut part: World, chunks: Receiver<Chunk>, done: Sender<Chunk>) ->
                 }
             }
         }
-        // The reader may have finished: then the chunk is dropped here.
-        let _ = done.send(chunk);
     }
     Folded {
         part,
@@ -161,14 +144,11 @@ impl World {
         let (scanned, gap, folded) = std::thread::scope(|scope| {
             let mut senders = Vec::with_capacity(folders);
             let mut folders_running = Vec::with_capacity(folders);
-            let (done, recycled) = channel::<Chunk>();
             for part in parts {
                 let (sender, chunks) = sync_channel::<Chunk>(CHUNKS_AHEAD);
                 senders.push(sender);
-                let done = done.clone();
-                folders_running.push(scope.spawn(move || fold_chunks(part, chunks, done)));
+                folders_running.push(scope.spawn(move || fold_chunks(part, chunks)));
             }
-            drop(done);
             let mut chunks: Vec<Chunk> = (0..folders).map(|_| Chunk::new()).collect();
             let mut gap = None;
             let scanned = store.scan_ref(after, &mut |stored| {
@@ -190,7 +170,7 @@ impl World {
                 if chunk.events.len() < CHUNK_EVENTS {
                     return true;
                 }
-                let full = std::mem::replace(chunk, Chunk::recycled(&recycled));
+                let full = std::mem::replace(chunk, Chunk::new());
                 // The folder stopped (a corrupt event): stop reading.
                 senders[folder].send(full).is_ok()
             });
