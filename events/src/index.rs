@@ -41,6 +41,17 @@ struct Shard<K, V> {
     order: BTreeSet<K>,
 }
 
+impl<K: Ord + Hash + Copy, V> Shard<K, V> {
+    /// Add or replace the entity with this id; returns the one it replaced.
+    fn insert(&mut self, id: K, value: V) -> Option<V> {
+        let previous = self.entries.insert(id, value);
+        if previous.is_none() {
+            self.order.insert(id);
+        }
+        previous
+    }
+}
+
 impl<K, V> Default for Shard<K, V> {
     fn default() -> Self {
         Shard {
@@ -164,10 +175,8 @@ impl<K: Ord + Hash + Copy + ShardKey, V: Clone> IdMap<K, V> {
 
     /// Add or replace the entity with this id; returns the one it replaced.
     pub fn insert(&mut self, id: K, value: V) -> Option<V> {
-        let part = self.part_mut(&id);
-        let previous = part.entries.insert(id, value);
+        let previous = self.part_mut(&id).insert(id, value);
         if previous.is_none() {
-            part.order.insert(id);
             self.len += 1;
         }
         previous
@@ -199,9 +208,7 @@ impl<K: Ord + Hash + Copy + ShardKey, V: Clone> FromIterator<(K, V)> for IdMap<K
         let mut parts: Vec<Shard<K, V>> = (0..SHARDS).map(|_| Shard::default()).collect();
         let mut len = 0;
         for (k, v) in items {
-            let part = &mut parts[usize::from(k.shard())];
-            if part.entries.insert(k, v).is_none() {
-                part.order.insert(k);
+            if parts[usize::from(k.shard())].insert(k, v).is_none() {
                 len += 1;
             }
         }

@@ -399,16 +399,9 @@ pub fn affected_users(
     if !groups.is_empty() {
         let mut below = BTreeSet::new();
         for state in [before, after] {
-            let mut seen = BTreeSet::new();
-            let mut stack: Vec<GroupId> = groups.iter().copied().collect();
-            while let Some(group) = stack.pop() {
-                if seen.insert(group) {
-                    if let Some(g) = state.groups.get(&group) {
-                        stack.extend(g.children.iter().copied());
-                    }
-                }
+            for group in &groups {
+                below.extend(state.subtree(*group));
             }
-            below.extend(seen);
         }
         for state in [before, after] {
             let members = state
