@@ -12,6 +12,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
+/// A base licence's type and its add-ons' ([`Tenant::license_with_addon_types`]): held
+/// inline up to four, as nearly every licence is.
+pub type LicenseTypes = smallvec::SmallVec<[TypeCode; 4]>;
+
 /// Whether a licence can be handed out, is in use, or is gone for good.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum LicenseStatus {
@@ -458,8 +462,9 @@ impl Tenant {
     }
 
     /// The type of a licence followed by the types of its attached add-ons.
-    pub fn license_with_addon_types(&self, license: &License) -> Vec<TypeCode> {
-        let mut types = vec![license.license_type.clone()];
+    pub fn license_with_addon_types(&self, license: &License) -> LicenseTypes {
+        let mut types = LicenseTypes::new();
+        types.push(license.license_type.clone());
         types.extend(
             license
                 .addons
@@ -472,9 +477,16 @@ impl Tenant {
 
     /// Licences assigned (or attached), per type.
     pub fn assigned_count(&self, license_type: &TypeCode) -> u64 {
-        let owned = self.owned.get(license_type).copied().unwrap_or(0);
+        self.owned_and_assigned(license_type)
+            .map_or(0, |(_, assigned)| assigned)
+    }
+
+    /// Licences of a type not terminated, and of those the ones assigned (or attached);
+    /// `None` for a type never provisioned.
+    pub fn owned_and_assigned(&self, license_type: &TypeCode) -> Option<(u64, u64)> {
+        let owned = *self.owned.get(license_type)?;
         let free = self.free.get(license_type).map_or(0, |f| f.len() as u64);
-        owned.saturating_sub(free)
+        Some((owned, owned.saturating_sub(free)))
     }
 
     /// The effective validity window of a group: the intersection of the windows of every
@@ -580,7 +592,10 @@ impl Tenant {
         let Some(l) = self.licenses.get(&license) else {
             return;
         };
-        let set = self.free.entry(l.license_type.clone()).or_default();
+        let set = match self.free.get_mut(&l.license_type) {
+            Some(set) => set,
+            None => self.free.entry(l.license_type.clone()).or_default(),
+        };
         if free {
             set.insert(license);
         } else {

@@ -301,18 +301,16 @@ impl Billing {
         seq: u64,
         actor: &str,
     ) {
-        if !self.levels.contains_key(license_type) {
-            let level = Level {
+        let multiplier = self.multiplier(license_type);
+        // One search of each map for the usual case, a type already there.
+        let level = match self.levels.get_mut(license_type) {
+            Some(level) => level,
+            None => self.levels.entry(license_type.clone()).or_insert(Level {
                 owned: 0,
                 assigned: 0,
                 seq,
                 actor: actor.to_string(),
-            };
-            self.levels.insert(license_type.clone(), level);
-        }
-        let multiplier = self.multiplier(license_type);
-        let Some(level) = self.levels.get_mut(license_type) else {
-            return;
+            }),
         };
         level.owned = level.owned.saturating_add_signed(owned);
         level.assigned = level.assigned.saturating_add_signed(assigned);
@@ -322,20 +320,19 @@ impl Billing {
         }
         let units = level.owned * multiplier;
         let figures = self.months.entry(month).or_default();
-        if !figures.contains_key(license_type) {
-            let fresh = TypeMonth {
-                peak_units: 0,
-                peak_at: at,
-                peak_seq: level.seq,
-                peak_actor: level.actor.clone(),
-                peak_assigned: 0,
-                units_at_end: 0,
-                carried: Carried::default(),
-            };
-            figures.insert(license_type.clone(), fresh);
-        }
-        let Some(entry) = figures.get_mut(license_type) else {
-            return;
+        let entry = match figures.get_mut(license_type) {
+            Some(entry) => entry,
+            None => figures
+                .entry(license_type.clone())
+                .or_insert_with(|| TypeMonth {
+                    peak_units: 0,
+                    peak_at: at,
+                    peak_seq: level.seq,
+                    peak_actor: level.actor.clone(),
+                    peak_assigned: 0,
+                    units_at_end: 0,
+                    carried: Carried::default(),
+                }),
         };
         if units > entry.peak_units {
             entry.peak_units = units;

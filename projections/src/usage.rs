@@ -1,6 +1,5 @@
 //! Owned, assigned and free licences per type.
 
-use crate::audit::touches;
 use chrono::{DateTime, Utc};
 use events::{Event, Tenant, TypeCode};
 use serde::Serialize;
@@ -52,20 +51,38 @@ pub struct UsageHistory {
     types: BTreeMap<TypeCode, Vec<UsagePoint>>,
 }
 
+/// The type whose owned or assigned count `event` changes: only these events change them (see
+/// `events::evolve`), so every other event leaves each line's last point true.
+fn counted_type(event: &Event) -> Option<&TypeCode> {
+    match event {
+        Event::LicensesProvisioned { license_type, .. }
+        | Event::LicenseTerminated { license_type, .. }
+        | Event::LicenseAssigned { license_type, .. }
+        | Event::LicenseUnassigned { license_type, .. } => Some(license_type),
+        Event::AddonAttached { addon_type, .. } | Event::AddonDetached { addon_type, .. } => {
+            Some(addon_type)
+        }
+        _ => None,
+    }
+}
+
 impl UsageHistory {
-    /// Note the usage of every type `event` names, as `state` holds it after the event,
-    /// recorded at `recorded_at` (never earlier than the event before).
+    /// Note the usage of the type `event` changes the counts of, as `state` holds it after the
+    /// event, recorded at `recorded_at` (never earlier than the event before).
     pub fn apply(&mut self, recorded_at: DateTime<Utc>, event: &Event, state: &Tenant) {
-        for t in touches(event).types {
-            let Some(&owned) = state.owned.get(t) else {
-                continue;
+        if let Some(t) = counted_type(event) {
+            let Some((owned, assigned)) = state.owned_and_assigned(t) else {
+                return;
             };
             let point = UsagePoint {
                 at: recorded_at.timestamp_micros(),
                 owned: u32::try_from(owned).unwrap_or(u32::MAX),
-                assigned: u32::try_from(state.assigned_count(t)).unwrap_or(u32::MAX),
+                assigned: u32::try_from(assigned).unwrap_or(u32::MAX),
             };
-            let line = self.types.entry(t.clone()).or_default();
+            let line = match self.types.get_mut(t) {
+                Some(line) => line,
+                None => self.types.entry(t.clone()).or_default(),
+            };
             match line.last_mut() {
                 Some(last) if last.at == point.at => *last = point,
                 Some(last) if last.owned == point.owned && last.assigned == point.assigned => {}

@@ -9,7 +9,7 @@
 //! events across tenants, so folders only collect it, and it is applied here afterwards in
 //! sequence order. The world that comes out equals a fold of the events one by one.
 
-use super::world::SharedEffect;
+use super::world::{SharedEffect, TenantMap};
 use super::World;
 use crate::store::{Error as StoreError, EventRef, EventStore};
 use events::{Envelope, EventHash, TenantId};
@@ -66,7 +66,7 @@ impl Owners {
         &mut self,
         world: &mut World,
         parts: &mut [World],
-        field: fn(&mut World) -> &mut HashMap<TenantId, V>,
+        field: fn(&mut World) -> &mut TenantMap<V>,
     ) {
         for (tenant, value) in field(world).drain() {
             field(&mut parts[self.folder_of(tenant)]).insert(tenant, value);
