@@ -1,5 +1,6 @@
 //! The `ledger` binary's library: the store, the ledger service, HTTP and the CLI.
 
+pub mod allocator;
 pub mod cli;
 pub mod http;
 pub mod idempotency;

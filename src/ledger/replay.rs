@@ -129,6 +129,7 @@ impl World {
         after: u64,
         progress: &mut dyn FnMut(u64),
     ) -> Result<(), StoreError> {
+        let _hold = crate::allocator::HoldFreedMemory::start();
         let folders = folder_count();
         let mut owners = Owners {
             of: HashMap::new(),

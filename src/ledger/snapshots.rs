@@ -82,6 +82,8 @@ impl World {
         store: &dyn EventStore,
         dir: &std::path::Path,
     ) -> Result<(World, u64), StoreError> {
+        // Decoding a snapshot builds the state as a replay does.
+        let _hold = crate::allocator::HoldFreedMemory::start();
         match read(dir) {
             Ok(Some(snapshot)) => {
                 let at = snapshot.head;
