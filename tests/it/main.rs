@@ -10,6 +10,7 @@ mod cli;
 mod console;
 mod crash;
 mod dealers;
+mod deploy;
 mod faults;
 mod features;
 mod fuzz_regressions;
