@@ -47,12 +47,15 @@ pub struct LoadReport {
     pub peak_rss_bytes: u64,
     /// Resident set size once the state is loaded (`VmRSS`).
     pub rss_bytes: u64,
+    /// How long the replay (or the scan) took, opening the store left out.
+    pub replay_seconds: f64,
 }
 
 /// Open the store in `data`, replay the whole log into a [`World`] (with `scan_only`, only
 /// read its events) and report the process's peak RSS with the state still held.
 pub fn load_and_report(data: &Path, scan_only: bool) -> Result<LoadReport, String> {
     let store = ledger::cli::offline::open_store(data)?;
+    let started = std::time::Instant::now();
     let world = if scan_only {
         let mut events = 0;
         store
@@ -68,6 +71,7 @@ pub fn load_and_report(data: &Path, scan_only: bool) -> Result<LoadReport, Strin
     } else {
         World::load(&store).map_err(|e| e.to_string())?
     };
+    let replay_seconds = started.elapsed().as_secs_f64();
     let status = std::fs::read_to_string("/proc/self/status")
         .map_err(|e| format!("cannot read /proc/self/status: {e}"))?;
     let report = LoadReport {
@@ -77,6 +81,7 @@ pub fn load_and_report(data: &Path, scan_only: bool) -> Result<LoadReport, Strin
         licenses: world.tenants.values().map(|t| t.licenses.len()).sum(),
         peak_rss_bytes: status_bytes(&status, "VmHWM")?,
         rss_bytes: status_bytes(&status, "VmRSS")?,
+        replay_seconds,
     };
     // Held until measured: the figure is of the state loaded, not of a process that dropped it.
     drop(world);
@@ -175,7 +180,7 @@ pub(super) fn build_memory_log(dir: &Path, users: usize, licenses: u32) -> Resul
 }
 
 /// Run `bench load --data dir` (this very binary) and read its report.
-fn run_child(dir: &Path, scan_only: bool) -> Result<LoadReport, String> {
+pub(super) fn run_child(dir: &Path, scan_only: bool) -> Result<LoadReport, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
     let mut child = std::process::Command::new(&exe);
     child.arg(LOAD_COMMAND).arg("--data").arg(dir);
