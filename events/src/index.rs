@@ -15,7 +15,6 @@
 
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::ops::Bound;
 use std::sync::{Arc, OnceLock};
 
 /// Parts of a map.
@@ -63,14 +62,10 @@ impl<K: Ord + Hash + Copy, V> Shard<K, V> {
         })
     }
 
-    /// The ids after `start` in order.
-    fn order_from(&self, start: Bound<K>) -> &[K] {
+    /// The ids strictly after `after` (all, for `None`) in order.
+    fn order_after(&self, after: Option<K>) -> &[K] {
         let order = self.order();
-        let first = match start {
-            Bound::Excluded(id) => order.partition_point(|k| *k <= id),
-            Bound::Included(id) => order.partition_point(|k| *k < id),
-            Bound::Unbounded => 0,
-        };
+        let first = after.map_or(0, |id| order.partition_point(|k| *k <= id));
         &order[first..]
     }
 }
@@ -172,11 +167,8 @@ impl<K: Ord + Hash + Copy + ShardKey, V> IdMap<K, V> {
             .iter()
             .enumerate()
             .flat_map(move |(index, part)| {
-                let start = match after {
-                    Some(id) if index == 0 => Bound::Excluded(id),
-                    _ => Bound::Unbounded,
-                };
-                part.order_from(start)
+                // Only the cursor's own part starts after it; the parts after it start at once.
+                part.order_after(after.filter(|_| index == 0))
                     .iter()
                     .filter_map(|id| part.entries.get_key_value(id))
             })

@@ -70,24 +70,25 @@ impl UsageHistory {
     /// Note the usage of the type `event` changes the counts of, as `state` holds it after the
     /// event, recorded at `recorded_at` (never earlier than the event before).
     pub fn apply(&mut self, recorded_at: DateTime<Utc>, event: &Event, state: &Tenant) {
-        if let Some(t) = counted_type(event) {
-            let Some((owned, assigned)) = state.owned_and_assigned(t) else {
-                return;
-            };
-            let point = UsagePoint {
-                at: recorded_at.timestamp_micros(),
-                owned: u32::try_from(owned).unwrap_or(u32::MAX),
-                assigned: u32::try_from(assigned).unwrap_or(u32::MAX),
-            };
-            let line = match self.types.get_mut(t) {
-                Some(line) => line,
-                None => self.types.entry(t.clone()).or_default(),
-            };
-            match line.last_mut() {
-                Some(last) if last.at == point.at => *last = point,
-                Some(last) if last.owned == point.owned && last.assigned == point.assigned => {}
-                _ => line.push(point),
-            }
+        let Some(t) = counted_type(event) else {
+            return;
+        };
+        let Some((owned, assigned)) = state.owned_and_assigned(t) else {
+            return;
+        };
+        let point = UsagePoint {
+            at: recorded_at.timestamp_micros(),
+            owned: u32::try_from(owned).unwrap_or(u32::MAX),
+            assigned: u32::try_from(assigned).unwrap_or(u32::MAX),
+        };
+        let line = match self.types.get_mut(t) {
+            Some(line) => line,
+            None => self.types.entry(t.clone()).or_default(),
+        };
+        match line.last_mut() {
+            Some(last) if last.at == point.at => *last = point,
+            Some(last) if last.owned == point.owned && last.assigned == point.assigned => {}
+            _ => line.push(point),
         }
     }
 
