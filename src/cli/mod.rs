@@ -16,8 +16,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 /// Events read on start (after the snapshot, if one was used) from which `serve` reopens the
-/// store before serving, to give back what sled kept of the records it read: about 200 bytes
-/// an event, so a replay of a million events leaves about 200 MB behind.
+/// store before serving, to give back what sled's cache kept of the records it read. Before
+/// the vendored sled's cache counted pages stored as blobs (`vendor/sled/PATCHED.md`), that was
+/// every record, about 200 bytes an event; now it is at most the store's cache.
 const STORE_REOPEN_EVENTS_MIN: u64 = 1_000_000;
 
 /// Event-sourced licensing ledger.

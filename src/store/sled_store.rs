@@ -262,6 +262,11 @@ impl EventStore for SledStore {
     }
 }
 
+/// sled's cache of the tree's pages. The state lives in the ledger's projections, so sled
+/// serves only the log's readers: a replay reads each record once, and the audit and events
+/// pages read a tenant's records; the operating system's page cache holds the files anyway.
+const CACHE_BYTES: u64 = 128 << 20;
+
 /// How long opening waits for sled's file lock: a store closed a moment ago (in this process,
 /// or by a process that just exited) lets it go once sled's background threads stop.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
@@ -273,6 +278,7 @@ fn open_waiting_for_lock(dir: &Path) -> Result<sled::Db, sled::Error> {
         let opened = sled::Config::new()
             .path(dir)
             .mode(sled::Mode::HighThroughput)
+            .cache_capacity(CACHE_BYTES)
             .open();
         match opened {
             Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {

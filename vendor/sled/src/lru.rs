@@ -25,6 +25,9 @@ const N_SHARDS: usize = 2;
 #[cfg(not(any(test, feature = "lock_free_delays")))]
 const N_SHARDS: usize = 256;
 
+/// The part of the capacity that pages larger than a shard's share may take.
+const LARGE_SHARE: u64 = 2;
+
 struct AccessBlock {
     len: AtomicUsize,
     block: [AtomicU64; MAX_QUEUE_ITEMS],
@@ -206,8 +209,15 @@ impl CacheAccess {
 }
 
 /// A simple LRU cache.
+///
+/// Pages are dealt to shards by id, each with an equal share of the capacity, and a shard
+/// always keeps the page it saw last. A page larger than a shard's share (a node stored as a
+/// blob) would stay cached in every shard that saw one, so such pages have an LRU of their
+/// own, updated at once: they are few, and each costs a file read to page in.
 pub struct Lru {
     shards: Vec<(AccessQueue, FastLock<Shard>)>,
+    shard_capacity: u64,
+    large: crate::Mutex<Shard>,
 }
 
 unsafe impl Sync for Lru {}
@@ -227,7 +237,13 @@ impl Lru {
             (AccessQueue::default(), FastLock::new(Shard::new(shard_capacity)))
         });
 
-        Self { shards }
+        Self {
+            shards,
+            shard_capacity,
+            large: crate::Mutex::new(Shard::new(
+                (cache_capacity / LARGE_SHARE).max(1),
+            )),
+        }
     }
 
     /// Called when an item is accessed. Returns a Vec of items to be
@@ -245,6 +261,9 @@ impl Lru {
         item_size: u64,
         guard: &Guard,
     ) -> Vec<PageId> {
+        if item_size > self.shard_capacity {
+            return self.large.lock().accessed(safe_usize(id), item_size);
+        }
         let mut ret = vec![];
         let shards = self.shards.len() as u64;
         let (shard_idx, item_pos) = (id % shards, id / shards);
@@ -359,4 +378,24 @@ fn lru_smoke_test() {
         let guard = pin();
         lru.accessed(i, 16, &guard);
     }
+}
+
+#[test]
+fn pages_larger_than_a_shard_are_evicted_beyond_their_share_of_the_capacity() {
+    use crate::pin;
+
+    // Pages as large as half the capacity exceed every shard's share and the large pages'
+    // share: each one evicts the one before, whichever shard its id falls in.
+    let capacity = 1 << 20;
+    let large = capacity / LARGE_SHARE + 1;
+    let lru = Lru::new(capacity);
+    let guard = pin();
+    assert!(lru.accessed(0, large, &guard).is_empty(), "the page just read stays");
+    assert_eq!(lru.accessed(1, large, &guard), vec![0]);
+    assert_eq!(lru.accessed(2, large, &guard), vec![1]);
+    // Small pages still go to their shards and evict no large page.
+    for pid in 3..1000 {
+        assert!(lru.accessed(pid, 16, &guard).is_empty());
+    }
+    assert_eq!(lru.accessed(4, large, &guard), vec![2]);
 }
