@@ -12,6 +12,13 @@
 //!
 //! Without mimalloc as the global allocator (the tests) the calls change nothing but
 //! mimalloc's own idle heap.
+//!
+//! [`use_small_pages`] turns transparent huge pages off for the process. mimalloc asks for
+//! them (`MADV_HUGEPAGE`), and each first touch of one makes the kernel zero 2 MiB at once;
+//! on the virtual machines the ledger is measured on (free memory handed back to the host
+//! in 2 MiB blocks), a replay spent a third of its time there, and 25 % less time in all
+//! with small pages (BENCH.md). An operator whose machines do better with huge pages keeps
+//! them with `LEDGER_HUGE_PAGES=1`.
 
 use std::os::raw::c_long;
 use std::sync::Mutex;
@@ -20,6 +27,24 @@ use std::sync::Mutex;
 /// for it): how many milliseconds freed memory waits before it goes back to the kernel; `-1`
 /// never.
 const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Transparent huge pages for this process (and the processes it starts) unless the
+/// environment's `LEDGER_HUGE_PAGES` is `1`: see the module documentation. Called first thing
+/// in `main`; the kernel applies it to every later page fault, of memory mapped before too.
+pub fn use_small_pages() {
+    if std::env::var_os(HUGE_PAGES_VAR).is_some_and(|v| v == "1") {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    // SAFETY: PR_SET_THP_DISABLE takes plain integers and changes only how the kernel backs
+    // this process's future page faults; it fails harmlessly on kernels without it.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    }
+}
+
+/// The environment variable that keeps transparent huge pages on.
+pub const HUGE_PAGES_VAR: &str = "LEDGER_HUGE_PAGES";
 
 /// Replays running, and the purge delay in force before the first of them began.
 static HOLDING: Mutex<(usize, c_long)> = Mutex::new((0, 0));

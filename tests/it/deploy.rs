@@ -110,3 +110,39 @@ fn the_container_serves_on_its_exposed_port_from_its_volume_with_flags_the_ledge
         "the ledger does not run as root"
     );
 }
+
+/// `THP_enabled` of a process's `/proc/PID/status`: whether the kernel may back its memory
+/// with transparent huge pages.
+fn huge_pages_enabled(pid: u32) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("cannot read the server's status: {e}"));
+    match status
+        .lines()
+        .find_map(|line| line.strip_prefix("THP_enabled:"))
+        .map(str::trim)
+    {
+        Some("0") => false,
+        Some("1") => true,
+        other => panic!("no THP_enabled in the server's status: {other:?}"),
+    }
+}
+
+#[test]
+fn the_server_runs_on_small_pages_unless_ledger_huge_pages_says_otherwise() {
+    let binary = Path::new(env!("CARGO_BIN_EXE_ledger"));
+    let data = tempfile::tempdir().expect("temp dir");
+    let mut command = std::process::Command::new(binary);
+    command.env_remove(ledger::allocator::HUGE_PAGES_VAR);
+    let server = tools::crash::Server::start_command(command, &data.path().join("small"))
+        .unwrap_or_else(|e| panic!("the server did not start: {e}"));
+    assert!(!huge_pages_enabled(server.pid()));
+    drop(server);
+    let mut command = std::process::Command::new(binary);
+    command.env(ledger::allocator::HUGE_PAGES_VAR, "1");
+    let server = tools::crash::Server::start_command(command, &data.path().join("huge"))
+        .unwrap_or_else(|e| panic!("the server did not start: {e}"));
+    assert!(
+        huge_pages_enabled(server.pid()),
+        "LEDGER_HUGE_PAGES=1 keeps them"
+    );
+}

@@ -38,6 +38,8 @@ enum Child {
 }
 
 fn main() {
+    // As the ledger runs (and the `load` child with it).
+    ledger::allocator::use_small_pages();
     let cli = Cli::parse();
     // The bench drives the router with many thousands of requests: a log line each would be
     // measured along with them, so it logs warnings only unless RUST_LOG says otherwise.

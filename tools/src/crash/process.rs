@@ -89,6 +89,18 @@ impl Server {
             .map(|(server, _)| server)
     }
 
+    /// Start `command` (which names the binary and any environment of its own) on `data` with
+    /// [`ROOT_TOKEN`].
+    pub fn start_command(command: Command, data: &Path) -> Result<Server, StartError> {
+        Server::spawn_command(command, data, RootToken::Env(ROOT_TOKEN), false)
+            .map(|(server, _)| server)
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Spawn `BINARY serve --data DATA --listen 127.0.0.1:0` (with `--dev` if asked) and wait
     /// for `listening on`. Returns the server and the stdout lines printed before that line.
     pub fn spawn(
