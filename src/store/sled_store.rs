@@ -116,6 +116,11 @@ impl SledStore {
         Ok(store)
     }
 
+    /// Written after every flush of the log, and not synced: a process killed keeps it (the
+    /// kernel holds the write), while after a power loss it may name an earlier sequence than
+    /// the log kept. It is only ever a lower bound of the durable log, so the check on open can
+    /// miss a loss then, never report one that did not happen; syncing it too would add a second
+    /// fsync to every group commit.
     fn write_head_file(&self, seq: u64) -> Result<(), Error> {
         use std::os::unix::fs::FileExt;
         self.head_file
