@@ -478,6 +478,12 @@ async fn the_console_shows_what_the_api_answers_in_a_real_browser() {
         .await
         .expect("open the user");
     assert_eq!(text_of(&client, "#allowed").await, "blocked");
+    // Her licence counts against her group, named as the tree names it.
+    let licences = text_of(&client, "#user-licenses").await;
+    assert!(
+        licences.contains("phone_system Support call_recording"),
+        "{licences}"
+    );
     let blocked = client
         .wait()
         .for_element(Locator::Css("#checks li.highlight"))

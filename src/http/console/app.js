@@ -163,8 +163,18 @@ async function user(id, code) {
   if (!id) return parts;
   const u = await api(tenantPath("/users/" + encodeURIComponent(id)));
   parts.push(el("h3", { id: "user-name" }, u.name));
+  // The groups the licences count against, by name (a group the key may not read: its id).
+  const groupNames = new Map();
+  for (const g of new Set(u.licenses.map((l) => l.group_id).filter(Boolean))) {
+    try {
+      groupNames.set(g, (await api(tenantPath("/groups/" + encodeURIComponent(g)))).name);
+    } catch (e) {
+      groupNames.set(g, g);
+    }
+  }
   parts.push(table("user-licenses", ["Licence", "Type", "Counts against", "Add-ons"],
-    u.licenses.map((l) => [l.id, l.type, l.group_id, l.addons.map((a) => a.type).join(", ")])));
+    u.licenses.map((l) => [l.id, l.type, l.group_id ? groupNames.get(l.group_id) : "",
+      l.addons.map((a) => a.type).join(", ")])));
   if (code) {
     const answer = await api(tenantPath("/users/" + encodeURIComponent(id) + "/entitlements/" + encodeURIComponent(code)));
     parts.push(el("h3", {}, code + ": ",

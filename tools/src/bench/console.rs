@@ -97,8 +97,10 @@ fn pages(s: &Subject, now: DateTime<Utc>) -> Vec<(&'static str, Vec<Call>)> {
         day = day.succ_opt().unwrap_or(now.date_naive());
     }
     billing.push(get(format!("{t}/usage")));
+    // The page names the group its licences count against (the user's own, here).
     let mut user = vec![
         get(format!("{t}/users/{}", s.user)),
+        get(format!("{t}/groups/{}", s.group)),
         get(format!("{t}/users/{}/entitlements/{ASKED}", s.user)),
     ];
     user.extend(s.path.iter().map(|g| get(format!("{t}/groups/{g}"))));
