@@ -219,7 +219,7 @@ pub struct ListQuery {
     /// Matches the name (any case), the extension or the number.
     #[param(max_length = 200)]
     q: Option<String>,
-    /// Users of this group.
+    /// Users belonging to this group: their own group or one of their other groups.
     #[param(value_type = Option<uuid::Uuid>)]
     group_id: Option<GroupId>,
     /// Page size.
@@ -231,7 +231,8 @@ pub struct ListQuery {
 }
 
 /// `GET /v1/tenants/{t}/users?type=&q=&group_id=`: active users; `q` matches name (any case),
-/// extension or number; `type` keeps users holding that type.
+/// extension or number; `type` keeps users holding that type; `group_id` the group's members,
+/// by their own group or another they joined.
 #[utoipa::path(
     get,
     path = "/v1/tenants/{t}/users",
@@ -261,7 +262,7 @@ pub async fn list(
         let keep = |u: &events::state::User| {
             !u.removed
                 && scope.sees_user(u.id)
-                && query.group_id.is_none_or(|g| u.group == g)
+                && query.group_id.is_none_or(|g| u.belongs_to(g))
                 && needle.as_deref().is_none_or(|q| {
                     u.name.to_lowercase().contains(q)
                         || u.extension.as_deref().is_some_and(|e| e.contains(q))

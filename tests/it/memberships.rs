@@ -400,3 +400,39 @@ async fn a_dealer_key_adds_users_only_to_groups_of_its_subtree() {
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
 }
+
+/// The names of the users `GET /users?group_id=` lists for `group`, sorted.
+async fn member_names(w: &World, group: &str) -> Vec<String> {
+    let path = w.tenant.path(&format!("/users?group_id={group}"));
+    let (status, body) = w.server.get(&path, &w.tenant.viewer).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let mut names: Vec<String> = body["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|u| u["name"].as_str().expect("name").to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn listing_a_group_s_users_includes_the_members_who_joined_it() {
+    let w = world().await;
+    w.server.user(&w.tenant, &w.support, "Bob").await;
+    let (status, _) = w.join(&w.alice, &w.support).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(
+        member_names(&w, &w.support).await,
+        ["Alice", "Bob"],
+        "Bob's own group, one Alice joined"
+    );
+    assert_eq!(member_names(&w, &w.sales).await, ["Alice"]);
+    let (status, _) = w.leave(&w.alice, &w.support).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        member_names(&w, &w.support).await,
+        ["Bob"],
+        "left: listed no more"
+    );
+}
