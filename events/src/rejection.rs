@@ -214,8 +214,12 @@ pub enum Rejection {
     },
     #[error("add-on {addon} is not attached to licence {base}")]
     AddonNotAttached { addon: LicenseId, base: LicenseId },
-    #[error("extension {extension} is already used by user {user}")]
-    ExtensionTaken { extension: String, user: UserId },
+    /// `user`: the holder, `None` when the caller's scope does not include them.
+    #[error("extension {extension} is already used by {}", .user.map_or_else(|| "another user".to_string(), |u| format!("user {u}")))]
+    ExtensionTaken {
+        extension: String,
+        user: Option<UserId>,
+    },
     #[error("user {user} still holds {} licence(s)", .licenses.len())]
     UserHoldsLicenses {
         user: UserId,

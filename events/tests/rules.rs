@@ -1874,7 +1874,7 @@ fn create_user_with_a_taken_extension_is_a_conflict_naming_the_holder() {
         )))
         .then_reject(Rejection::ExtensionTaken {
             extension: "101".into(),
-            user: ALICE,
+            user: Some(ALICE),
         });
     assert_eq!(rejection.class(), RejectionClass::Conflict);
 }
@@ -1933,14 +1933,14 @@ fn batch_with_an_in_batch_duplicate_extension_lists_the_index() {
                 2,
                 Rejection::ExtensionTaken {
                     extension: "301".into(),
-                    user: user(10),
+                    user: Some(user(10)),
                 },
             ),
             (
                 3,
                 Rejection::ExtensionTaken {
                     extension: "102".into(),
-                    user: BOB,
+                    user: Some(BOB),
                 },
             ),
         ]));
@@ -2119,7 +2119,7 @@ fn changing_an_extension_to_another_users_is_a_conflict_naming_the_holder() {
         })
         .then_reject(Rejection::ExtensionTaken {
             extension: "102".into(),
-            user: BOB,
+            user: Some(BOB),
         });
 }
 

@@ -171,7 +171,9 @@ fn rejection_details(rejection: &Rejection) -> Value {
         }
         Rejection::ExtensionTaken { extension, user } => {
             details["extension"] = json!(extension);
-            details["user_id"] = json!(user);
+            if let Some(user) = user {
+                details["user_id"] = json!(user);
+            }
         }
         Rejection::InvalidTemplate(problem) => match problem {
             TemplateProblem::TooLong { field, max } => {

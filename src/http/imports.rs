@@ -192,7 +192,11 @@ pub async fn import(
                 now: Utc::now(),
                 command_id: CommandId::new_random(),
             };
-            Ok((events::decide(t, &command, &ctx), t.version))
+            // Judged as the import itself would be: a dealer's key within its subtree.
+            Ok((
+                events::decide_as(t, &command, &ctx, auth.scope()),
+                t.version,
+            ))
         })?;
         return match outcome {
             Ok(_) => Ok(with_etag(

@@ -352,3 +352,81 @@ async fn scoped_keys_of_every_role_keep_their_role_inside_the_subtree() {
     assert_eq!(body["results"][0]["error"]["code"], "not_found", "{body}");
     assert_eq!(body["billing_delta"], json!({}), "{body}");
 }
+
+#[tokio::test]
+async fn a_taken_extension_names_its_holder_to_a_dealer_only_inside_its_subtree() {
+    let server = Server::start();
+    let t = tree(&server).await;
+    for (user, extension) in [(&t.anna, "101"), (&t.clara, "201")] {
+        let (status, body) = server
+            .patch(
+                &t.tenant.path(&format!("/users/{user}")),
+                ROOT_TOKEN,
+                json!({"extension": extension}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let create =
+        |extension: &str| json!({"name": "Eva", "group_id": t.site, "extension": extension});
+    // Clara is outside Dealer North: the extension is refused, her id not shown.
+    let outside = [
+        server
+            .post(&t.tenant.path("/users"), &t.dealer, create("201"))
+            .await,
+        server
+            .patch(
+                &t.tenant.path(&format!("/users/{}", t.anna)),
+                &t.dealer,
+                json!({"extension": "201"}),
+            )
+            .await,
+        server
+            .post(
+                &t.tenant.path("/users/batch"),
+                &t.dealer,
+                json!({"users": [create("201")]}),
+            )
+            .await,
+    ];
+    for (status, body) in &outside {
+        assert_eq!(*status, StatusCode::CONFLICT, "{body}");
+        assert!(
+            !body.to_string().contains(&t.clara),
+            "the holder outside the subtree is named: {body}"
+        );
+        assert!(body.to_string().contains("extension_taken"), "{body}");
+    }
+    assert_eq!(
+        outside[0].1["error"]["message"],
+        "extension 201 is already used by another user"
+    );
+    // The same in a bulk import's row report.
+    let request = axum::http::Request::builder()
+        .method(axum::http::Method::POST)
+        .uri(t.tenant.path("/imports?dry_run=true"))
+        .header("authorization", format!("Bearer {}", t.dealer))
+        .header("content-type", "text/csv")
+        .body(axum::body::Body::from(format!(
+            "Ext Key,Number,User\n201,6567891230,{}\n",
+            t.anna
+        )))
+        .expect("request");
+    let reply = server.send(request).await;
+    let report = reply.body.to_string();
+    assert!(report.contains("extension_taken"), "{report}");
+    assert!(report.contains("already used by another user"), "{report}");
+    assert!(!report.contains(&t.clara), "the holder is named: {report}");
+    // Anna is inside: named, as to the whole tenant's keys.
+    let (status, body) = server
+        .post(&t.tenant.path("/users"), &t.dealer, create("101"))
+        .await;
+    assert_error(status, &body, StatusCode::CONFLICT, "conflict");
+    assert_eq!(body["error"]["details"]["reason"], "extension_taken");
+    assert_eq!(body["error"]["details"]["user_id"], json!(t.anna));
+    let (status, body) = server
+        .post(&t.tenant.path("/users"), ROOT_TOKEN, create("201"))
+        .await;
+    assert_error(status, &body, StatusCode::CONFLICT, "conflict");
+    assert_eq!(body["error"]["details"]["user_id"], json!(t.clara));
+}

@@ -185,12 +185,13 @@ fn import_row(
         return Err(errors);
     };
     if let Some(holder) = state.extensions.get(&extension).filter(|h| **h != user) {
-        errors.push(row_error(
-            row,
-            "Ext Key",
-            "extension_taken",
-            format!("extension {extension} is already used by user {holder}"),
-        ));
+        // A dealer's import learns that the extension is taken, not by whom outside its scope.
+        let message = if visible(*holder) {
+            format!("extension {extension} is already used by user {holder}")
+        } else {
+            format!("extension {extension} is already used by another user")
+        };
+        errors.push(row_error(row, "Ext Key", "extension_taken", message));
     }
     if !errors.is_empty() {
         return Err(errors);

@@ -118,6 +118,29 @@ pub fn decide_as(
         }
         _ => decide(state, command, ctx),
     }
+    .map_err(|rejection| seen_from(state, scope, rejection))
+}
+
+/// A rejection as a key scoped to `scope` may see it: the holder of a taken extension is not
+/// named when they are outside the scope (the refusal itself stays: extensions are unique in
+/// the whole tenant).
+fn seen_from(state: &Tenant, scope: GroupId, rejection: Rejection) -> Rejection {
+    match rejection {
+        Rejection::ExtensionTaken {
+            extension,
+            user: Some(holder),
+        } if !scope::user_in_scope(state, scope, holder) => Rejection::ExtensionTaken {
+            extension,
+            user: None,
+        },
+        Rejection::BatchRejected(items) => Rejection::BatchRejected(
+            items
+                .into_iter()
+                .map(|(index, item)| (index, seen_from(state, scope, item)))
+                .collect(),
+        ),
+        other => other,
+    }
 }
 
 /// Judge `command` against `state` at `ctx.now`.

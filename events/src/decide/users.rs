@@ -79,7 +79,7 @@ fn check_new_user(
         if let Some(holder) = holder {
             return Err(Rejection::ExtensionTaken {
                 extension: ext.clone(),
-                user: *holder,
+                user: Some(*holder),
             });
         }
     }
@@ -122,7 +122,7 @@ pub(super) fn update_user(
                 Some(holder) if *holder != user => {
                     return Err(Rejection::ExtensionTaken {
                         extension: ext.clone(),
-                        user: *holder,
+                        user: Some(*holder),
                     })
                 }
                 _ => {}
