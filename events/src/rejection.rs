@@ -109,6 +109,9 @@ pub struct Violation {
     pub limit: Option<u64>,
     pub used: Option<u64>,
     pub message: String,
+    /// Shown to a dealer's key for a group above its scope: `group` is then the scope group,
+    /// and the limits and usage above (the issuer's) are left out.
+    pub above_scope: bool,
 }
 
 impl Violation {
@@ -122,6 +125,7 @@ impl Violation {
             limit: None,
             used: None,
             message: message.into(),
+            above_scope: false,
         }
     }
 

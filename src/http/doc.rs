@@ -149,6 +149,9 @@ pub struct Violation {
     pub message: String,
     /// The command it belongs to (what-if only).
     pub index: Option<u64>,
+    /// `true` for a dealer's key refused by a group above its subtree: `group_id` is then the
+    /// key's group (see "Dealers" in docs/API.md).
+    pub above_scope: Option<bool>,
 }
 
 // ---- Parameters ---------------------------------------------------------------------------

@@ -128,6 +128,9 @@ pub fn violation_json(v: &Violation) -> Value {
     if let Some(used) = v.used {
         out["used"] = json!(used);
     }
+    if v.above_scope {
+        out["above_scope"] = json!(true);
+    }
     out
 }
 

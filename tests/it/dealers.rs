@@ -430,3 +430,69 @@ async fn a_taken_extension_names_its_holder_to_a_dealer_only_inside_its_subtree(
     assert_error(status, &body, StatusCode::CONFLICT, "conflict");
     assert_eq!(body["error"]["details"]["user_id"], json!(t.clara));
 }
+
+#[tokio::test]
+async fn a_limit_reached_above_a_dealers_group_is_refused_as_its_grant_without_the_issuers_figures()
+{
+    let server = Server::start();
+    let t = tree(&server).await;
+    let (_, north) = server
+        .get(&t.tenant.path(&format!("/groups/{}", t.north)), ROOT_TOKEN)
+        .await;
+    let distributor = north["parent_id"].as_str().expect("parent").to_string();
+    // The distributor's limit, set by its issuer: Anna's and Clara's phones fill it.
+    let (status, body) = server
+        .put(
+            &t.tenant.path(&format!("/groups/{distributor}/restriction")),
+            ROOT_TOKEN,
+            json!({"enabled": true, "limits": {"phone_system": 2}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let dora = server.user(&t.tenant, &t.site, "Dora").await;
+    let assign = json!({"user_id": dora, "type": "phone_system"});
+    let (status, body) = server
+        .post(&t.tenant.path("/assignments"), &t.dealer, assign.clone())
+        .await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "rule_violation",
+    );
+    let violations = body["error"]["details"]["violations"]
+        .as_array()
+        .expect("violations");
+    assert_eq!(violations.len(), 1, "{body}");
+    let v = &violations[0];
+    assert_eq!(v["rule"], "group_limit_reached");
+    assert_eq!(v["group_id"], json!(t.north), "shown as the dealer's grant");
+    assert_eq!(v["above_scope"], true);
+    assert_eq!(v["type"], "phone_system");
+    assert!(v.get("limit").is_none() && v.get("used").is_none(), "{v}");
+    let text = body.to_string();
+    assert!(
+        !text.contains(&distributor),
+        "the group above is named: {text}"
+    );
+    assert!(
+        !text.contains("Distributor"),
+        "the group above is named: {text}"
+    );
+    // The tenant's own keys see where it is.
+    let (status, body) = server
+        .post(&t.tenant.path("/assignments"), ROOT_TOKEN, assign)
+        .await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "rule_violation",
+    );
+    let v = &body["error"]["details"]["violations"][0];
+    assert_eq!(v["group_id"], json!(distributor));
+    assert_eq!(
+        (v["limit"].clone(), v["used"].clone()),
+        (json!(2), json!(2))
+    );
+}

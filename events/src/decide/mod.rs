@@ -24,7 +24,7 @@ pub use tenant::{check_tenant_total, TenantTotal};
 use crate::command::{Command, Context};
 use crate::event::Event;
 use crate::ids::GroupId;
-use crate::rejection::Rejection;
+use crate::rejection::{Rejection, Violation};
 use crate::state::Tenant;
 use crate::time::truncate_to_micros;
 
@@ -133,6 +133,21 @@ fn seen_from(state: &Tenant, scope: GroupId, rejection: Rejection) -> Rejection 
             extension,
             user: None,
         },
+        Rejection::RuleViolations(list) => {
+            let mut shown: Vec<Violation> = Vec::with_capacity(list.len());
+            for v in list {
+                let v = seen_violation(state, scope, v);
+                // The groups above are folded into the scope group: one entry per rule and type.
+                let repeated = v.above_scope
+                    && shown.iter().any(|s| {
+                        s.above_scope && s.rule == v.rule && s.license_type == v.license_type
+                    });
+                if !repeated {
+                    shown.push(v);
+                }
+            }
+            Rejection::RuleViolations(shown)
+        }
         Rejection::BatchRejected(items) => Rejection::BatchRejected(
             items
                 .into_iter()
@@ -140,6 +155,32 @@ fn seen_from(state: &Tenant, scope: GroupId, rejection: Rejection) -> Rejection 
                 .collect(),
         ),
         other => other,
+    }
+}
+
+/// A violation at a group above `scope` as the scoped key sees it: on the scope group (its
+/// grant), without the issuer's limit, usage or group name.
+fn seen_violation(state: &Tenant, scope: GroupId, v: Violation) -> Violation {
+    if v.group
+        .is_none_or(|g| scope::group_in_scope(state, scope, g))
+    {
+        return v;
+    }
+    let name = state.groups.get(&scope).map_or("", |g| g.name.as_str());
+    let what = v
+        .license_type
+        .as_ref()
+        .map_or_else(String::new, |t| format!(" for {t}"));
+    Violation {
+        group: Some(scope),
+        limit: None,
+        used: None,
+        above_scope: true,
+        message: format!(
+            "{}{what}: a group above {name} ({scope}), which the key's issuer manages, does not allow this",
+            v.rule.as_str()
+        ),
+        ..v
     }
 }
 
