@@ -123,7 +123,8 @@ pub fn decide_as(
 
 /// A rejection as a key scoped to `scope` may see it: the holder of a taken extension is not
 /// named when they are outside the scope (the refusal itself stays: extensions are unique in
-/// the whole tenant).
+/// the whole tenant), and a violation at a group above the scope is shown on the scope group
+/// ([`seen_violation`]); inside a batch's refusal too.
 fn seen_from(state: &Tenant, scope: GroupId, rejection: Rejection) -> Rejection {
     match rejection {
         Rejection::ExtensionTaken {
