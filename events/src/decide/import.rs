@@ -185,13 +185,18 @@ fn import_row(
         return Err(errors);
     };
     if let Some(holder) = state.extensions.get(&extension).filter(|h| **h != user) {
-        // A dealer's import learns that the extension is taken, not by whom outside its scope.
-        let message = if visible(*holder) {
-            format!("extension {extension} is already used by user {holder}")
-        } else {
-            format!("extension {extension} is already used by another user")
+        // Worded as the refusal of a single write: a dealer's import learns that the extension
+        // is taken, not by whom outside its scope.
+        let taken = Rejection::ExtensionTaken {
+            extension: extension.clone(),
+            user: Some(*holder).filter(|h| visible(*h)),
         };
-        errors.push(row_error(row, "Ext Key", "extension_taken", message));
+        errors.push(row_error(
+            row,
+            "Ext Key",
+            "extension_taken",
+            taken.to_string(),
+        ));
     }
     if !errors.is_empty() {
         return Err(errors);

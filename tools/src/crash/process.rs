@@ -85,8 +85,7 @@ impl Server {
         if let Some(store) = store {
             command.env("LEDGER_STORE", store);
         }
-        Server::spawn_command(command, data, RootToken::Env(ROOT_TOKEN), false)
-            .map(|(server, _)| server)
+        Server::start_command(command, data)
     }
 
     /// Start `command` (which names the binary and any environment of its own) on `data` with
