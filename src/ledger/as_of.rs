@@ -251,7 +251,10 @@ impl Ledger {
                         drop(world);
                         return Ok(read(&past));
                     }
-                    (wanted, self.shared.past_states.checkpoint_spacing(live))
+                    (
+                        wanted,
+                        self.handle.shared.past_states.checkpoint_spacing(live),
+                    )
                 }
                 _ => (wanted, CHECKPOINT_EVENTS),
             }
@@ -271,7 +274,7 @@ impl Ledger {
         version: u64,
         spacing: u64,
     ) -> Result<Arc<Tenant>, StoreError> {
-        let past = &self.shared.past_states;
+        let past = &self.handle.shared.past_states;
         let (mut state, mut after_seq) = match past.nearest_at_or_below(tenant, version) {
             Some((found, seq, state)) if found == version => {
                 past.keep(tenant, version, seq, Arc::clone(&state), Kept::Answer);

@@ -152,9 +152,16 @@ pub(super) struct Node {
     log_head: std::sync::atomic::AtomicU64,
 }
 
-/// Handle to the running ledger; cheap to clone.
+/// Handle to the running ledger; cheap to clone: one reference count, so that the request
+/// handlers that each clone it do not contend on more.
 #[derive(Clone)]
 pub struct Ledger {
+    handle: Arc<Handle>,
+}
+
+/// What every clone of a [`Ledger`] shares. The writer stops once the last is dropped (the
+/// queue's last sender with it).
+struct Handle {
     shared: Arc<Shared>,
     queue: mpsc::Sender<Job>,
 }
@@ -249,7 +256,9 @@ impl Ledger {
             .name("ledger-writer".into())
             .spawn(move || writer_loop(writer, receiver))
             .map_err(|e| StoreError::Io(e.to_string()))?;
-        Ok(Ledger { shared, queue })
+        Ok(Ledger {
+            handle: Arc::new(Handle { shared, queue }),
+        })
     }
 
     /// Decide, append and flush one command; answers once it is durable.
@@ -288,14 +297,19 @@ impl Ledger {
             preview_cost: options.preview_cost,
             reply,
         };
-        self.queue.send(job).await.map_err(|_| ExecError::Closed)?;
+        self.handle
+            .queue
+            .send(job)
+            .await
+            .map_err(|_| ExecError::Closed)?;
         answer.await.map_err(|_| ExecError::Closed)?
     }
 
     /// Read the current state.
     pub fn read(&self) -> RwLockReadGuard<'_, World> {
         // A poisoned lock means the writer panicked mid-fold; the state is not trustworthy.
-        self.shared
+        self.handle
+            .shared
             .world
             .read()
             .expect("the ledger state lock is poisoned")
@@ -303,18 +317,29 @@ impl Ledger {
 
     /// The live key whose token hashes to `hash`. Never waits for a flush in progress.
     pub fn grant(&self, hash: &[u8; 32]) -> Option<KeyGrant> {
-        let keys = self.shared.keys.read().unwrap_or_else(|p| p.into_inner());
+        let keys = self
+            .handle
+            .shared
+            .keys
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
         keys.get(hash).copied()
     }
 
     /// Why writes are stopped, if a storage failure stopped them.
     pub fn writes_stopped(&self) -> Option<String> {
-        self.shared.stopped.lock().ok().and_then(|s| s.clone())
+        self.handle
+            .shared
+            .stopped
+            .lock()
+            .ok()
+            .and_then(|s| s.clone())
     }
 
     /// Batches appended (group commits) since start.
     pub fn batches_committed(&self) -> u64 {
-        self.shared
+        self.handle
+            .shared
             .batches
             .load(std::sync::atomic::Ordering::Relaxed)
     }
@@ -322,7 +347,8 @@ impl Ledger {
     /// Whether this node takes writes: always on a log of its own; on a shared log, once it
     /// holds the lease and has folded the whole log.
     pub fn is_writer(&self) -> bool {
-        self.shared
+        self.handle
+            .shared
             .node
             .as_ref()
             .is_none_or(|node| node.writer.load(std::sync::atomic::Ordering::Acquire))
@@ -331,14 +357,14 @@ impl Ledger {
     /// On a shared log: events committed that this node has not folded yet (as of its last
     /// look at the log).
     pub fn lag(&self) -> Option<u64> {
-        let node = self.shared.node.as_ref()?;
+        let node = self.handle.shared.node.as_ref()?;
         let seen = node.log_head.load(std::sync::atomic::Ordering::Acquire);
         Some(seen.saturating_sub(self.read().head))
     }
 
     /// On a shared log: where the writer takes writes, as it advertised it.
     pub fn writer_url(&self) -> Result<Option<String>, StoreError> {
-        match &self.shared.node {
+        match &self.handle.shared.node {
             Some(node) => node.lease.writer_url(),
             None => Ok(None),
         }
@@ -346,7 +372,7 @@ impl Ledger {
 
     /// The log's committed head now (asked of the store on a shared log).
     pub fn log_head(&self) -> Result<u64, StoreError> {
-        match &self.shared.node {
+        match &self.handle.shared.node {
             Some(node) => node.lease.log_head(),
             None => Ok(self.read().head),
         }
@@ -355,7 +381,7 @@ impl Ledger {
     /// Wait until the state has folded sequence `seq`, at most `timeout`; returns whether
     /// it has.
     pub async fn wait_for_seq(&self, seq: u64, timeout: std::time::Duration) -> bool {
-        let mut head = self.shared.head_watch.subscribe();
+        let mut head = self.handle.shared.head_watch.subscribe();
         let reached = tokio::time::timeout(timeout, head.wait_for(|head| *head >= seq)).await;
         matches!(reached, Ok(Ok(_)))
     }
@@ -367,12 +393,12 @@ impl Ledger {
         if !self.is_writer() {
             return Ok(None);
         }
-        snapshots::snapshot_on_stop(&self.shared)
+        snapshots::snapshot_on_stop(&self.handle.shared)
     }
 
     /// The store underneath, for history queries.
     pub fn store(&self) -> &dyn EventStore {
-        self.shared.store.as_ref()
+        self.handle.shared.store.as_ref()
     }
 }
 

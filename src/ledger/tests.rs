@@ -216,7 +216,15 @@ fn as_of_answers_from_checkpoints_equal_a_fold_from_scratch() {
         let got = ledger.with_tenant_at(tenant, at, Tenant::clone).unwrap();
         assert_eq!(got, expected, "as of {at}");
     }
-    let kept = ledger.shared.past_states.inner.lock().unwrap().states.len();
+    let kept = ledger
+        .handle
+        .shared
+        .past_states
+        .inner
+        .lock()
+        .unwrap()
+        .states
+        .len();
     assert!(kept >= 2, "queries left past states behind ({kept})");
     // Nothing happened since the last batch: the live state answers.
     let later = start + Duration::hours(9);
@@ -353,7 +361,15 @@ fn as_of_group_state_and_entitlements_from_the_past_index_equal_a_fold() {
             }
         }
     }
-    let folded_states = ledger.shared.past_states.inner.lock().unwrap().states.len();
+    let folded_states = ledger
+        .handle
+        .shared
+        .past_states
+        .inner
+        .lock()
+        .unwrap()
+        .states
+        .len();
     assert_eq!(folded_states, 0, "the past index answered without folding");
     let mut folded = Vec::new();
     for &at in &instants {
