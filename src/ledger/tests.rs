@@ -25,6 +25,19 @@ pub(crate) fn request(tenant: TenantId, command: Command) -> Request {
 
 /// Decide `command` for `tenant` at `at` against `world`, which folds its events; the
 /// events as the writer would append them.
+/// Past states the ledger keeps for queries about past instants.
+fn past_states_kept(ledger: &Ledger) -> usize {
+    ledger
+        .handle
+        .shared
+        .past_states
+        .inner
+        .lock()
+        .unwrap()
+        .states
+        .len()
+}
+
 fn decide_at(
     world: &mut World,
     tenant: TenantId,
@@ -216,15 +229,7 @@ fn as_of_answers_from_checkpoints_equal_a_fold_from_scratch() {
         let got = ledger.with_tenant_at(tenant, at, Tenant::clone).unwrap();
         assert_eq!(got, expected, "as of {at}");
     }
-    let kept = ledger
-        .handle
-        .shared
-        .past_states
-        .inner
-        .lock()
-        .unwrap()
-        .states
-        .len();
+    let kept = past_states_kept(&ledger);
     assert!(kept >= 2, "queries left past states behind ({kept})");
     // Nothing happened since the last batch: the live state answers.
     let later = start + Duration::hours(9);
@@ -361,15 +366,7 @@ fn as_of_group_state_and_entitlements_from_the_past_index_equal_a_fold() {
             }
         }
     }
-    let folded_states = ledger
-        .handle
-        .shared
-        .past_states
-        .inner
-        .lock()
-        .unwrap()
-        .states
-        .len();
+    let folded_states = past_states_kept(&ledger);
     assert_eq!(folded_states, 0, "the past index answered without folding");
     let mut folded = Vec::new();
     for &at in &instants {
