@@ -59,71 +59,6 @@ pub struct App {
 /// Every route of the API.
 pub fn app(state: App) -> Router {
     let _ = crate::metrics::handle();
-    let tenant_routes = Router::new()
-        .route("/", get(tenants::get_tenant))
-        .route("/keys", post(tenants::issue_key))
-        .route("/keys/{key}", axum::routing::delete(tenants::revoke_key))
-        .route("/catalog", get(tenants::catalog))
-        .route("/catalog/{code}", put(tenants::define_type))
-        .route("/settings/recording-retention", put(tenants::set_retention))
-        .route("/prices/{type}", put(tenants::set_price))
-        .route("/usage", get(tenants::usage))
-        .route("/events", get(audit::events))
-        .route("/users/{u}/entitlements/{type}", get(audit::entitlement))
-        .route("/billing/{month}", get(billing::month))
-        .route("/invoices/{month}", get(billing::invoice_of_month))
-        .route("/licenses", post(licenses::provision).get(licenses::list))
-        .route("/subscription/{type}", put(licenses::set_quantity))
-        .route(
-            "/licenses/{id}",
-            get(licenses::one).delete(licenses::terminate),
-        )
-        .route("/licenses/{id}/assign", post(licenses::assign))
-        .route("/licenses/{id}/unassign", post(licenses::unassign))
-        .route("/licenses/{id}/reassign", post(licenses::reassign))
-        .route("/licenses/{id}/addons", post(licenses::attach))
-        .route(
-            "/licenses/{id}/addons/{addon}",
-            axum::routing::delete(licenses::detach),
-        )
-        .route("/assignments", post(licenses::assign_by_type))
-        .route("/groups", post(groups::create).get(groups::list))
-        .route("/groups/{g}", get(groups::one).patch(groups::update))
-        .route(
-            "/groups/{g}/restriction",
-            put(groups::set_restriction).delete(groups::clear_restriction),
-        )
-        .route("/groups/{g}/state", get(groups::state))
-        .route("/what-if", post(whatif::preview))
-        .route(
-            "/imports",
-            post(imports::import).layer(DefaultBodyLimit::max(imports::IMPORT_BYTES_MAX)),
-        )
-        .route("/imports/sample.csv", get(imports::sample))
-        .route("/reminders", get(reminders::due))
-        .route("/webhook", put(reminders::set_webhook))
-        .route(
-            "/notification-template",
-            get(reminders::notification_template).put(reminders::set_notification_template),
-        )
-        .route("/users", post(users::create).get(users::list))
-        .route("/users/batch", post(users::create_batch))
-        .route(
-            "/users/{u}",
-            get(users::one).patch(users::update).delete(users::delete),
-        )
-        .route(
-            "/users/{u}/restriction",
-            put(users::set_restriction).delete(users::clear_restriction),
-        )
-        .route("/services", get(services::list))
-        .route("/services/{code}", put(services::define).get(services::one))
-        .route("/usage-records", post(services::record))
-        .route("/carts", post(carts::create))
-        .route("/carts/{id}", get(carts::one))
-        .route("/carts/{id}/confirm", post(carts::confirm))
-        .route("/users/{u}/groups", post(users::add_group))
-        .route("/users/{u}/groups/{g}", delete(users::remove_group));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
@@ -133,7 +68,120 @@ pub fn app(state: App) -> Router {
         .route("/v1/openapi.json", get(openapi::serve))
         .route("/v1/log", get(log::read))
         .route("/v1/tenants", post(tenants::create))
-        .nest("/v1/tenants/{t}", tenant_routes)
+        // A tenant's routes at their full paths: under `nest`, each would be wrapped in a
+        // layer rewriting every request's URI for handlers that never read it.
+        .route("/v1/tenants/{t}", get(tenants::get_tenant))
+        .route("/v1/tenants/{t}/keys", post(tenants::issue_key))
+        .route(
+            "/v1/tenants/{t}/keys/{key}",
+            axum::routing::delete(tenants::revoke_key),
+        )
+        .route("/v1/tenants/{t}/catalog", get(tenants::catalog))
+        .route("/v1/tenants/{t}/catalog/{code}", put(tenants::define_type))
+        .route(
+            "/v1/tenants/{t}/settings/recording-retention",
+            put(tenants::set_retention),
+        )
+        .route("/v1/tenants/{t}/prices/{type}", put(tenants::set_price))
+        .route("/v1/tenants/{t}/usage", get(tenants::usage))
+        .route("/v1/tenants/{t}/events", get(audit::events))
+        .route(
+            "/v1/tenants/{t}/users/{u}/entitlements/{type}",
+            get(audit::entitlement),
+        )
+        .route("/v1/tenants/{t}/billing/{month}", get(billing::month))
+        .route(
+            "/v1/tenants/{t}/invoices/{month}",
+            get(billing::invoice_of_month),
+        )
+        .route(
+            "/v1/tenants/{t}/licenses",
+            post(licenses::provision).get(licenses::list),
+        )
+        .route(
+            "/v1/tenants/{t}/subscription/{type}",
+            put(licenses::set_quantity),
+        )
+        .route(
+            "/v1/tenants/{t}/licenses/{id}",
+            get(licenses::one).delete(licenses::terminate),
+        )
+        .route(
+            "/v1/tenants/{t}/licenses/{id}/assign",
+            post(licenses::assign),
+        )
+        .route(
+            "/v1/tenants/{t}/licenses/{id}/unassign",
+            post(licenses::unassign),
+        )
+        .route(
+            "/v1/tenants/{t}/licenses/{id}/reassign",
+            post(licenses::reassign),
+        )
+        .route(
+            "/v1/tenants/{t}/licenses/{id}/addons",
+            post(licenses::attach),
+        )
+        .route(
+            "/v1/tenants/{t}/licenses/{id}/addons/{addon}",
+            axum::routing::delete(licenses::detach),
+        )
+        .route(
+            "/v1/tenants/{t}/assignments",
+            post(licenses::assign_by_type),
+        )
+        .route(
+            "/v1/tenants/{t}/groups",
+            post(groups::create).get(groups::list),
+        )
+        .route(
+            "/v1/tenants/{t}/groups/{g}",
+            get(groups::one).patch(groups::update),
+        )
+        .route(
+            "/v1/tenants/{t}/groups/{g}/restriction",
+            put(groups::set_restriction).delete(groups::clear_restriction),
+        )
+        .route("/v1/tenants/{t}/groups/{g}/state", get(groups::state))
+        .route("/v1/tenants/{t}/what-if", post(whatif::preview))
+        .route(
+            "/v1/tenants/{t}/imports",
+            post(imports::import).layer(DefaultBodyLimit::max(imports::IMPORT_BYTES_MAX)),
+        )
+        .route("/v1/tenants/{t}/imports/sample.csv", get(imports::sample))
+        .route("/v1/tenants/{t}/reminders", get(reminders::due))
+        .route("/v1/tenants/{t}/webhook", put(reminders::set_webhook))
+        .route(
+            "/v1/tenants/{t}/notification-template",
+            get(reminders::notification_template).put(reminders::set_notification_template),
+        )
+        .route(
+            "/v1/tenants/{t}/users",
+            post(users::create).get(users::list),
+        )
+        .route("/v1/tenants/{t}/users/batch", post(users::create_batch))
+        .route(
+            "/v1/tenants/{t}/users/{u}",
+            get(users::one).patch(users::update).delete(users::delete),
+        )
+        .route(
+            "/v1/tenants/{t}/users/{u}/restriction",
+            put(users::set_restriction).delete(users::clear_restriction),
+        )
+        .route("/v1/tenants/{t}/services", get(services::list))
+        .route(
+            "/v1/tenants/{t}/services/{code}",
+            put(services::define).get(services::one),
+        )
+        .route("/v1/tenants/{t}/usage-records", post(services::record))
+        .route("/v1/tenants/{t}/carts", post(carts::create))
+        .route("/v1/tenants/{t}/carts/{id}", get(carts::one))
+        .route("/v1/tenants/{t}/carts/{id}/confirm", post(carts::confirm))
+        .route("/v1/tenants/{t}/users/{u}/groups", post(users::add_group))
+        .route(
+            "/v1/tenants/{t}/users/{u}/groups/{g}",
+            delete(users::remove_group),
+        )
         .route_layer(axum::middleware::from_fn(fingerprint))
         .route_layer(axum::middleware::from_fn(observe))
         .fallback(not_found)
