@@ -1,9 +1,18 @@
 //! The embedded store on sled.
 //!
-//! One sled tree, two key spaces, written together by one atomic `apply_batch` and one flush:
+//! One sled tree, two key spaces, written by the append and made durable by one flush:
 //! - `L` + first seq (u64 big-endian) → a *record*: many events in one value, so replay reads
 //!   few large values instead of one key per event;
 //! - `T` + tenant (16 bytes) + first seq → empty: which records hold events of a tenant.
+//!
+//! An append that fits one record (every group commit but the largest imports) writes the
+//! record, then its tenant keys, as plain inserts. sled recovers a prefix of its log, so a
+//! crash before the flush ends leaves either nothing of the append, or its record with some of
+//! its tenant keys; only the last record can be in that state (each append is flushed before the
+//! next begins), and opening the store writes whatever tenant keys it lacks. A larger append is
+//! several records, written by one atomic `apply_batch`: a crash keeps all of them or none. The
+//! batch costs sled two more buffers written and synced by its I/O threads on every append
+//! (`pin_log` seals the buffer before and after its manifest), which the plain inserts avoid.
 //!
 //! Records are [`super::record`]'s.
 
@@ -81,6 +90,7 @@ impl SledStore {
                 let (key, value) = entry.map_err(io)?;
                 let first = first_seq_of_key(&key)?;
                 let events = decode_record(first, &value)?;
+                complete_tenant_keys(&log, first, events.iter().map(|e| e.tenant))?;
                 events.last().map_or(0, |e| e.seq)
             }
         };
@@ -129,6 +139,35 @@ impl SledStore {
     }
 }
 
+/// The tenants in `tenants`, each once, in order.
+fn distinct_tenants(tenants: impl Iterator<Item = TenantId>) -> Vec<TenantId> {
+    let mut tenants: Vec<TenantId> = tenants.collect();
+    tenants.sort();
+    tenants.dedup();
+    tenants
+}
+
+/// Write the tenant keys the record at `first_seq` holding events of `tenants` lacks: the last
+/// record of a single-record append cut short by a crash (see the module documentation).
+fn complete_tenant_keys(
+    log: &sled::Tree,
+    first_seq: u64,
+    tenants: impl Iterator<Item = TenantId>,
+) -> Result<(), Error> {
+    let mut wrote = false;
+    for tenant in distinct_tenants(tenants) {
+        let key = tenant_key(tenant, first_seq);
+        if !log.contains_key(&key[..]).map_err(io)? {
+            log.insert(&key[..], &[][..]).map_err(io)?;
+            wrote = true;
+        }
+    }
+    if wrote {
+        log.flush().map_err(io)?;
+    }
+    Ok(())
+}
+
 fn first_seq_of_key(key: &[u8]) -> Result<u64, Error> {
     let bytes: [u8; 8] = key
         .get(1..9)
@@ -147,20 +186,30 @@ impl EventStore for SledStore {
         }
         let head = self.head.load(Ordering::Acquire);
         super::check_follows(head, batch)?;
-        // One atomic sled batch; a large append is split into several records so no sled
-        // value grows past RECORD_EVENTS_MAX events.
-        let mut writes = sled::Batch::default();
-        for record in batch.chunks(RECORD_EVENTS_MAX) {
-            let first_seq = record[0].seq;
-            writes.insert(&record_key(first_seq)[..], encode_record(record));
-            let mut tenants: Vec<TenantId> = record.iter().map(|e| e.tenant).collect();
-            tenants.sort();
-            tenants.dedup();
-            for tenant in tenants {
-                writes.insert(&tenant_key(tenant, first_seq)[..], &[][..]);
+        if batch.len() <= RECORD_EVENTS_MAX {
+            // One record, then its tenant keys (see the module documentation).
+            let first_seq = batch[0].seq;
+            self.log
+                .insert(&record_key(first_seq)[..], encode_record(batch))
+                .map_err(io)?;
+            for tenant in distinct_tenants(batch.iter().map(|e| e.tenant)) {
+                self.log
+                    .insert(&tenant_key(tenant, first_seq)[..], &[][..])
+                    .map_err(io)?;
             }
+        } else {
+            // One atomic sled batch of several records, so no sled value grows past
+            // RECORD_EVENTS_MAX events.
+            let mut writes = sled::Batch::default();
+            for record in batch.chunks(RECORD_EVENTS_MAX) {
+                let first_seq = record[0].seq;
+                writes.insert(&record_key(first_seq)[..], encode_record(record));
+                for tenant in distinct_tenants(record.iter().map(|e| e.tenant)) {
+                    writes.insert(&tenant_key(tenant, first_seq)[..], &[][..]);
+                }
+            }
+            self.log.apply_batch(writes).map_err(io)?;
         }
-        self.log.apply_batch(writes).map_err(io)?;
         self.db.flush().map_err(io)?;
         let last = batch.last().map_or(head, |e| e.seq);
         self.write_head_file(last)?;
@@ -373,6 +422,35 @@ mod tests {
             .map(|e| e.seq)
             .collect();
         assert_eq!(of_t, vec![1]);
+    }
+
+    #[test]
+    fn a_record_whose_tenant_keys_a_crash_cut_short_is_read_per_tenant_after_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (TenantId::new_random(), TenantId::new_random());
+        {
+            let store = SledStore::open(dir.path()).unwrap();
+            store.append(&[event(1, a, b"first")]).unwrap();
+            store
+                .append(&[event(2, a, b"second"), event(3, b, b"third")])
+                .unwrap();
+            // Where a crash between the record and its last tenant key leaves the log.
+            store.log.remove(&tenant_key(b, 2)[..]).unwrap();
+            store.db.flush().unwrap();
+        }
+        let reopened = SledStore::open(dir.path()).unwrap();
+        let seqs = |tenant| -> Vec<u64> {
+            reopened
+                .read_tenant(tenant)
+                .unwrap()
+                .iter()
+                .map(|e| e.seq)
+                .collect()
+        };
+        assert_eq!(seqs(b), vec![3]);
+        assert_eq!(seqs(a), vec![1, 2]);
+        reopened.append(&[event(4, b, b"fourth")]).unwrap();
+        assert_eq!(seqs(b), vec![3, 4]);
     }
 
     #[test]
