@@ -18,7 +18,9 @@
 //! The `postgres` client blocks, and the store is called from the writer thread and from async
 //! handlers alike, so every connection lives on a thread of its own and is lent a job at a time.
 
-use super::record::{decode_record, encode_record, visit_record, RECORD_EVENTS_MAX};
+use super::record::{
+    decode_record, encode_record, record_tenants, visit_record, RECORD_EVENTS_MAX,
+};
 use super::{EncodedEvent, Error, EventRef, EventStore};
 use events::TenantId;
 use postgres::fallible_iterator::FallibleIterator;
@@ -445,9 +447,7 @@ struct Row {
 
 impl Row {
     fn of(events: &[EncodedEvent]) -> Row {
-        let mut tenants: Vec<Uuid> = events.iter().map(|e| e.tenant.as_uuid()).collect();
-        tenants.sort();
-        tenants.dedup();
+        let tenants = record_tenants(events).iter().map(|t| t.as_uuid()).collect();
         Row {
             first: events.first().map_or(0, |e| e.seq as i64),
             last: events.last().map_or(0, |e| e.seq as i64),

@@ -35,6 +35,14 @@ pub fn encode_record(batch: &[EncodedEvent]) -> Vec<u8> {
     record
 }
 
+/// The tenants with events in `events`, each once, in order: the keys of a record's tenant index.
+pub fn record_tenants(events: &[EncodedEvent]) -> Vec<TenantId> {
+    let mut tenants: Vec<TenantId> = events.iter().map(|e| e.tenant).collect();
+    tenants.sort();
+    tenants.dedup();
+    tenants
+}
+
 /// Decode and check one record whose key says it starts at `first_seq`.
 pub fn decode_record(first_seq: u64, record: &[u8]) -> Result<Vec<EncodedEvent>, Error> {
     let mut events = Vec::new();

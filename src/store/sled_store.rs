@@ -16,7 +16,9 @@
 //!
 //! Records are [`super::record`]'s.
 
-use super::record::{decode_record, encode_record, visit_record, RECORD_EVENTS_MAX};
+use super::record::{
+    decode_record, encode_record, record_tenants, visit_record, RECORD_EVENTS_MAX,
+};
 use super::{EncodedEvent, Error, EventRef, EventStore};
 use events::TenantId;
 use std::path::Path;
@@ -90,7 +92,7 @@ impl SledStore {
                 let (key, value) = entry.map_err(io)?;
                 let first = first_seq_of_key(&key)?;
                 let events = decode_record(first, &value)?;
-                complete_tenant_keys(&log, first, events.iter().map(|e| e.tenant))?;
+                complete_tenant_keys(&log, first, &events)?;
                 events.last().map_or(0, |e| e.seq)
             }
         };
@@ -139,23 +141,31 @@ impl SledStore {
     }
 }
 
-/// The tenants in `tenants`, each once, in order.
-fn distinct_tenants(tenants: impl Iterator<Item = TenantId>) -> Vec<TenantId> {
-    let mut tenants: Vec<TenantId> = tenants.collect();
-    tenants.sort();
-    tenants.dedup();
-    tenants
+/// What a record of `events` writes, in order: the record, then its tenant keys.
+fn record_writes(events: &[EncodedEvent]) -> Vec<(sled::IVec, sled::IVec)> {
+    let first_seq = events[0].seq;
+    let mut writes = vec![(
+        record_key(first_seq)[..].into(),
+        encode_record(events).into(),
+    )];
+    for tenant in record_tenants(events) {
+        writes.push((
+            tenant_key(tenant, first_seq)[..].into(),
+            sled::IVec::default(),
+        ));
+    }
+    writes
 }
 
-/// Write the tenant keys the record at `first_seq` holding events of `tenants` lacks: the last
-/// record of a single-record append cut short by a crash (see the module documentation).
+/// Write the tenant keys the record at `first_seq` holding `events` lacks: the last record of
+/// a single-record append cut short by a crash (see the module documentation).
 fn complete_tenant_keys(
     log: &sled::Tree,
     first_seq: u64,
-    tenants: impl Iterator<Item = TenantId>,
+    events: &[EncodedEvent],
 ) -> Result<(), Error> {
     let mut wrote = false;
-    for tenant in distinct_tenants(tenants) {
+    for tenant in record_tenants(events) {
         let key = tenant_key(tenant, first_seq);
         if !log.contains_key(&key[..]).map_err(io)? {
             log.insert(&key[..], &[][..]).map_err(io)?;
@@ -187,26 +197,16 @@ impl EventStore for SledStore {
         let head = self.head.load(Ordering::Acquire);
         super::check_follows(head, batch)?;
         if batch.len() <= RECORD_EVENTS_MAX {
-            // One record, then its tenant keys (see the module documentation).
-            let first_seq = batch[0].seq;
-            self.log
-                .insert(&record_key(first_seq)[..], encode_record(batch))
-                .map_err(io)?;
-            for tenant in distinct_tenants(batch.iter().map(|e| e.tenant)) {
-                self.log
-                    .insert(&tenant_key(tenant, first_seq)[..], &[][..])
-                    .map_err(io)?;
+            // One record, then its tenant keys, as plain inserts (see the module documentation).
+            for (key, value) in record_writes(batch) {
+                self.log.insert(key, value).map_err(io)?;
             }
         } else {
             // One atomic sled batch of several records, so no sled value grows past
             // RECORD_EVENTS_MAX events.
             let mut writes = sled::Batch::default();
-            for record in batch.chunks(RECORD_EVENTS_MAX) {
-                let first_seq = record[0].seq;
-                writes.insert(&record_key(first_seq)[..], encode_record(record));
-                for tenant in distinct_tenants(record.iter().map(|e| e.tenant)) {
-                    writes.insert(&tenant_key(tenant, first_seq)[..], &[][..]);
-                }
+            for (key, value) in batch.chunks(RECORD_EVENTS_MAX).flat_map(record_writes) {
+                writes.insert(key, value);
             }
             self.log.apply_batch(writes).map_err(io)?;
         }
